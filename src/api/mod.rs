@@ -1,0 +1,190 @@
+//! The daemon's HTTP/1.1 + JSON API on its unix socket.
+//!
+//! Routes live under `/v1/`; `curl --unix-socket $RUNTIME/warren.sock
+//! http://warren/v1/networks` works. Bodies are read as bytes and parsed
+//! here, so malformed JSON, unknown fields and wrong types all become the
+//! same JSON error shape as every other failure:
+//! `{"error": "...", "hint": "..."}` with a fitting status code. Each handler
+//! hands its work to a blocking thread: the state lock and the setns helper
+//! never stall the runtime.
+
+pub mod types;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::warn;
+
+use crate::daemon::error::ApiError;
+use crate::daemon::state::Daemon;
+use types::{ErrorBody, Ping};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            Json(ErrorBody {
+                error: self.error,
+                hint: self.hint,
+            }),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// The router over a shared [`Daemon`].
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v1/ping", get(ping))
+        .route("/v1/networks", get(list_networks).post(create_network))
+        .route("/v1/networks/prune", post(prune_networks))
+        .route(
+            "/v1/networks/{name}",
+            get(inspect_network).delete(remove_network),
+        )
+        .route("/v1/networks/{name}/stats", get(network_stats))
+        .route("/v1/sandboxes", get(list_sandboxes).post(create_sandbox))
+        .route(
+            "/v1/sandboxes/{id}",
+            get(inspect_sandbox).delete(remove_sandbox),
+        )
+        .fallback(|| async {
+            ApiError::not_found(
+                "no such API route",
+                "routes are under /v1/: networks, sandboxes",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(daemon)
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            format!("invalid request body: {e}"),
+            "send the JSON the API documents (docs/api.md)",
+        )
+    })
+}
+
+/// Runs `f` on a blocking thread and wraps its answer as JSON.
+async fn blocking<T, F>(daemon: &Arc<Daemon>, f: F) -> ApiResult<T>
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Daemon) -> Result<T, ApiError> + Send + 'static,
+{
+    let d = daemon.clone();
+    tokio::task::spawn_blocking(move || f(&d))
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+}
+
+async fn ping() -> Json<Ping> {
+    Json(Ping {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+    })
+}
+
+async fn list_networks(State(d): State<Arc<Daemon>>) -> ApiResult<Vec<types::NetworkSummary>> {
+    blocking(&d, |d| Ok(d.list_networks())).await
+}
+
+async fn create_network(State(d): State<Arc<Daemon>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: types::NetworkCreate = parse(&body)?;
+    let net = blocking(&d, move |d| d.create_network(req)).await?;
+    Ok((StatusCode::CREATED, net).into_response())
+}
+
+async fn prune_networks(State(d): State<Arc<Daemon>>) -> ApiResult<types::Pruned> {
+    blocking(&d, |d| Ok(d.prune_networks())).await
+}
+
+async fn inspect_network(
+    State(d): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+) -> ApiResult<types::NetworkInspect> {
+    blocking(&d, move |d| d.inspect_network(&name)).await
+}
+
+async fn network_stats(
+    State(d): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    blocking(&d, move |d| d.network_stats(&name)).await
+}
+
+async fn remove_network(
+    State(d): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    blocking(&d, move |d| {
+        d.remove_network(&name)
+            .map(|n| serde_json::json!({ "removed": n }))
+    })
+    .await
+}
+
+async fn list_sandboxes(State(d): State<Arc<Daemon>>) -> ApiResult<Vec<types::SandboxSummary>> {
+    blocking(&d, |d| Ok(d.list_sandboxes())).await
+}
+
+async fn create_sandbox(State(d): State<Arc<Daemon>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: types::SandboxCreate = parse(&body)?;
+    let dd = d.clone();
+    let created = tokio::task::spawn_blocking(move || dd.create_sandbox(req))
+        .await
+        .map_err(ApiError::internal)??;
+    watch_exit(d, created.answer.id.clone(), created.pidfd);
+    Ok((StatusCode::CREATED, Json(created.answer)).into_response())
+}
+
+/// Frees a sandbox's endpoints as soon as its process exits: the pidfd
+/// polls readable on exit, however the process died.
+pub fn watch_exit(d: Arc<Daemon>, id: String, pidfd: Arc<std::os::fd::OwnedFd>) {
+    tokio::spawn(async move {
+        if let Err(e) = crate::sys::pidfd::wait_exit(pidfd).await {
+            warn!(id = %id, error = %e, "cannot watch sandbox pidfd; freeing it now");
+        }
+        let _ = tokio::task::spawn_blocking(move || d.forget_sandbox(&id, "process exited")).await;
+    });
+}
+
+async fn inspect_sandbox(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> ApiResult<types::SandboxInspect> {
+    blocking(&d, move |d| d.inspect_sandbox(&id)).await
+}
+
+#[derive(serde::Deserialize)]
+struct RmQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn remove_sandbox(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<RmQuery>,
+) -> ApiResult<serde_json::Value> {
+    blocking(&d, move |d| {
+        d.remove_sandbox(&id, q.force)
+            .map(|n| serde_json::json!({ "removed": n }))
+    })
+    .await
+}

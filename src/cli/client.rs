@@ -1,0 +1,181 @@
+//! The CLI's HTTP client, and auto-starting the daemon.
+//!
+//! Each CLI call makes one connection to the unix socket and one request on
+//! a current-thread tokio runtime (no extra threads: `warren exec` must be
+//! single-threaded to `setns` into a user namespace afterwards). When the
+//! socket is missing or refuses connections, the CLI starts `warren daemon`
+//! detached (its own session, output to `daemon.log` in the runtime
+//! directory) and waits until `/v1/ping` answers, so a new user never starts
+//! the daemon by hand.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::types::ErrorBody;
+use crate::daemon::paths::Paths;
+
+/// How long the CLI waits for a daemon it started.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An error the daemon answered with: printed as `error` and `hint`.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: u16,
+    pub body: ErrorBody,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.body.error)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+/// A connection-less client: one request per call.
+pub struct Client {
+    paths: Paths,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Client {
+    /// A client for the daemon of `paths`, starting it when it is not running.
+    pub fn connect(paths: &Paths) -> Result<Client> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?;
+        let client = Client {
+            paths: paths.clone(),
+            rt,
+        };
+        if client.ping().is_err() {
+            client.start_daemon()?;
+        }
+        Ok(client)
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.request::<(), serde_json::Value>(Method::GET, "/v1/ping", None)
+            .map(|_| ())
+    }
+
+    fn start_daemon(&self) -> Result<()> {
+        self.paths.prepare()?;
+        let exe = std::env::current_exe().context("locating the warren binary")?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.paths.daemon_log())
+            .with_context(|| format!("opening {}", self.paths.daemon_log().display()))?;
+        let mut child = Command::new(exe)
+            .arg("--state-dir")
+            .arg(&self.paths.state)
+            .arg("--runtime-dir")
+            .arg(&self.paths.runtime)
+            .arg("daemon")
+            .arg("--setsid")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("starting warren daemon")?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if self.ping().is_ok() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Another CLI may have won the race to start it.
+                if self.ping().is_ok() {
+                    return Ok(());
+                }
+                bail!(
+                    "warren daemon exited during start-up ({status}); its log {} says:\n{}",
+                    self.paths.daemon_log().display(),
+                    log_tail(&self.paths.daemon_log())
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "warren daemon did not answer within {START_TIMEOUT:?}; see {}",
+                    self.paths.daemon_log().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.request::<(), T>(Method::GET, path, None)
+    }
+
+    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.request(Method::POST, path, Some(body))
+    }
+
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.request::<(), T>(Method::DELETE, path, None)
+    }
+
+    fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let sock = self.paths.socket();
+        let body = match body {
+            Some(b) => serde_json::to_vec(b)?,
+            None => Vec::new(),
+        };
+        self.rt.block_on(async move {
+            let stream = tokio::net::UnixStream::connect(&sock)
+                .await
+                .with_context(|| format!("connecting to {}", sock.display()))?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let req = Request::builder()
+                .method(method)
+                .uri(format!("http://warren{path}"))
+                .header("content-type", "application/json")
+                .header("host", "warren")
+                .body(Full::new(Bytes::from(body)))?;
+            let resp = sender.send_request(req).await?;
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            if !status.is_success() {
+                let body: ErrorBody =
+                    serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
+                        error: format!(
+                            "daemon answered {status}: {}",
+                            String::from_utf8_lossy(&bytes)
+                        ),
+                        hint: String::new(),
+                    });
+                return Err(anyhow!(ApiFailure {
+                    status: status.as_u16(),
+                    body
+                }));
+            }
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing the daemon's answer to {path}"))
+        })
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}

@@ -1,0 +1,199 @@
+//! The command line: clap definitions and dispatch.
+//!
+//! The CLI is a thin client of the daemon's API ([`client`]); one file per
+//! command group mirrors the commands (`network`, `run`, `sandbox` for
+//! ps/inspect/rm/exec). Two hidden subcommands are not for users: `__init`
+//! (the first process of a sandbox) and `__netns-helper` (the daemon's setns
+//! helper); see [`crate::sandbox`].
+//!
+//! Errors print as `warren: <what went wrong>` and, where there is one, a
+//! `hint:` line saying what to do, with a non-zero exit: 1 for a failed
+//! command, 125 when `run` could not start the sandbox (as Docker), and the
+//! command's own status otherwise.
+
+pub mod client;
+pub mod network;
+pub mod run;
+pub mod sandbox;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::daemon::paths::Paths;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "warren",
+    version,
+    about = "Docker's container network model, without root"
+)]
+pub struct Cli {
+    /// Where network definitions are kept [default: $XDG_DATA_HOME/warren]
+    #[arg(long, global = true, env = "WARREN_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Where the socket, pid file and logs live [default: $XDG_RUNTIME_DIR/warren or /tmp/warren-$UID]
+    #[arg(long, global = true, env = "WARREN_RUNTIME_DIR", value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground (the CLI starts it when needed)
+    Daemon(DaemonArgs),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// Run a command in a new sandbox
+    Run(run::RunArgs),
+    /// List running sandboxes
+    Ps(sandbox::PsArgs),
+    /// Show sandboxes as JSON
+    Inspect(sandbox::InspectArgs),
+    /// Run a command inside a running sandbox
+    Exec(sandbox::ExecArgs),
+    /// Remove sandboxes
+    Rm(sandbox::RmArgs),
+    #[command(name = "__init", hide = true)]
+    Init(InitArgs),
+    #[command(name = "__netns-helper", hide = true)]
+    NetnsHelper,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DaemonArgs {
+    /// DNS servers to forward to instead of the host's resolvers
+    #[arg(long = "dns-upstream", value_name = "IP[:PORT]")]
+    pub dns_upstream: Vec<String>,
+    /// Start a new session (used when the CLI starts the daemon)
+    #[arg(long, hide = true)]
+    pub setsid: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    #[arg(long)]
+    pub detach: bool,
+    #[arg(long)]
+    pub net_host: bool,
+    #[arg(last = true, required = true)]
+    pub cmd: Vec<String>,
+}
+
+/// Entry point; returns the process's exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let paths = Paths::resolve(cli.state_dir.clone(), cli.runtime_dir.clone());
+    let result = match cli.command {
+        Command::Daemon(args) => {
+            init_tracing();
+            if !args.dns_upstream.is_empty() {
+                tracing::info!(upstreams = ?args.dns_upstream, "DNS forwarding is not implemented yet; upstreams ignored");
+            }
+            crate::daemon::run(
+                paths,
+                crate::daemon::Options {
+                    setsid: args.setsid,
+                },
+            )
+            .map(|()| 0)
+        }
+        Command::Network(cmd) => network::main(&paths, cmd),
+        Command::Run(args) => run::main(&paths, args),
+        Command::Ps(args) => sandbox::ps(&paths, args),
+        Command::Inspect(args) => sandbox::inspect(&paths, args),
+        Command::Exec(args) => sandbox::exec(&paths, args),
+        Command::Rm(args) => sandbox::rm(&paths, args),
+        Command::Init(args) => {
+            return crate::sandbox::init::main(args.detach, args.net_host, &args.cmd)
+        }
+        Command::NetnsHelper => return crate::sandbox::helper::main(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+/// Prints an error (and the daemon's hint) and returns exit status 1.
+pub fn report(e: &anyhow::Error) -> i32 {
+    if let Some(f) = e.downcast_ref::<client::ApiFailure>() {
+        eprintln!("warren: {}", f.body.error);
+        if !f.body.hint.is_empty() {
+            eprintln!("hint: {}", f.body.hint);
+        }
+    } else {
+        eprintln!("warren: {e:#}");
+    }
+    1
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+/// Prints rows as a left-aligned table with Docker's three-space gutter.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}   ", w = *w));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+/// `--format table|json`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_the_command_after_its_options() {
+        let cli = Cli::try_parse_from([
+            "warren", "run", "--net", "dev", "-d", "--", "sh", "-c", "exit 3",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.network, ["dev"]);
+        assert!(a.detach);
+        assert_eq!(a.cmd, ["sh", "-c", "exit 3"]);
+    }
+}

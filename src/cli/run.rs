@@ -1,0 +1,151 @@
+//! `warren run`: a command in a new sandbox.
+//!
+//! The order matters: the init ([`crate::sandbox::init`]) makes the
+//! namespaces and waits; the CLI asks the daemon to attach that pid (the
+//! daemon's helper creates `eth0`… inside); the init then bind-mounts the
+//! generated files and execs the command. If the attach fails, the init is
+//! killed before the command ever ran, and `run` exits 125 with the daemon's
+//! reason. The exit status is otherwise the command's (128+N for a signal).
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+
+use anyhow::{bail, Context, Result};
+
+use super::client::Client;
+use crate::api::types::{EndpointRequest, SandboxCreate, SandboxCreated};
+use crate::daemon::paths::Paths;
+use crate::daemon::util::random_id;
+use crate::sandbox::init::{self, Go, NetMode, EXIT_ABORTED};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Name of the sandbox [default: a generated adjective_noun]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Network to attach (repeatable); `none` for loopback only, `host` for the caller's network
+    #[arg(long = "network", alias = "net", value_name = "NET")]
+    pub network: Vec<String>,
+    /// Extra DNS name on every network given (repeatable)
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// Static IPv4 address on the first network
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// MAC address on the first network [default: 02:42 + the IPv4 address]
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Hostname inside the sandbox [default: the short id]
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Run in the background and print the sandbox id
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// The command and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub cmd: Vec<String>,
+}
+
+pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
+    let (mode, net_mode, networks) = plan_networks(&a)?;
+    let client = Client::connect(paths)?;
+    let id = random_id();
+    let stdio = if a.detach {
+        let log_path = paths.logs_dir().join(format!("{id}.log"));
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        [
+            Stdio::null(),
+            Stdio::from(log.try_clone()?),
+            Stdio::from(log),
+        ]
+    } else {
+        [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()]
+    };
+    let exe = std::env::current_exe().context("locating the warren binary")?;
+    let handle = match init::spawn(&exe, &a.cmd, net_mode, a.detach, stdio) {
+        Ok(h) => h,
+        Err(e) => {
+            super::report(&e);
+            return Ok(EXIT_ABORTED);
+        }
+    };
+    let req = SandboxCreate {
+        id: Some(id.clone()),
+        name: a.name.clone(),
+        pid: handle.pid(),
+        hostname: a.hostname.clone(),
+        network_mode: Some(mode.to_string()),
+        networks,
+        command: a.cmd.clone(),
+    };
+    let created: SandboxCreated = match client.post("/v1/sandboxes", &req) {
+        Ok(c) => c,
+        Err(e) => {
+            handle.abort();
+            super::report(&e);
+            return Ok(EXIT_ABORTED);
+        }
+    };
+    let go = Go {
+        hostname: Some(created.hostname.clone()),
+        binds: created
+            .binds
+            .iter()
+            .map(|(s, d)| (s.into(), d.into()))
+            .collect(),
+    };
+    drop(client);
+    let mut child = handle.go(&go)?;
+    if a.detach {
+        println!("{}", created.id);
+        return Ok(0);
+    }
+    let status = child.wait().context("waiting for the sandbox's command")?;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// Splits `--network` values into a mode and endpoint requests.
+fn plan_networks(a: &RunArgs) -> Result<(&'static str, NetMode, Vec<EndpointRequest>)> {
+    let special: Vec<&String> = a
+        .network
+        .iter()
+        .filter(|n| *n == "host" || *n == "none")
+        .collect();
+    if let Some(s) = special.first() {
+        if a.network.len() > 1 {
+            bail!("--network {s} cannot be combined with other networks");
+        }
+        if a.ip.is_some() || a.mac_address.is_some() || !a.network_alias.is_empty() {
+            bail!("--ip, --mac-address and --network-alias need a network; --network {s} has none");
+        }
+        return Ok(if s.as_str() == "host" {
+            ("host", NetMode::Host, vec![])
+        } else {
+            ("none", NetMode::Private, vec![])
+        });
+    }
+    let names = if a.network.is_empty() {
+        vec![crate::daemon::state::DEFAULT_NETWORK.to_string()]
+    } else {
+        a.network.clone()
+    };
+    let eps = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, network)| EndpointRequest {
+            network,
+            aliases: a.network_alias.clone(),
+            ip: if i == 0 { a.ip.clone() } else { None },
+            mac: if i == 0 { a.mac_address.clone() } else { None },
+        })
+        .collect();
+    Ok(("bridge", NetMode::Private, eps))
+}

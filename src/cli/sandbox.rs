@@ -1,0 +1,183 @@
+//! `warren ps`, `inspect`, `exec` and `rm`.
+//!
+//! `exec` joins a running sandbox's namespaces itself: it asks the daemon for
+//! the sandbox's pid, opens `/proc/PID/ns/{user,net,uts,mnt}`, `setns`es into
+//! each that differs from its own (user first: that is where its
+//! capabilities for the others come from), returns to the caller's working
+//! directory if it exists there, and execs the command, so the exit status is
+//! the command's. The CLI is single-threaded at that point, as
+//! `setns(CLONE_NEWUSER)` requires.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+
+use anyhow::{Context, Result};
+use nix::sched::CloneFlags;
+
+use super::client::Client;
+use super::{print_table, Format};
+use crate::api::types::{SandboxInspect, SandboxSummary};
+use crate::daemon::paths::Paths;
+
+#[derive(clap::Args, Debug)]
+pub struct PsArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Only print ids
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub sandboxes: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    pub sandbox: String,
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub cmd: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RmArgs {
+    /// Kill running sandboxes first
+    #[arg(long, short = 'f')]
+    pub force: bool,
+    #[arg(required = true)]
+    pub sandboxes: Vec<String>,
+}
+
+pub fn ps(paths: &Paths, a: PsArgs) -> Result<i32> {
+    let rows: Vec<SandboxSummary> = Client::connect(paths)?.get("/v1/sandboxes")?;
+    if a.quiet {
+        for r in rows {
+            println!("{}", r.id);
+        }
+        return Ok(0);
+    }
+    if a.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.names.clone(),
+                format!("\"{}\"", truncate(&r.command, 20)),
+                r.running_for.clone(),
+                r.status.clone(),
+                r.ports.clone(),
+                r.networks.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "SANDBOX ID",
+            "NAME",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NETWORKS",
+        ],
+        &table,
+    );
+    Ok(0)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+pub fn inspect(paths: &Paths, a: InspectArgs) -> Result<i32> {
+    let client = Client::connect(paths)?;
+    let mut out = Vec::new();
+    let mut status = 0;
+    for s in &a.sandboxes {
+        match client.get::<SandboxInspect>(&format!("/v1/sandboxes/{s}")) {
+            Ok(i) => out.push(i),
+            Err(e) => status = super::report(&e),
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(status)
+}
+
+pub fn rm(paths: &Paths, a: RmArgs) -> Result<i32> {
+    let client = Client::connect(paths)?;
+    let mut status = 0;
+    for s in &a.sandboxes {
+        match client.delete::<serde_json::Value>(&format!("/v1/sandboxes/{s}?force={}", a.force)) {
+            Ok(_) => println!("{s}"),
+            Err(e) => status = super::report(&e),
+        }
+    }
+    Ok(status)
+}
+
+pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
+    let info: SandboxInspect =
+        Client::connect(paths)?.get(&format!("/v1/sandboxes/{}", a.sandbox))?;
+    let pid = info.state.pid;
+    let cwd = std::env::current_dir().ok();
+    // Open every namespace before joining any: after joining the user
+    // namespace, the host's /proc/PID may no longer be ours to read.
+    let kinds = [
+        ("user", CloneFlags::CLONE_NEWUSER),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ];
+    let mut joins = Vec::new();
+    for (kind, flag) in kinds {
+        let path = format!("/proc/{pid}/ns/{kind}");
+        let target = File::open(&path)
+            .with_context(|| format!("opening {path} (has sandbox {} exited?)", a.sandbox))?;
+        let ours = std::fs::metadata(format!("/proc/self/ns/{kind}"))?;
+        if target.metadata()?.ino() != ours.ino() {
+            joins.push((kind, flag, target));
+        }
+    }
+    for (kind, flag, target) in &joins {
+        nix::sched::setns(target.as_fd(), *flag)
+            .with_context(|| format!("joining the sandbox's {kind} namespace"))?;
+    }
+    if let Some(dir) = cwd {
+        if std::env::set_current_dir(&dir).is_err() {
+            let _ = std::env::set_current_dir("/");
+        }
+    }
+    let args: Vec<CString> = a
+        .cmd
+        .iter()
+        .map(|s| CString::new(s.as_bytes()))
+        .collect::<Result<_, _>>()
+        .context("command contains a NUL byte")?;
+    let err = match nix::unistd::execvp(&args[0], &args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    eprintln!("warren: cannot run {:?}: {err}", a.cmd[0]);
+    Ok(if err == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    })
+}

@@ -1,0 +1,1021 @@
+//! The control plane's state: networks, sandboxes, endpoints.
+//!
+//! One [`Daemon`] holds everything behind a single mutex. Every operation
+//! runs on a blocking thread (the API hands it over with `spawn_blocking`),
+//! takes the lock for its bookkeeping only, and never holds it across the
+//! slow part of an attach (spawning the setns helper): a create first
+//! *reserves* its name and addresses under the lock, runs the helper without
+//! it, then commits or releases. So a failed attach leaves nothing behind,
+//! and `ps` never waits for another sandbox's start-up.
+//!
+//! The data plane is reached only through each network's
+//! [`SwitchHandle`]: ports are added and removed as whole commands, so the
+//! forwarding thread never shares a lock with this module.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use ipnet::Ipv4Net;
+use tracing::{info, warn};
+
+use super::error::ApiError;
+use super::ipam::{self, Ipam};
+use super::paths::Paths;
+use super::store::{NetworkDef, Store};
+use super::util;
+use crate::api::types::*;
+use crate::gateway::GatewayConfig;
+use crate::sandbox::helper;
+use crate::sandbox::netlink::IfaceConfig;
+use crate::sandbox::Mac;
+use crate::switch::{NetworkSpec, PortId, PortSpec, SwitchHandle};
+
+/// The default network's name; it always exists and has no DNS names.
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// MTU of new networks: large frames make a userspace path fast.
+pub const DEFAULT_MTU: u32 = 65520;
+/// Docker's option key for the MTU, shown in `network inspect`.
+const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+/// Bound on sandboxes per daemon.
+pub const MAX_SANDBOXES: usize = 4096;
+/// Bound on networks per daemon.
+pub const MAX_NETWORKS: usize = 512;
+/// Bound on aliases per endpoint.
+const MAX_ALIASES: usize = 64;
+
+/// The whole control plane.
+pub struct Daemon {
+    pub paths: Paths,
+    /// The `warren` binary, spawned as the setns helper.
+    pub exe: PathBuf,
+    store: Store,
+    inner: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    networks: BTreeMap<String, Network>,
+    sandboxes: BTreeMap<String, Sandbox>,
+    /// Names of sandboxes being created (reserved, not yet registered).
+    pending_names: BTreeSet<String>,
+}
+
+struct Network {
+    def: NetworkDef,
+    ipam: Ipam,
+    switch: SwitchHandle,
+}
+
+struct Sandbox {
+    id: String,
+    name: String,
+    pid: i32,
+    pidfd: Arc<OwnedFd>,
+    hostname: String,
+    created: SystemTime,
+    command: Vec<String>,
+    mode: String,
+    endpoints: Vec<Endpoint>,
+}
+
+struct Endpoint {
+    id: String,
+    network: String,
+    ifname: String,
+    mac: Mac,
+    ip: Ipv4Addr,
+    port: Option<PortId>,
+    aliases: Vec<String>,
+}
+
+/// What the API layer needs after a create: the answer, and the pidfd to
+/// watch for the sandbox's exit.
+pub struct Created {
+    pub answer: SandboxCreated,
+    pub pidfd: Arc<OwnedFd>,
+}
+
+impl Daemon {
+    /// Loads the stored networks, makes sure `bridge` exists, and starts a
+    /// switch for each.
+    pub fn open(paths: Paths, exe: PathBuf) -> anyhow::Result<Daemon> {
+        let store = Store::new(paths.networks_dir());
+        let (defs, errors) = store.load()?;
+        for e in errors {
+            warn!(error = %e, "skipping unreadable network definition");
+        }
+        let daemon = Daemon {
+            paths,
+            exe,
+            store,
+            inner: Mutex::new(State::default()),
+        };
+        {
+            let mut st = daemon.lock();
+            for def in defs {
+                let name = def.name.clone();
+                match start_network(def) {
+                    Ok(net) => {
+                        st.networks.insert(name, net);
+                    }
+                    Err(e) => warn!(network = %name, error = %e, "cannot start network"),
+                }
+            }
+        }
+        if !daemon.lock().networks.contains_key(DEFAULT_NETWORK) {
+            let req = NetworkCreate {
+                name: DEFAULT_NETWORK.into(),
+                ..Default::default()
+            };
+            daemon
+                .create_network(req)
+                .map_err(|e| anyhow::anyhow!("creating the default network: {e}"))?;
+        }
+        Ok(daemon)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- networks -------------------------------------------------------
+
+    pub fn create_network(&self, req: NetworkCreate) -> Result<NetworkInspect, ApiError> {
+        let mut st = self.lock();
+        if st.networks.len() >= MAX_NETWORKS {
+            return Err(ApiError::conflict(
+                format!("too many networks ({MAX_NETWORKS})"),
+                "remove unused ones with `warren network prune`",
+            ));
+        }
+        let def = validate_network(&req, &st)?;
+        self.store.save(&def)?;
+        let name = def.name.clone();
+        let net = match start_network(def) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = self.store.remove(&name);
+                return Err(ApiError::internal(e));
+            }
+        };
+        info!(network = %name, subnet = %net.def.subnet, "network created");
+        st.networks.insert(name.clone(), net);
+        Ok(inspect_network(&st, &name))
+    }
+
+    pub fn list_networks(&self) -> Vec<NetworkSummary> {
+        let st = self.lock();
+        let mut out: Vec<NetworkSummary> = st
+            .networks
+            .values()
+            .map(|n| NetworkSummary {
+                id: n.def.id.clone(),
+                name: n.def.name.clone(),
+                driver: "bridge".into(),
+                scope: "local".into(),
+                internal: n.def.internal,
+                ipv6: false,
+                subnet: n.def.subnet.to_string(),
+                gateway: n.def.gateway.to_string(),
+                created_at: n.def.created.clone(),
+                labels: n.def.labels.clone(),
+                containers: endpoints_on(&st, &n.def.name).count(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn inspect_network(&self, key: &str) -> Result<NetworkInspect, ApiError> {
+        let st = self.lock();
+        let name = find_network(&st, key)?;
+        Ok(inspect_network(&st, &name))
+    }
+
+    pub fn network_stats(&self, key: &str) -> Result<serde_json::Value, ApiError> {
+        let st = self.lock();
+        let name = find_network(&st, key)?;
+        let stats = st.networks[&name].switch.stats();
+        serde_json::to_value(stats).map_err(|e| ApiError::internal(e))
+    }
+
+    pub fn remove_network(&self, key: &str) -> Result<String, ApiError> {
+        let mut st = self.lock();
+        let name = find_network(&st, key)?;
+        if name == DEFAULT_NETWORK {
+            return Err(ApiError::new(
+                403,
+                format!("{DEFAULT_NETWORK} is a pre-defined network and cannot be removed"),
+                "",
+            ));
+        }
+        let users: Vec<String> = endpoints_on(&st, &name)
+            .map(|(s, _)| s.name.clone())
+            .collect();
+        if !users.is_empty() || st.networks[&name].ipam.in_use() > 0 {
+            return Err(ApiError::conflict(
+                format!(
+                    "network {name} has active endpoints ({})",
+                    if users.is_empty() {
+                        "being attached".into()
+                    } else {
+                        users.join(", ")
+                    }
+                ),
+                "remove those sandboxes first (warren rm -f NAME)",
+            ));
+        }
+        self.store.remove(&name)?;
+        st.networks.remove(&name);
+        info!(network = %name, "network removed");
+        Ok(name)
+    }
+
+    pub fn prune_networks(&self) -> Pruned {
+        let names: Vec<String> = {
+            let st = self.lock();
+            st.networks
+                .keys()
+                .filter(|n| *n != DEFAULT_NETWORK && endpoints_on(&st, n).next().is_none())
+                .cloned()
+                .collect()
+        };
+        let mut pruned = Pruned::default();
+        for n in names {
+            if let Ok(name) = self.remove_network(&n) {
+                pruned.removed.push(name);
+            }
+        }
+        pruned
+    }
+
+    // ---- sandboxes ------------------------------------------------------
+
+    /// Registers the sandbox around `req.pid` and attaches it to its
+    /// networks. Blocking (spawns the setns helper).
+    pub fn create_sandbox(&self, req: SandboxCreate) -> Result<Created, ApiError> {
+        if req.pid <= 0 {
+            return Err(ApiError::bad_request(
+                format!("invalid pid {}", req.pid),
+                "give the pid of a process in the sandbox",
+            ));
+        }
+        let pidfd = crate::sys::pidfd::open(req.pid).map_err(|e| {
+            ApiError::bad_request(
+                format!("no process {}: {e}", req.pid),
+                "the sandbox's process must be running",
+            )
+        })?;
+        let mode = req.network_mode.clone().unwrap_or_else(|| "bridge".into());
+        if !matches!(mode.as_str(), "bridge" | "none" | "host") {
+            return Err(ApiError::bad_request(
+                format!("unknown network mode {mode:?}"),
+                "use bridge, none or host",
+            ));
+        }
+        if mode != "bridge" && !req.networks.is_empty() {
+            return Err(ApiError::bad_request(
+                format!("--network {mode} cannot be combined with other networks"),
+                "give either one of host/none, or only named networks",
+            ));
+        }
+        let id = match &req.id {
+            Some(id) if util::is_full_id(id) => id.clone(),
+            Some(id) => {
+                return Err(ApiError::bad_request(
+                    format!("invalid sandbox id {id:?}"),
+                    "ids are 64 lowercase hex digits",
+                ))
+            }
+            None => util::random_id(),
+        };
+        let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+        if !util::valid_hostname(&hostname) {
+            return Err(ApiError::bad_request(
+                format!("invalid hostname {hostname:?}"),
+                "use letters, digits, '-' and '.', at most 63 characters",
+            ));
+        }
+
+        // Reserve the name and addresses.
+        let (name, endpoints, ifaces) = {
+            let mut st = self.lock();
+            if st.sandboxes.len() + st.pending_names.len() >= MAX_SANDBOXES {
+                return Err(ApiError::conflict(
+                    format!("too many sandboxes ({MAX_SANDBOXES})"),
+                    "remove some with warren rm",
+                ));
+            }
+            if st.sandboxes.contains_key(&id) {
+                return Err(ApiError::conflict(
+                    format!("sandbox id {id} is already in use"),
+                    "",
+                ));
+            }
+            let name = self.reserve_name(&mut st, req.name.as_deref())?;
+            let mut requests = req.networks.clone();
+            if mode == "bridge" && requests.is_empty() {
+                requests.push(EndpointRequest {
+                    network: DEFAULT_NETWORK.into(),
+                    ..Default::default()
+                });
+            }
+            match reserve_endpoints(&mut st, &requests) {
+                Ok((eps, ifaces)) => (name, eps, ifaces),
+                Err(e) => {
+                    st.pending_names.remove(&name);
+                    return Err(e);
+                }
+            }
+        };
+
+        // Attach without the lock.
+        let attach = if mode == "host" {
+            Ok(Vec::new())
+        } else {
+            let hreq = helper::Request {
+                pid: req.pid,
+                setup: true,
+                interfaces: ifaces,
+            };
+            helper::run(&self.exe, &hreq)
+        };
+        let files = attach.and_then(|fds| {
+            let files = self.write_files(&id, &hostname, &name, &endpoints)?;
+            Ok((fds, files))
+        });
+
+        let mut st = self.lock();
+        st.pending_names.remove(&name);
+        let (fds, binds) = match files {
+            Ok(x) => x,
+            Err(e) => {
+                release_endpoints(&mut st, &endpoints);
+                let _ = std::fs::remove_dir_all(self.paths.sandbox_dir(&id));
+                return Err(ApiError::new(
+                    500,
+                    format!("cannot attach sandbox {name}: {e:#}"),
+                    "check that /dev/net/tun is mode 0666 and user namespaces are enabled; the daemon log has details",
+                ));
+            }
+        };
+        let mut endpoints = endpoints;
+        for (ep, fd) in endpoints.iter_mut().zip(fds) {
+            let Some(net) = st.networks.get(&ep.network) else {
+                continue;
+            };
+            let spec = PortSpec {
+                fd,
+                mac: ep.mac.0,
+                ipv4: ep.ip,
+                label: format!("{name}/{}", ep.ifname),
+            };
+            match net.switch.add_port(spec) {
+                Ok(port) => ep.port = Some(port),
+                Err(e) => {
+                    warn!(sandbox = %name, network = %ep.network, error = %e, "cannot add port")
+                }
+            }
+        }
+        let pidfd = Arc::new(pidfd);
+        info!(sandbox = %name, id = %&id[..12], pid = req.pid, networks = endpoints.len(), "sandbox attached");
+        st.sandboxes.insert(
+            id.clone(),
+            Sandbox {
+                id: id.clone(),
+                name: name.clone(),
+                pid: req.pid,
+                pidfd: pidfd.clone(),
+                hostname: hostname.clone(),
+                created: SystemTime::now(),
+                command: req.command,
+                mode,
+                endpoints,
+            },
+        );
+        Ok(Created {
+            answer: SandboxCreated {
+                id,
+                name,
+                hostname,
+                binds,
+            },
+            pidfd,
+        })
+    }
+
+    fn reserve_name(&self, st: &mut State, wanted: Option<&str>) -> Result<String, ApiError> {
+        let taken = |st: &State, n: &str| {
+            st.pending_names.contains(n) || st.sandboxes.values().any(|s| s.name == n)
+        };
+        let name = match wanted {
+            Some(n) => {
+                if !util::valid_name(n) {
+                    return Err(ApiError::bad_request(
+                        format!("invalid sandbox name {n:?}"),
+                        "names match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+                    ));
+                }
+                if taken(st, n) {
+                    return Err(ApiError::conflict(
+                        format!("the name {n:?} is already in use by another sandbox"),
+                        "choose another --name, or remove that sandbox first (warren rm -f)",
+                    ));
+                }
+                n.to_string()
+            }
+            None => {
+                let mut n = util::random_name();
+                let mut tries = 0;
+                while taken(st, &n) {
+                    tries += 1;
+                    n = format!("{}_{}", util::random_name(), tries);
+                }
+                n
+            }
+        };
+        st.pending_names.insert(name.clone());
+        Ok(name)
+    }
+
+    /// Writes `/etc/hosts` and `/etc/hostname` for the sandbox; returns the
+    /// bind list for the init.
+    fn write_files(
+        &self,
+        id: &str,
+        hostname: &str,
+        name: &str,
+        eps: &[Endpoint],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let dir = self.paths.sandbox_dir(id);
+        std::fs::create_dir_all(&dir)?;
+        let mut hosts = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        for ep in eps {
+            if hostname == name {
+                hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
+            } else {
+                hosts.push_str(&format!("{}\t{hostname} {name}\n", ep.ip));
+            }
+        }
+        let hosts_path = dir.join("hosts");
+        let hostname_path = dir.join("hostname");
+        std::fs::write(&hosts_path, hosts)?;
+        std::fs::write(&hostname_path, format!("{hostname}\n"))?;
+        Ok(vec![
+            (hosts_path.display().to_string(), "/etc/hosts".into()),
+            (hostname_path.display().to_string(), "/etc/hostname".into()),
+        ])
+    }
+
+    pub fn list_sandboxes(&self) -> Vec<SandboxSummary> {
+        let st = self.lock();
+        let now = SystemTime::now();
+        let mut rows: Vec<(SystemTime, SandboxSummary)> = st
+            .sandboxes
+            .values()
+            .map(|s| {
+                let age = util::human_age(now.duration_since(s.created).unwrap_or_default());
+                let networks = if s.endpoints.is_empty() {
+                    s.mode.clone()
+                } else {
+                    s.endpoints
+                        .iter()
+                        .map(|e| e.network.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                (
+                    s.created,
+                    SandboxSummary {
+                        id: s.id[..12].to_string(),
+                        names: s.name.clone(),
+                        command: s.command.join(" "),
+                        created_at: util::rfc3339(s.created),
+                        running_for: format!("{age} ago"),
+                        status: format!("Up {age}"),
+                        pid: s.pid,
+                        networks,
+                        ports: String::new(),
+                    },
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        rows.into_iter().map(|(_, r)| r).collect()
+    }
+
+    pub fn inspect_sandbox(&self, key: &str) -> Result<SandboxInspect, ApiError> {
+        let st = self.lock();
+        let id = find_sandbox(&st, key)?;
+        let s = &st.sandboxes[&id];
+        let mut networks = BTreeMap::new();
+        for ep in &s.endpoints {
+            let Some(net) = st.networks.get(&ep.network) else {
+                continue;
+            };
+            let mut dns_names = vec![s.name.clone(), s.id[..12].to_string()];
+            dns_names.extend(ep.aliases.iter().cloned());
+            networks.insert(
+                ep.network.clone(),
+                EndpointSettings {
+                    network_id: net.def.id.clone(),
+                    endpoint_id: ep.id.clone(),
+                    gateway: net.def.gateway.to_string(),
+                    ip_address: ep.ip.to_string(),
+                    ip_prefix_len: net.def.subnet.prefix_len(),
+                    mac_address: ep.mac.to_string(),
+                    aliases: ep.aliases.clone(),
+                    dns_names,
+                    interface: ep.ifname.clone(),
+                },
+            );
+        }
+        Ok(SandboxInspect {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            created: util::rfc3339(s.created),
+            path: s.command.first().cloned().unwrap_or_default(),
+            args: s.command.iter().skip(1).cloned().collect(),
+            state: SandboxState {
+                status: "running".into(),
+                running: true,
+                pid: s.pid,
+                started_at: util::rfc3339(s.created),
+            },
+            config: SandboxConfig {
+                hostname: s.hostname.clone(),
+                cmd: s.command.clone(),
+            },
+            host_config: HostConfig {
+                network_mode: if s.mode == "bridge" {
+                    s.endpoints
+                        .first()
+                        .map(|e| e.network.clone())
+                        .unwrap_or_default()
+                } else {
+                    s.mode.clone()
+                },
+            },
+            network_settings: NetworkSettings {
+                networks,
+                ports: BTreeMap::new(),
+            },
+        })
+    }
+
+    /// `rm`: refuses a running sandbox unless `force`, which kills it first.
+    pub fn remove_sandbox(&self, key: &str, force: bool) -> Result<String, ApiError> {
+        let (id, name, pidfd) = {
+            let st = self.lock();
+            let id = find_sandbox(&st, key)?;
+            let s = &st.sandboxes[&id];
+            (id, s.name.clone(), s.pidfd.clone())
+        };
+        if !crate::sys::pidfd::has_exited(&*pidfd) {
+            if !force {
+                return Err(ApiError::conflict(
+                    format!("sandbox {name} is running"),
+                    "stop its command first, or use `warren rm -f` to kill it",
+                ));
+            }
+            if let Err(e) = crate::sys::pidfd::send_signal(&*pidfd, libc::SIGKILL) {
+                warn!(sandbox = %name, error = %e, "kill failed");
+            }
+        }
+        self.forget_sandbox(&id, "removed");
+        Ok(name)
+    }
+
+    /// Frees everything a sandbox held: ports, addresses, names, files.
+    /// Idempotent; called on exit and on `rm`.
+    pub fn forget_sandbox(&self, id: &str, why: &str) {
+        let mut st = self.lock();
+        let Some(s) = st.sandboxes.remove(id) else {
+            return;
+        };
+        release_endpoints(&mut st, &s.endpoints);
+        drop(st);
+        let _ = std::fs::remove_dir_all(self.paths.sandbox_dir(id));
+        info!(sandbox = %s.name, id = %&s.id[..12], why, "sandbox gone, endpoints freed");
+    }
+
+    /// Live sandboxes as `(id, pidfd)`, for re-arming exit watchers.
+    pub fn sandbox_pidfds(&self) -> Vec<(String, Arc<OwnedFd>)> {
+        self.lock()
+            .sandboxes
+            .values()
+            .map(|s| (s.id.clone(), s.pidfd.clone()))
+            .collect()
+    }
+}
+
+fn start_network(def: NetworkDef) -> anyhow::Result<Network> {
+    let ipam = Ipam::new(
+        def.subnet,
+        def.ip_range,
+        def.gateway,
+        def.aux_addresses.iter().map(|(k, v)| (k.clone(), *v)),
+    );
+    let name = def.name.clone();
+    let spec = NetworkSpec {
+        name: def.name.clone(),
+        gateway: GatewayConfig {
+            ip: def.gateway,
+            prefix_len: def.subnet.prefix_len(),
+            mac: Mac::from_ipv4(def.gateway).0,
+            mtu: def.mtu as usize,
+        },
+        mac_table_cap: 4096,
+        on_port_gone: Some(Box::new(move |port| {
+            warn!(network = %name, ?port, "TAP device went away");
+        })),
+    };
+    let switch = SwitchHandle::spawn(spec)?;
+    Ok(Network { def, ipam, switch })
+}
+
+fn find_network(st: &State, key: &str) -> Result<String, ApiError> {
+    if st.networks.contains_key(key) {
+        return Ok(key.to_string());
+    }
+    let by_id: Vec<&Network> = if key.len() >= 3 {
+        st.networks
+            .values()
+            .filter(|n| n.def.id.starts_with(key))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match by_id.as_slice() {
+        [one] => Ok(one.def.name.clone()),
+        [] => Err(ApiError::not_found(
+            format!("network {key} not found"),
+            "list networks with `warren network ls`",
+        )),
+        _ => Err(ApiError::bad_request(
+            format!("network id prefix {key} is ambiguous"),
+            "give more of the id, or the name",
+        )),
+    }
+}
+
+fn find_sandbox(st: &State, key: &str) -> Result<String, ApiError> {
+    if let Some(s) = st.sandboxes.values().find(|s| s.name == key) {
+        return Ok(s.id.clone());
+    }
+    let by_id: Vec<&Sandbox> = if key.len() >= 3 {
+        st.sandboxes
+            .values()
+            .filter(|s| s.id.starts_with(key))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match by_id.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(ApiError::not_found(
+            format!("no such sandbox: {key}"),
+            "list sandboxes with `warren ps`",
+        )),
+        _ => Err(ApiError::bad_request(
+            format!("sandbox id prefix {key} is ambiguous"),
+            "give more of the id, or the name",
+        )),
+    }
+}
+
+fn endpoints_on<'a>(
+    st: &'a State,
+    network: &'a str,
+) -> impl Iterator<Item = (&'a Sandbox, &'a Endpoint)> + 'a {
+    st.sandboxes.values().flat_map(move |s| {
+        s.endpoints
+            .iter()
+            .filter(move |e| e.network == network)
+            .map(move |e| (s, e))
+    })
+}
+
+fn inspect_network(st: &State, name: &str) -> NetworkInspect {
+    let n = &st.networks[name];
+    let containers = endpoints_on(st, name)
+        .map(|(s, e)| {
+            (
+                s.id.clone(),
+                NetworkContainer {
+                    name: s.name.clone(),
+                    endpoint_id: e.id.clone(),
+                    mac_address: e.mac.to_string(),
+                    ipv4_address: format!("{}/{}", e.ip, n.def.subnet.prefix_len()),
+                    ipv6_address: String::new(),
+                },
+            )
+        })
+        .collect();
+    let mut options = n.def.options.clone();
+    options.insert(MTU_OPTION.into(), n.def.mtu.to_string());
+    NetworkInspect {
+        name: n.def.name.clone(),
+        id: n.def.id.clone(),
+        created: n.def.created.clone(),
+        scope: "local".into(),
+        driver: "bridge".into(),
+        enable_ipv6: false,
+        ipam: crate::api::types::Ipam {
+            driver: "default".into(),
+            options: BTreeMap::new(),
+            config: vec![IpamConfig {
+                subnet: n.def.subnet.to_string(),
+                ip_range: n.def.ip_range.map(|r| r.to_string()).unwrap_or_default(),
+                gateway: n.def.gateway.to_string(),
+                auxiliary_addresses: n
+                    .def
+                    .aux_addresses
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect(),
+            }],
+        },
+        internal: n.def.internal,
+        attachable: true,
+        containers,
+        options,
+        labels: n.def.labels.clone(),
+    }
+}
+
+/// Checks a create request against the existing networks and the host, and
+/// turns it into a definition. Changes nothing.
+fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiError> {
+    let name = req.name.trim();
+    if !util::valid_name(name) {
+        return Err(ApiError::bad_request(
+            format!("invalid network name {name:?}"),
+            "names match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+        ));
+    }
+    if matches!(name, "host" | "none") {
+        return Err(ApiError::bad_request(
+            format!("{name} is a reserved network mode, not a network name"),
+            "choose another name",
+        ));
+    }
+    if st.networks.contains_key(name) {
+        return Err(ApiError::conflict(
+            format!("network with name {name} already exists"),
+            "choose another name, or remove it first",
+        ));
+    }
+    let taken: Vec<(String, Ipv4Net)> = st
+        .networks
+        .values()
+        .map(|n| (n.def.name.clone(), n.def.subnet))
+        .collect();
+    let subnet = match &req.subnet {
+        Some(s) => {
+            let net: Ipv4Net = s.parse().map_err(|e| {
+                ApiError::bad_request(
+                    format!("invalid subnet {s:?}: {e}"),
+                    "give an IPv4 CIDR such as 10.66.0.0/16",
+                )
+            })?;
+            if net.trunc() != net {
+                return Err(ApiError::bad_request(
+                    format!("invalid subnet {s}: host bits are set"),
+                    format!("did you mean {}?", net.trunc()),
+                ));
+            }
+            if net.prefix_len() > 30 {
+                return Err(ApiError::bad_request(
+                    format!("subnet {s} is too small"),
+                    "use a prefix of /30 or shorter: it needs a gateway and at least one address",
+                ));
+            }
+            if let Some((other, o)) = taken.iter().find(|(_, o)| ipam::overlaps(&net, o)) {
+                return Err(ApiError::conflict(
+                    format!("subnet {net} overlaps with network {other} ({o})"),
+                    "choose a subnet that no other network uses",
+                ));
+            }
+            net
+        }
+        None => {
+            let mut avoid: Vec<Ipv4Net> = taken.iter().map(|(_, o)| *o).collect();
+            avoid.extend(ipam::host_routes());
+            let is_bridge = name == DEFAULT_NETWORK;
+            ipam::choose_subnet(&avoid, !is_bridge).ok_or_else(|| {
+                ApiError::conflict(
+                    "no free subnet left in the default pools",
+                    "give one with --subnet",
+                )
+            })?
+        }
+    };
+    let in_subnet = |what: &str, s: &str| -> Result<Ipv4Addr, ApiError> {
+        let ip: Ipv4Addr = s.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid {what} {s:?}"), "give an IPv4 address")
+        })?;
+        if !subnet.contains(&ip) {
+            return Err(ApiError::bad_request(
+                format!("{what} {ip} is not in subnet {subnet}"),
+                "choose an address inside the subnet",
+            ));
+        }
+        if ip == subnet.network() || ip == subnet.broadcast() {
+            return Err(ApiError::bad_request(
+                format!("{what} {ip} is the subnet's network or broadcast address"),
+                "choose a host address",
+            ));
+        }
+        Ok(ip)
+    };
+    let gateway = match &req.gateway {
+        Some(g) => in_subnet("gateway", g)?,
+        None => subnet.hosts().next().unwrap_or(subnet.network()),
+    };
+    let ip_range = match &req.ip_range {
+        Some(r) => {
+            let range: Ipv4Net = r.parse().map_err(|e| {
+                ApiError::bad_request(
+                    format!("invalid ip-range {r:?}: {e}"),
+                    "give an IPv4 CIDR inside the subnet",
+                )
+            })?;
+            let range = range.trunc();
+            if !subnet.contains(&range) {
+                return Err(ApiError::bad_request(
+                    format!("ip-range {range} is not inside subnet {subnet}"),
+                    "choose a range inside the subnet",
+                ));
+            }
+            Some(range)
+        }
+        None => None,
+    };
+    let mut aux = BTreeMap::new();
+    for (k, v) in &req.aux_addresses {
+        let ip = in_subnet(&format!("aux-address {k}"), v)?;
+        if ip == gateway {
+            return Err(ApiError::bad_request(
+                format!("aux-address {k}={ip} is the gateway"),
+                "choose another address",
+            ));
+        }
+        aux.insert(k.clone(), ip);
+    }
+    let mut options = req.options.clone();
+    let mut mtu = req.mtu;
+    if let Some(m) = options.remove(MTU_OPTION) {
+        let parsed = m.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid {MTU_OPTION} {m:?}"), "give a number")
+        })?;
+        mtu = Some(mtu.unwrap_or(parsed));
+    }
+    let mtu = mtu.unwrap_or(DEFAULT_MTU);
+    if !(576..=DEFAULT_MTU).contains(&mtu) {
+        return Err(ApiError::bad_request(
+            format!("invalid MTU {mtu}"),
+            format!("give a value from 576 to {DEFAULT_MTU}"),
+        ));
+    }
+    Ok(NetworkDef {
+        name: name.to_string(),
+        id: util::random_id(),
+        created: util::rfc3339(SystemTime::now()),
+        subnet,
+        gateway,
+        ip_range,
+        aux_addresses: aux,
+        internal: req.internal,
+        mtu,
+        labels: req.labels.clone(),
+        options,
+    })
+}
+
+/// Reserves an address on each requested network and plans its interface.
+fn reserve_endpoints(
+    st: &mut State,
+    reqs: &[EndpointRequest],
+) -> Result<(Vec<Endpoint>, Vec<IfaceConfig>), ApiError> {
+    let mut eps: Vec<Endpoint> = Vec::new();
+    let mut ifaces = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut default_route_given = false;
+    let result = (|| {
+        if reqs.len() > helper::MAX_IFACES {
+            return Err(ApiError::bad_request(
+                format!("too many networks ({})", reqs.len()),
+                format!("at most {}", helper::MAX_IFACES),
+            ));
+        }
+        for (i, r) in reqs.iter().enumerate() {
+            let name = find_network(st, &r.network).map_err(|e| {
+                ApiError::not_found(e.error, "create it with `warren network create NAME`, or list networks with `warren network ls`")
+            })?;
+            if !seen.insert(name.clone()) {
+                return Err(ApiError::bad_request(
+                    format!("network {name} given twice"),
+                    "give each network once",
+                ));
+            }
+            if r.aliases.len() > MAX_ALIASES {
+                return Err(ApiError::bad_request(
+                    "too many aliases",
+                    format!("at most {MAX_ALIASES} per network"),
+                ));
+            }
+            for a in &r.aliases {
+                if !util::valid_hostname(a) {
+                    return Err(ApiError::bad_request(
+                        format!("invalid alias {a:?}"),
+                        "aliases are DNS names: letters, digits, '-' and '.'",
+                    ));
+                }
+            }
+            let wanted_ip = match &r.ip {
+                Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
+                    ApiError::bad_request(
+                        format!("invalid IP address {s:?}"),
+                        "give an IPv4 address such as 10.66.66.66",
+                    )
+                })?),
+                None => None,
+            };
+            let wanted_mac = match &r.mac {
+                Some(s) => {
+                    let m: Mac = s
+                        .parse()
+                        .map_err(|e: String| ApiError::bad_request(e, ""))?;
+                    if !m.is_valid_unicast() {
+                        return Err(ApiError::bad_request(
+                            format!("MAC address {m} is not a unicast address"),
+                            "the first octet must be even, e.g. 02:...",
+                        ));
+                    }
+                    Some(m)
+                }
+                None => None,
+            };
+            let net = st
+                .networks
+                .get_mut(&name)
+                .ok_or_else(|| ApiError::internal("network vanished"))?;
+            let ip = net.ipam.allocate(wanted_ip).map_err(|e| {
+                ApiError::bad_request(
+                    format!("cannot use that address on network {name}: {e}"),
+                    "choose another --ip, or omit it",
+                )
+            })?;
+            let mac = wanted_mac.unwrap_or_else(|| Mac::from_ipv4(ip));
+            let ifname = format!("eth{i}");
+            let default_route = !net.def.internal && !default_route_given;
+            default_route_given |= default_route;
+            ifaces.push(IfaceConfig {
+                ifname: ifname.clone(),
+                mac,
+                ip,
+                prefix_len: net.def.subnet.prefix_len(),
+                gateway: net.def.gateway,
+                mtu: net.def.mtu,
+                default_route,
+            });
+            eps.push(Endpoint {
+                id: util::random_id(),
+                network: name,
+                ifname,
+                mac,
+                ip,
+                port: None,
+                aliases: r.aliases.clone(),
+            });
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok((eps, ifaces)),
+        Err(e) => {
+            release_endpoints(st, &eps);
+            Err(e)
+        }
+    }
+}
+
+fn release_endpoints(st: &mut State, eps: &[Endpoint]) {
+    for ep in eps {
+        if let Some(net) = st.networks.get_mut(&ep.network) {
+            if let Some(port) = ep.port {
+                net.switch.remove_port(port);
+            }
+            net.ipam.release(ep.ip);
+        }
+    }
+}

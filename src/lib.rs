@@ -1,0 +1,23 @@
+//! warren: Docker's container network model without root.
+//!
+//! One unprivileged daemon runs a userspace virtual switch per network over
+//! TAP devices that live in the sandboxes' user + network namespaces. The
+//! modules follow the split in `docs/architecture.md`:
+//!
+//! - [`cli`]: the command line, a thin client of the daemon's HTTP API.
+//! - [`api`]: HTTP routes and the JSON types shared by CLI and daemon.
+//! - [`daemon`]: the control plane (state store, IPAM, sandbox registry).
+//! - [`sandbox`]: namespaces: the sandbox init, the setns helper, netlink.
+//! - [`switch`]: the data plane: ports, MAC table, forwarding loop.
+//! - [`gateway`]: the smoltcp host that owns each network's gateway address.
+//! - [`sys`]: the only home of `unsafe` (TAP ioctls, setns, SCM_RIGHTS, pidfd).
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod daemon;
+pub mod gateway;
+pub mod sandbox;
+pub mod switch;
+#[allow(unsafe_code)]
+pub mod sys;

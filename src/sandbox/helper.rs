@@ -1,0 +1,237 @@
+//! The setns helper: the daemon's hands inside a sandbox.
+//!
+//! The daemon ([`run`]) makes a SOCK_SEQPACKET socketpair, spawns
+//! `warren __netns-helper` with one end as its stdin and stdout, sends one
+//! [`Request`] and receives one [`Reply`] with the TAP fds attached
+//! (SCM_RIGHTS). The helper ([`main`]) does, in order:
+//!
+//! 1. open `/proc/PID/ns/user` and `/proc/PID/ns/net` (before joining, while
+//!    the host's view of `/proc` applies);
+//! 2. `setns` into the user namespace, then the network namespace;
+//! 3. with `setup`: bring `lo` up and set `ip_unprivileged_port_start=0` and
+//!    `ping_group_range` so unprivileged processes in the sandbox can bind low
+//!    ports and ping;
+//! 4. create each TAP, disable IPv6 on it (IPv4 only for now, so no router
+//!    solicitations or DAD noise reach the switch), configure it over netlink;
+//! 5. send the reply with the fds, and exit.
+//!
+//! Any failure is sent back as text in the reply, so the daemon can put the
+//! real reason in its API error; the helper never leaves a half-made TAP
+//! behind because a TAP whose fd is closed disappears with it.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sched::CloneFlags;
+use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
+use nix::sys::time::TimeVal;
+use serde::{Deserialize, Serialize};
+
+use super::netlink::{self, IfaceConfig};
+
+/// Largest request or reply message.
+const MAX_MSG: usize = 64 * 1024;
+/// Most interfaces one request may create.
+pub const MAX_IFACES: usize = 32;
+/// How long the daemon waits for a helper before giving up on it.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the daemon asks the helper to do.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request {
+    /// A process inside the sandbox; its user and network namespaces are joined.
+    pub pid: i32,
+    /// Bring `lo` up and set the per-namespace sysctls (first attach).
+    pub setup: bool,
+    /// TAP devices to create and configure, in order.
+    pub interfaces: Vec<IfaceConfig>,
+}
+
+/// The helper's answer. On success the message carries one fd per interface.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub error: Option<String>,
+    pub ifindexes: Vec<u32>,
+}
+
+/// Daemon side: runs the helper for `req` and returns one TAP fd per
+/// requested interface, in order. Blocking; call it off the async runtime.
+pub fn run(exe: &Path, req: &Request) -> Result<Vec<OwnedFd>> {
+    if req.interfaces.len() > MAX_IFACES {
+        bail!("at most {MAX_IFACES} interfaces per request");
+    }
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair for the netns helper")?;
+    let timeout = TimeVal::new(HELPER_TIMEOUT.as_secs() as i64, 0);
+    setsockopt(&ours, sockopt::ReceiveTimeout, &timeout).context("SO_RCVTIMEO")?;
+    let theirs_out = theirs.try_clone().context("dup helper socket")?;
+    let mut child = Command::new(exe)
+        .arg("__netns-helper")
+        .stdin(Stdio::from(theirs))
+        .stdout(Stdio::from(theirs_out))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("spawning {} __netns-helper", exe.display()))?;
+    let result = exchange(&ours, req);
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    result
+}
+
+fn exchange(sock: &OwnedFd, req: &Request) -> Result<Vec<OwnedFd>> {
+    let body = serde_json::to_vec(req)?;
+    crate::sys::scm::send_with_fds(sock, &body, &[])
+        .context("sending the request to the netns helper")?;
+    let mut buf = vec![0u8; MAX_MSG];
+    let (len, fds) = crate::sys::scm::recv_with_fds(sock, &mut buf)
+        .context("waiting for the netns helper (timed out or failed)")?;
+    if len == 0 {
+        bail!("the netns helper exited without an answer (see the daemon log)");
+    }
+    let reply: Reply = serde_json::from_slice(&buf[..len]).context("parsing the helper's reply")?;
+    if let Some(e) = reply.error {
+        bail!("{e}");
+    }
+    if fds.len() != req.interfaces.len() {
+        bail!(
+            "the netns helper returned {} fds for {} interfaces",
+            fds.len(),
+            req.interfaces.len()
+        );
+    }
+    Ok(fds)
+}
+
+/// Helper side: the body of `warren __netns-helper`. Returns the exit code.
+pub fn main() -> i32 {
+    // fd 0 and fd 1 are both our end of the daemon's socketpair.
+    let stdin = std::io::stdin();
+    let sock = stdin.as_fd();
+    let mut buf = vec![0u8; MAX_MSG];
+    let req: Request = match read_request(sock, &mut buf) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warren __netns-helper: {e:#}");
+            return 2;
+        }
+    };
+    let (reply, fds) = match serve(&req) {
+        Ok((ifindexes, fds)) => (
+            Reply {
+                error: None,
+                ifindexes,
+            },
+            fds,
+        ),
+        Err(e) => (
+            Reply {
+                error: Some(format!("{e:#}")),
+                ifindexes: vec![],
+            },
+            vec![],
+        ),
+    };
+    let body = serde_json::to_vec(&reply).unwrap_or_default();
+    if let Err(e) = crate::sys::scm::send_with_fds(&std::io::stdout().as_fd(), &body, &fds) {
+        eprintln!("warren __netns-helper: sending reply: {e}");
+        return 1;
+    }
+    0
+}
+
+fn read_request(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Request> {
+    let n = nix::unistd::read(sock.as_raw_fd(), buf).context("reading request")?;
+    if n == 0 {
+        bail!("no request");
+    }
+    serde_json::from_slice(&buf[..n]).context("parsing request")
+}
+
+fn serve(req: &Request) -> Result<(Vec<u32>, Vec<OwnedFd>)> {
+    if req.interfaces.len() > MAX_IFACES {
+        bail!("at most {MAX_IFACES} interfaces per request");
+    }
+    let user = File::open(format!("/proc/{}/ns/user", req.pid)).with_context(|| {
+        format!(
+            "opening the user namespace of pid {} (has the sandbox exited?)",
+            req.pid
+        )
+    })?;
+    let net = File::open(format!("/proc/{}/ns/net", req.pid))
+        .with_context(|| format!("opening the network namespace of pid {}", req.pid))?;
+    nix::sched::setns(user.as_fd(), CloneFlags::CLONE_NEWUSER)
+        .context("joining the sandbox's user namespace (it must be owned by the daemon's user)")?;
+    nix::sched::setns(net.as_fd(), CloneFlags::CLONE_NEWNET)
+        .context("joining the sandbox's network namespace")?;
+    if req.setup {
+        write_sysctl("net/ipv4/ip_unprivileged_port_start", "0")?;
+        // The range must lie within the gids mapped in the sandbox's user
+        // namespace; allow every mapped gid to use ICMP echo sockets.
+        let map = std::fs::read_to_string("/proc/self/gid_map").context("reading gid_map")?;
+        if let Some((low, high)) = mapped_range(&map) {
+            write_sysctl("net/ipv4/ping_group_range", &format!("{low} {high}"))?;
+        }
+    }
+    let mut fds = Vec::with_capacity(req.interfaces.len());
+    for cfg in &req.interfaces {
+        let fd = crate::sys::tap::create_tap(&cfg.ifname)?;
+        // IPv4 only for now; a missing ipv6 tree (ipv6.disable=1) is fine.
+        let _ = write_sysctl(&format!("net/ipv6/conf/{}/disable_ipv6", cfg.ifname), "1");
+        fds.push(fd);
+    }
+    let indexes = netlink::configure(req.setup, &req.interfaces)?;
+    Ok((indexes, fds))
+}
+
+/// The lowest and highest ids inside a namespace, from its `uid_map` or
+/// `gid_map` (lines of `inside outside count`).
+fn mapped_range(map: &str) -> Option<(u64, u64)> {
+    let mut range: Option<(u64, u64)> = None;
+    for line in map.lines() {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let [inside, _, count] = f[..] else { continue };
+        if count == 0 {
+            continue;
+        }
+        let hi = inside + count - 1;
+        range = Some(match range {
+            None => (inside, hi),
+            Some((l, h)) => (l.min(inside), h.max(hi)),
+        });
+    }
+    range
+}
+
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/{key}");
+    std::fs::write(&path, value).map_err(|e| anyhow!("setting {path} to {value:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_range_covers_every_line() {
+        assert_eq!(
+            mapped_range("         0      65534          1\n"),
+            Some((0, 0))
+        );
+        assert_eq!(mapped_range("0 1000 1\n1 100000 65536\n"), Some((0, 65536)));
+        assert_eq!(mapped_range(""), None);
+    }
+}

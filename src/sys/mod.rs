@@ -1,0 +1,19 @@
+//! The only home of `unsafe` in warren.
+//!
+//! Everything that needs a raw system call without a safe wrapper in `nix`
+//! lives here, behind a small safe API, each block with a `// SAFETY:`
+//! comment saying why it is sound:
+//!
+//! - [`tap`]: opening `/dev/net/tun` and the `TUNSETIFF` ioctl that makes
+//!   a TAP device in the caller's *current* network namespace.
+//! - [`pidfd`]: `pidfd_open` and `pidfd_send_signal`, so the daemon can watch a
+//!   sandbox's process without racing pid reuse.
+//!
+//! Safe wrappers that `nix` already provides (setns, unshare, mount,
+//! SCM_RIGHTS) are used directly by their callers.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod fd;
+pub mod pidfd;
+pub mod scm;
+pub mod tap;

@@ -1,0 +1,92 @@
+//! TAP devices.
+//!
+//! A TAP device is created by opening `/dev/net/tun` and issuing `TUNSETIFF`.
+//! The kernel creates the device in the network namespace of the process
+//! that *opened* the file, and checks `CAP_NET_ADMIN` against the user
+//! namespace owning that network namespace. This is why the setns helper
+//! opens the file only after joining the sandbox's user and network
+//! namespaces: it then holds `CAP_NET_ADMIN` there without any privilege on
+//! the host. The returned fd keeps working after it is passed to the daemon,
+//! which lives in the host namespace.
+//!
+//! We use direct ioctls rather than the `tun-tap` crate because we need the
+//! fd itself (to pass it over SCM_RIGHTS), and later `TUNSETPERSIST`,
+//! `TUNSETOFFLOAD` and `IFF_VNET_HDR`, which that crate does not expose.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+/// `IFNAMSIZ` from `<linux/if.h>`.
+pub const IFNAMSIZ: usize = 16;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+/// `struct ifreq` as `TUNSETIFF` reads it: a name and the flags, padded to
+/// the full size of the kernel's union.
+#[repr(C)]
+struct IfReqFlags {
+    name: [libc::c_char; IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+nix::ioctl_write_int!(tunsetiff, b'T', 202);
+
+/// Creates a TAP device named `name` (no packet-info header) in the caller's
+/// current network namespace and returns its fd (close-on-exec, blocking).
+pub fn create_tap(name: &str) -> io::Result<OwnedFd> {
+    if name.is_empty() || name.len() >= IFNAMSIZ || name.contains(['/', ' ', '\0']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid interface name {name:?}"),
+        ));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot open /dev/net/tun: {e} (it must exist and be mode 0666, \
+                     as on ordinary distributions: chmod 0666 /dev/net/tun)"
+                ),
+            )
+        })?;
+    let mut req = IfReqFlags {
+        name: [0; IFNAMSIZ],
+        flags: IFF_TAP | IFF_NO_PI,
+        _pad: [0; 22],
+    };
+    for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: `file` is an open /dev/net/tun fd and `req` is a properly
+    // initialised, NUL-terminated `struct ifreq` that outlives the call. The
+    // kernel reads at most `sizeof(struct ifreq)` (40 bytes) from it, which is
+    // exactly the size of `IfReqFlags`.
+    let rc = unsafe { tunsetiff(file.as_raw_fd(), &mut req as *mut IfReqFlags as u64) };
+    rc.map_err(|e| io::Error::other(format!("TUNSETIFF {name}: {e}")))?;
+    Ok(file.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifreq_has_kernel_size() {
+        assert_eq!(std::mem::size_of::<IfReqFlags>(), 40);
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert!(create_tap("").is_err());
+        assert!(create_tap("a-name-far-too-long").is_err());
+        assert!(create_tap("a/b").is_err());
+    }
+}

@@ -1,0 +1,276 @@
+//! The integration-test harness: real daemons, real sandboxes, no root.
+//!
+//! Each [`Env`] is an isolated warren: its own state and runtime
+//! directories under a temp dir, its own daemon (started by the first CLI
+//! call, exactly as for a user). Every `warren` command runs as an
+//! unprivileged uid: when the tests run as root they drop to 65534 (or
+//! `WARREN_TEST_UID`), so each test proves the rootless claim. The binary and
+//! the helper scripts are copied to a temp dir that uid can read, because the
+//! checkout may sit where it cannot enter.
+//!
+//! Traffic stays home: sandboxes only talk to each other and to their
+//! gateways, on networks the test made.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The unprivileged identity commands run as: `None` when the tests already
+/// run unprivileged.
+pub fn test_ids() -> Option<(u32, u32)> {
+    if nix::unistd::geteuid().is_root() {
+        let uid = std::env::var("WARREN_TEST_UID")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(65534);
+        Some((uid, uid))
+    } else {
+        None
+    }
+}
+
+/// A directory shared by all tests of this process with the binary and
+/// tools, readable by the test uid.
+fn shared_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("warren-test-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.join("warren");
+        std::fs::copy(env!("CARGO_BIN_EXE_warren"), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools");
+        for e in std::fs::read_dir(tools).unwrap().flatten() {
+            let dst = dir.join(e.file_name());
+            std::fs::copy(e.path(), &dst).unwrap();
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        check_prerequisites();
+        dir
+    })
+}
+
+fn check_prerequisites() {
+    let tun =
+        std::fs::metadata("/dev/net/tun").expect("/dev/net/tun is missing: load the tun module");
+    if test_ids().is_some() {
+        assert!(
+            tun.permissions().mode() & 0o006 == 0o006,
+            "/dev/net/tun must be mode 0666 (as on ordinary distributions): run .ci/run or chmod 0666 /dev/net/tun"
+        );
+    }
+    for tool in ["python3", "ping", "ip"] {
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "{tool} is needed by the tests: run .ci/run (it installs python3, iputils-ping, iproute2)");
+    }
+}
+
+/// A path of a tool script, readable by the test uid.
+pub fn tool(name: &str) -> String {
+    shared_dir().join(name).display().to_string()
+}
+
+/// One isolated warren installation.
+pub struct Env {
+    pub dir: PathBuf,
+    pub state: PathBuf,
+    pub runtime: PathBuf,
+    bin: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let bin = shared_dir().join("warren");
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("warren-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if let Some((uid, gid)) = test_ids() {
+            nix::unistd::chown(&dir, Some(uid.into()), Some(gid.into())).unwrap();
+        }
+        Env {
+            state: dir.join("state"),
+            runtime: dir.join("run"),
+            dir,
+            bin,
+        }
+    }
+
+    /// A `warren` command as the test user, with this env's directories.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", &self.dir)
+            .env("LANG", "C.UTF-8")
+            .env("WARREN_STATE_DIR", &self.state)
+            .env("WARREN_RUNTIME_DIR", &self.runtime)
+            .env("WARREN_LOG", "debug")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        if let Some((uid, gid)) = test_ids() {
+            c.uid(uid).gid(gid).groups(&[]);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "warren {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.daemon_log_tail()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and requires failure; returns stderr.
+    pub fn fail(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "warren {args:?} should have failed:\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("warren {args:?} printed no JSON ({e}): {out}"))
+    }
+
+    /// Starts a detached sandbox and returns its name.
+    pub fn start(&self, name: &str, networks: &[&str], cmd: &[&str]) -> String {
+        let mut args = vec!["run", "-d", "--name", name];
+        for n in networks {
+            args.push("--network");
+            args.push(n);
+        }
+        args.push("--");
+        args.extend_from_slice(cmd);
+        self.ok(&args);
+        name.to_string()
+    }
+
+    /// Runs `cmd` inside `sandbox`.
+    pub fn exec(&self, sandbox: &str, cmd: &[&str]) -> Output {
+        let mut args = vec!["exec", sandbox, "--"];
+        args.extend_from_slice(cmd);
+        self.run(&args)
+    }
+
+    pub fn exec_ok(&self, sandbox: &str, cmd: &[&str]) -> String {
+        let out = self.exec(sandbox, cmd);
+        assert!(
+            out.status.success(),
+            "exec {sandbox} {cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn inspect(&self, sandbox: &str) -> serde_json::Value {
+        self.json(&["inspect", sandbox])[0].clone()
+    }
+
+    /// The sandbox's address on `network`.
+    pub fn ip(&self, sandbox: &str, network: &str) -> String {
+        self.inspect(sandbox)["NetworkSettings"]["Networks"][network]["IPAddress"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{sandbox} has no address on {network}"))
+            .to_string()
+    }
+
+    pub fn pid(&self, sandbox: &str) -> i32 {
+        self.inspect(sandbox)["State"]["Pid"].as_i64().unwrap() as i32
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.runtime.join("warren.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    pub fn daemon_log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.runtime.join("daemon.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// The switch counters of `network`.
+    pub fn stats(&self, network: &str) -> serde_json::Value {
+        self.json(&["network", "stats", network])
+    }
+
+    /// Polls `f` until it is true or `timeout` passes.
+    pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if f() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Kill the sandboxes, then the daemon; never leave processes behind.
+        if let Ok(out) = self.cmd(&["ps", "--format", "json"]).output() {
+            if let Ok(rows) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                for r in rows.as_array().into_iter().flatten() {
+                    if let Some(pid) = r["Pid"].as_i64() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid as i32),
+                            nix::sys::signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(pid) = self.daemon_pid() {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
