@@ -21,6 +21,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+/// The PATH of every command (system directories only: the test user cannot
+/// read a developer's home, e.g. pyenv shims under /root).
+const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The unprivileged identity commands run as: `None` when the tests already
 /// run unprivileged.
@@ -128,7 +131,8 @@ impl Env {
             .current_dir(&self.dir)
             .stdin(Stdio::null());
         if let Some((uid, gid)) = test_ids() {
-            c.uid(uid).gid(gid).groups(&[]);
+            // std clears the supplementary groups when root drops to `uid`.
+            c.uid(uid).gid(gid);
         }
         c
     }
