@@ -13,6 +13,7 @@ pub mod types;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -71,8 +72,23 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .with_state(daemon)
 }
 
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+/// A request body: read (bounded by [`MAX_BODY`]) and parsed strictly, every
+/// failure in the API's JSON error shape.
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|e| {
+        let status = e.status().as_u16();
+        let hint = if status == 413 {
+            format!("request bodies are limited to {MAX_BODY} bytes")
+        } else {
+            String::new()
+        };
+        ApiError::new(
+            status,
+            format!("cannot read the request body: {}", e.body_text()),
+            hint,
+        )
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             format!("invalid request body: {e}"),
             "send the JSON the API documents (docs/api.md)",
@@ -104,8 +120,11 @@ async fn list_networks(State(d): State<Arc<Daemon>>) -> ApiResult<Vec<types::Net
     blocking(&d, |d| Ok(d.list_networks())).await
 }
 
-async fn create_network(State(d): State<Arc<Daemon>>, body: Bytes) -> Result<Response, ApiError> {
-    let req: types::NetworkCreate = parse(&body)?;
+async fn create_network(
+    State(d): State<Arc<Daemon>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: types::NetworkCreate = parse(body)?;
     let net = blocking(&d, move |d| d.create_network(req)).await?;
     Ok((StatusCode::CREATED, net).into_response())
 }
@@ -143,8 +162,11 @@ async fn list_sandboxes(State(d): State<Arc<Daemon>>) -> ApiResult<Vec<types::Sa
     blocking(&d, |d| Ok(d.list_sandboxes())).await
 }
 
-async fn create_sandbox(State(d): State<Arc<Daemon>>, body: Bytes) -> Result<Response, ApiError> {
-    let req: types::SandboxCreate = parse(&body)?;
+async fn create_sandbox(
+    State(d): State<Arc<Daemon>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: types::SandboxCreate = parse(body)?;
     let dd = d.clone();
     let created = tokio::task::spawn_blocking(move || dd.create_sandbox(req))
         .await

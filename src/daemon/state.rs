@@ -201,7 +201,7 @@ impl Daemon {
         let st = self.lock();
         let name = find_network(&st, key)?;
         let stats = st.networks[&name].switch.stats();
-        serde_json::to_value(stats).map_err(|e| ApiError::internal(e))
+        serde_json::to_value(stats).map_err(ApiError::internal)
     }
 
     pub fn remove_network(&self, key: &str) -> Result<String, ApiError> {
@@ -271,6 +271,7 @@ impl Daemon {
                 "the sandbox's process must be running",
             )
         })?;
+        check_owner(req.pid)?;
         let mode = req.network_mode.clone().unwrap_or_else(|| "bridge".into());
         if !matches!(mode.as_str(), "bridge" | "none" | "host") {
             return Err(ApiError::bad_request(
@@ -508,7 +509,7 @@ impl Daemon {
                 )
             })
             .collect();
-        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         rows.into_iter().map(|(_, r)| r).collect()
     }
 
@@ -615,6 +616,29 @@ impl Daemon {
             .map(|s| (s.id.clone(), s.pidfd.clone()))
             .collect()
     }
+}
+
+/// A sandbox must belong to the daemon's user: its namespaces are then
+/// owned by that user, and joining them needs no privilege.
+fn check_owner(pid: i32) -> Result<(), ApiError> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(format!("/proc/{pid}"))
+        .map_err(|e| {
+            ApiError::bad_request(
+                format!("no process {pid}: {e}"),
+                "the sandbox's process must be running",
+            )
+        })?
+        .uid();
+    let me = nix::unistd::getuid().as_raw();
+    if owner != me {
+        return Err(ApiError::new(
+            403,
+            format!("process {pid} belongs to uid {owner}, not to the daemon's user (uid {me})"),
+            "sandboxes must be created by the user who runs the daemon",
+        ));
+    }
+    Ok(())
 }
 
 fn start_network(def: NetworkDef) -> anyhow::Result<Network> {

@@ -20,7 +20,7 @@
 //!   the gateway transmits to a callback, from which the switch forwards it;
 //! - [`Gateway::poll_delay`] says when smoltcp's timers next need a poll.
 //!
-//! Frames travel between the switch and smoltcp through [`QueueDevice`], an
+//! Frames travel between the switch and smoltcp through `QueueDevice`, an
 //! in-memory `smoltcp::phy::Device` with two bounded FIFO queues (at most
 //! [`QUEUE_FRAMES`] frames and [`QUEUE_BYTES`] bytes each way). A full queue
 //! drops the frame and counts it: a container flooding the gateway costs it

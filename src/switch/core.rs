@@ -75,320 +75,12 @@ pub const DEFAULT_MAC_AGE: Duration = Duration::from_secs(300);
 /// Most ports one switch can have (port slots are 16-bit).
 pub const MAX_PORTS: usize = 1 << 16;
 
-/// A port of one switch.
-///
-/// The low 16 bits are the port's slot, the high 16 bits a generation that
-/// changes every time a slot is reused, so a stale id held by the control
-/// plane never names a newer port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct PortId(u32);
-
-impl PortId {
-    fn new(slot: usize, generation: u16) -> PortId {
-        PortId(u32::from(generation) << 16 | (slot as u32 & 0xffff))
-    }
-
-    /// The slot index of this port (small, dense: usable as a vector index).
-    pub fn slot(self) -> usize {
-        (self.0 & 0xffff) as usize
-    }
-
-    /// The raw value (slot and generation), e.g. as epoll user data.
-    pub fn as_u32(self) -> u32 {
-        self.0
-    }
-
-    /// The id whose raw value is `raw` (the inverse of [`PortId::as_u32`]).
-    pub fn from_u32(raw: u32) -> PortId {
-        PortId(raw)
-    }
-}
-
-impl std::fmt::Display for PortId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.slot(), self.0 >> 16)
-    }
-}
-
-/// What to do with one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Drop it; already counted.
-    Drop(DropReason),
-    /// Write it to this one port.
-    Unicast(PortId),
-    /// Hand it to the gateway only.
-    Gateway,
-    /// Write it to every port but the one it came from, and to the gateway
-    /// (for frames from the gateway: to every port).
-    Flood,
-}
-
-/// Why a frame was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Shorter than an Ethernet header.
-    Runt,
-    /// Source MAC multicast or not the port's MAC.
-    SpoofedMac,
-    /// IPv4 or ARP that does not parse.
-    Malformed,
-    /// IPv4 source address not the port's.
-    SpoofedIp,
-    /// ARP claiming another MAC or IP.
-    ArpSpoof,
-    /// ICMPv6 router advertisement from a sandbox (once IPv6 is supported).
-    RouterAdvert,
-    /// Not IPv4 or ARP.
-    UnsupportedEthertype,
-    /// Destination is the port the frame came from.
-    Hairpin,
-    /// Destination MAC not in the table (never flooded).
-    UnknownUnicast,
-    /// The ingress port is not (or no longer) registered.
-    UnknownPort,
-}
-
-impl DropReason {
-    /// Every reason, in counter order.
-    pub const ALL: [DropReason; 10] = [
-        DropReason::Runt,
-        DropReason::SpoofedMac,
-        DropReason::Malformed,
-        DropReason::SpoofedIp,
-        DropReason::ArpSpoof,
-        DropReason::RouterAdvert,
-        DropReason::UnsupportedEthertype,
-        DropReason::Hairpin,
-        DropReason::UnknownUnicast,
-        DropReason::UnknownPort,
-    ];
-
-    /// The snake_case name used in counters and traces.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::Runt => "runt",
-            DropReason::SpoofedMac => "spoofed_mac",
-            DropReason::Malformed => "malformed",
-            DropReason::SpoofedIp => "spoofed_ip",
-            DropReason::ArpSpoof => "arp_spoof",
-            DropReason::RouterAdvert => "router_advert",
-            DropReason::UnsupportedEthertype => "unsupported_ethertype",
-            DropReason::Hairpin => "hairpin",
-            DropReason::UnknownUnicast => "unknown_unicast",
-            DropReason::UnknownPort => "unknown_port",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Setup of one switch core.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CoreConfig {
-    /// The gateway's MAC: frames to it go to [`Decision::Gateway`].
-    pub gateway_mac: [u8; 6],
-    /// Bound of the MAC table (static and learned entries together).
-    pub mac_table_cap: usize,
-    /// Lifetime of a learned entry not seen again.
-    pub mac_age: Duration,
-}
-
-impl CoreConfig {
-    /// Defaults for everything but the gateway MAC.
-    pub fn new(gateway_mac: [u8; 6]) -> CoreConfig {
-        CoreConfig {
-            gateway_mac,
-            mac_table_cap: DEFAULT_MAC_TABLE_CAP,
-            mac_age: DEFAULT_MAC_AGE,
-        }
-    }
-}
-
-/// A port the core cannot add.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PortError {
-    /// The MAC is multicast/broadcast, or the gateway's own.
-    #[error("MAC {0} cannot be an endpoint's: it is multicast, broadcast or the gateway's")]
-    BadMac(EthernetAddress),
-    /// The IPv4 address is unspecified, multicast or broadcast.
-    #[error("address {0} cannot be an endpoint's: it is not a unicast address")]
-    BadIp(Ipv4Addr),
-    /// Another port has this MAC.
-    #[error("MAC {0} is already bound to another port of this network; choose another MAC")]
-    DuplicateMac(EthernetAddress),
-    /// Another port has this IPv4 address.
-    #[error(
-        "address {0} is already bound to another port of this network; choose another address"
-    )]
-    DuplicateIp(Ipv4Addr),
-    /// The MAC table is full.
-    #[error(
-        "the network's MAC table is full ({0} entries); disconnect endpoints or raise the limit"
-    )]
-    MacTableFull(usize),
-    /// All port slots are in use.
-    #[error("the network has the maximum number of ports ({MAX_PORTS})")]
-    TooManyPorts,
-}
-
-/// Network-wide counters of one switch (relaxed atomics, shared by `Arc`).
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Frames read from ports (dropped or not).
-    pub rx_frames: AtomicU64,
-    /// Bytes read from ports.
-    pub rx_bytes: AtomicU64,
-    /// Frames written to ports.
-    pub tx_frames: AtomicU64,
-    /// Bytes written to ports.
-    pub tx_bytes: AtomicU64,
-    /// Frames handed to the gateway (unicast or flooded).
-    pub to_gateway: AtomicU64,
-    /// Frames the gateway sent.
-    pub from_gateway: AtomicU64,
-    /// Frames flooded (from ports or from the gateway).
-    pub flooded: AtomicU64,
-    /// Writes to a port that failed (full, or device gone).
-    pub write_errors: AtomicU64,
-    /// Reads from a port that failed for a reason other than "no more".
-    pub read_errors: AtomicU64,
-    /// Source MACs not learned because the table was full.
-    pub mac_table_full: AtomicU64,
-    drops: [AtomicU64; DropReason::ALL.len()],
-}
-
-impl Counters {
-    /// Frames dropped for `reason`.
-    pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops[reason.index()].load(Relaxed)
-    }
-
-    fn count_drop(&self, reason: DropReason) {
-        self.drops[reason.index()].fetch_add(1, Relaxed);
-    }
-
-    /// A copy of every counter, for reporting.
-    pub fn snapshot(&self) -> NetworkCounters {
-        let d = |r| self.dropped(r);
-        NetworkCounters {
-            rx_frames: self.rx_frames.load(Relaxed),
-            rx_bytes: self.rx_bytes.load(Relaxed),
-            tx_frames: self.tx_frames.load(Relaxed),
-            tx_bytes: self.tx_bytes.load(Relaxed),
-            to_gateway: self.to_gateway.load(Relaxed),
-            from_gateway: self.from_gateway.load(Relaxed),
-            flooded: self.flooded.load(Relaxed),
-            write_errors: self.write_errors.load(Relaxed),
-            read_errors: self.read_errors.load(Relaxed),
-            mac_table_full: self.mac_table_full.load(Relaxed),
-            dropped: DropCounters {
-                runt: d(DropReason::Runt),
-                spoofed_mac: d(DropReason::SpoofedMac),
-                malformed: d(DropReason::Malformed),
-                spoofed_ip: d(DropReason::SpoofedIp),
-                arp_spoof: d(DropReason::ArpSpoof),
-                router_advert: d(DropReason::RouterAdvert),
-                unsupported_ethertype: d(DropReason::UnsupportedEthertype),
-                hairpin: d(DropReason::Hairpin),
-                unknown_unicast: d(DropReason::UnknownUnicast),
-                unknown_port: d(DropReason::UnknownPort),
-            },
-        }
-    }
-}
-
-/// A snapshot of [`Counters`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub struct NetworkCounters {
-    pub rx_frames: u64,
-    pub rx_bytes: u64,
-    pub tx_frames: u64,
-    pub tx_bytes: u64,
-    pub to_gateway: u64,
-    pub from_gateway: u64,
-    pub flooded: u64,
-    pub write_errors: u64,
-    pub read_errors: u64,
-    pub mac_table_full: u64,
-    /// Drops by reason.
-    pub dropped: DropCounters,
-}
-
-/// Drops by [`DropReason`], named as [`DropReason::as_str`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub struct DropCounters {
-    pub runt: u64,
-    pub spoofed_mac: u64,
-    pub malformed: u64,
-    pub spoofed_ip: u64,
-    pub arp_spoof: u64,
-    pub router_advert: u64,
-    pub unsupported_ethertype: u64,
-    pub hairpin: u64,
-    pub unknown_unicast: u64,
-    pub unknown_port: u64,
-}
-
-impl DropCounters {
-    /// All drops together.
-    pub fn total(&self) -> u64 {
-        self.runt
-            + self.spoofed_mac
-            + self.malformed
-            + self.spoofed_ip
-            + self.arp_spoof
-            + self.router_advert
-            + self.unsupported_ethertype
-            + self.hairpin
-            + self.unknown_unicast
-            + self.unknown_port
-    }
-}
-
-/// Counters of one port (relaxed atomics, shared by `Arc`).
-#[derive(Debug, Default)]
-pub struct PortCounters {
-    /// Frames read from this port.
-    pub rx_frames: AtomicU64,
-    /// Bytes read from this port.
-    pub rx_bytes: AtomicU64,
-    /// Frames written to this port.
-    pub tx_frames: AtomicU64,
-    /// Bytes written to this port.
-    pub tx_bytes: AtomicU64,
-    /// Frames from this port that were dropped (any reason).
-    pub dropped: AtomicU64,
-    /// Frames for this port whose write failed.
-    pub write_errors: AtomicU64,
-}
-
 /// The forwarding decision of one switch. See the module documentation.
 pub struct Core {
     gateway_mac: EthernetAddress,
     slots: Vec<Slot>,
     table: MacTable,
     counters: Arc<Counters>,
-}
-
-/// One port slot; the generation outlives the port.
-#[derive(Default)]
-struct Slot {
-    generation: u16,
-    port: Option<Port>,
-}
-
-/// A bound port.
-struct Port {
-    id: PortId,
-    mac: EthernetAddress,
-    ipv4: Ipv4Addr,
-    counters: Arc<PortCounters>,
 }
 
 impl Core {
@@ -603,6 +295,314 @@ impl Core {
             .and_then(|s| s.port.as_ref())
             .filter(|p| p.id == id)
     }
+}
+
+/// Setup of one switch core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// The gateway's MAC: frames to it go to [`Decision::Gateway`].
+    pub gateway_mac: [u8; 6],
+    /// Bound of the MAC table (static and learned entries together).
+    pub mac_table_cap: usize,
+    /// Lifetime of a learned entry not seen again.
+    pub mac_age: Duration,
+}
+
+impl CoreConfig {
+    /// Defaults for everything but the gateway MAC.
+    pub fn new(gateway_mac: [u8; 6]) -> CoreConfig {
+        CoreConfig {
+            gateway_mac,
+            mac_table_cap: DEFAULT_MAC_TABLE_CAP,
+            mac_age: DEFAULT_MAC_AGE,
+        }
+    }
+}
+
+/// A port of one switch.
+///
+/// The low 16 bits are the port's slot, the high 16 bits a generation that
+/// changes every time a slot is reused, so a stale id held by the control
+/// plane never names a newer port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct PortId(u32);
+
+impl PortId {
+    fn new(slot: usize, generation: u16) -> PortId {
+        PortId(u32::from(generation) << 16 | (slot as u32 & 0xffff))
+    }
+
+    /// The slot index of this port (small, dense: usable as a vector index).
+    pub fn slot(self) -> usize {
+        (self.0 & 0xffff) as usize
+    }
+
+    /// The raw value (slot and generation), e.g. as epoll user data.
+    pub fn as_u32(self) -> u32 {
+        self.0
+    }
+
+    /// The id whose raw value is `raw` (the inverse of [`PortId::as_u32`]).
+    pub fn from_u32(raw: u32) -> PortId {
+        PortId(raw)
+    }
+}
+
+impl std::fmt::Display for PortId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.slot(), self.0 >> 16)
+    }
+}
+
+/// What to do with one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Drop it; already counted.
+    Drop(DropReason),
+    /// Write it to this one port.
+    Unicast(PortId),
+    /// Hand it to the gateway only.
+    Gateway,
+    /// Write it to every port but the one it came from, and to the gateway
+    /// (for frames from the gateway: to every port).
+    Flood,
+}
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header.
+    Runt,
+    /// Source MAC multicast or not the port's MAC.
+    SpoofedMac,
+    /// IPv4 or ARP that does not parse.
+    Malformed,
+    /// IPv4 source address not the port's.
+    SpoofedIp,
+    /// ARP claiming another MAC or IP.
+    ArpSpoof,
+    /// ICMPv6 router advertisement from a sandbox (once IPv6 is supported).
+    RouterAdvert,
+    /// Not IPv4 or ARP.
+    UnsupportedEthertype,
+    /// Destination is the port the frame came from.
+    Hairpin,
+    /// Destination MAC not in the table (never flooded).
+    UnknownUnicast,
+    /// The ingress port is not (or no longer) registered.
+    UnknownPort,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Runt,
+        DropReason::SpoofedMac,
+        DropReason::Malformed,
+        DropReason::SpoofedIp,
+        DropReason::ArpSpoof,
+        DropReason::RouterAdvert,
+        DropReason::UnsupportedEthertype,
+        DropReason::Hairpin,
+        DropReason::UnknownUnicast,
+        DropReason::UnknownPort,
+    ];
+
+    /// The snake_case name used in counters and traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::Malformed => "malformed",
+            DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::ArpSpoof => "arp_spoof",
+            DropReason::RouterAdvert => "router_advert",
+            DropReason::UnsupportedEthertype => "unsupported_ethertype",
+            DropReason::Hairpin => "hairpin",
+            DropReason::UnknownUnicast => "unknown_unicast",
+            DropReason::UnknownPort => "unknown_port",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A port the core cannot add.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// The MAC is multicast/broadcast, or the gateway's own.
+    #[error("MAC {0} cannot be an endpoint's: it is multicast, broadcast or the gateway's")]
+    BadMac(EthernetAddress),
+    /// The IPv4 address is unspecified, multicast or broadcast.
+    #[error("address {0} cannot be an endpoint's: it is not a unicast address")]
+    BadIp(Ipv4Addr),
+    /// Another port has this MAC.
+    #[error("MAC {0} is already bound to another port of this network; choose another MAC")]
+    DuplicateMac(EthernetAddress),
+    /// Another port has this IPv4 address.
+    #[error(
+        "address {0} is already bound to another port of this network; choose another address"
+    )]
+    DuplicateIp(Ipv4Addr),
+    /// The MAC table is full.
+    #[error(
+        "the network's MAC table is full ({0} entries); disconnect endpoints or raise the limit"
+    )]
+    MacTableFull(usize),
+    /// All port slots are in use.
+    #[error("the network has the maximum number of ports ({MAX_PORTS})")]
+    TooManyPorts,
+}
+
+/// Network-wide counters of one switch (relaxed atomics, shared by `Arc`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Frames read from ports (dropped or not).
+    pub rx_frames: AtomicU64,
+    /// Bytes read from ports.
+    pub rx_bytes: AtomicU64,
+    /// Frames written to ports.
+    pub tx_frames: AtomicU64,
+    /// Bytes written to ports.
+    pub tx_bytes: AtomicU64,
+    /// Frames handed to the gateway (unicast or flooded).
+    pub to_gateway: AtomicU64,
+    /// Frames the gateway sent.
+    pub from_gateway: AtomicU64,
+    /// Frames flooded (from ports or from the gateway).
+    pub flooded: AtomicU64,
+    /// Writes to a port that failed (full, or device gone).
+    pub write_errors: AtomicU64,
+    /// Reads from a port that failed for a reason other than "no more".
+    pub read_errors: AtomicU64,
+    /// Source MACs not learned because the table was full.
+    pub mac_table_full: AtomicU64,
+    drops: [AtomicU64; DropReason::ALL.len()],
+}
+
+impl Counters {
+    /// Frames dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()].load(Relaxed)
+    }
+
+    fn count_drop(&self, reason: DropReason) {
+        self.drops[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    /// A copy of every counter, for reporting.
+    pub fn snapshot(&self) -> NetworkCounters {
+        let d = |r| self.dropped(r);
+        NetworkCounters {
+            rx_frames: self.rx_frames.load(Relaxed),
+            rx_bytes: self.rx_bytes.load(Relaxed),
+            tx_frames: self.tx_frames.load(Relaxed),
+            tx_bytes: self.tx_bytes.load(Relaxed),
+            to_gateway: self.to_gateway.load(Relaxed),
+            from_gateway: self.from_gateway.load(Relaxed),
+            flooded: self.flooded.load(Relaxed),
+            write_errors: self.write_errors.load(Relaxed),
+            read_errors: self.read_errors.load(Relaxed),
+            mac_table_full: self.mac_table_full.load(Relaxed),
+            dropped: DropCounters {
+                runt: d(DropReason::Runt),
+                spoofed_mac: d(DropReason::SpoofedMac),
+                malformed: d(DropReason::Malformed),
+                spoofed_ip: d(DropReason::SpoofedIp),
+                arp_spoof: d(DropReason::ArpSpoof),
+                router_advert: d(DropReason::RouterAdvert),
+                unsupported_ethertype: d(DropReason::UnsupportedEthertype),
+                hairpin: d(DropReason::Hairpin),
+                unknown_unicast: d(DropReason::UnknownUnicast),
+                unknown_port: d(DropReason::UnknownPort),
+            },
+        }
+    }
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct NetworkCounters {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub to_gateway: u64,
+    pub from_gateway: u64,
+    pub flooded: u64,
+    pub write_errors: u64,
+    pub read_errors: u64,
+    pub mac_table_full: u64,
+    /// Drops by reason.
+    pub dropped: DropCounters,
+}
+
+/// Drops by [`DropReason`], named as [`DropReason::as_str`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct DropCounters {
+    pub runt: u64,
+    pub spoofed_mac: u64,
+    pub malformed: u64,
+    pub spoofed_ip: u64,
+    pub arp_spoof: u64,
+    pub router_advert: u64,
+    pub unsupported_ethertype: u64,
+    pub hairpin: u64,
+    pub unknown_unicast: u64,
+    pub unknown_port: u64,
+}
+
+impl DropCounters {
+    /// All drops together.
+    pub fn total(&self) -> u64 {
+        self.runt
+            + self.spoofed_mac
+            + self.malformed
+            + self.spoofed_ip
+            + self.arp_spoof
+            + self.router_advert
+            + self.unsupported_ethertype
+            + self.hairpin
+            + self.unknown_unicast
+            + self.unknown_port
+    }
+}
+
+/// Counters of one port (relaxed atomics, shared by `Arc`).
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    /// Frames read from this port.
+    pub rx_frames: AtomicU64,
+    /// Bytes read from this port.
+    pub rx_bytes: AtomicU64,
+    /// Frames written to this port.
+    pub tx_frames: AtomicU64,
+    /// Bytes written to this port.
+    pub tx_bytes: AtomicU64,
+    /// Frames from this port that were dropped (any reason).
+    pub dropped: AtomicU64,
+    /// Frames for this port whose write failed.
+    pub write_errors: AtomicU64,
+}
+
+/// One port slot; the generation outlives the port.
+#[derive(Default)]
+struct Slot {
+    generation: u16,
+    port: Option<Port>,
+}
+
+/// A bound port.
+struct Port {
+    id: PortId,
+    mac: EthernetAddress,
+    ipv4: Ipv4Addr,
+    counters: Arc<PortCounters>,
 }
 
 /// The anti-spoofing checks of a frame from `port`; its destination if it
@@ -1166,6 +1166,17 @@ mod tests {
         let a = f.core.port_counters(f.a).expect("a counters");
         assert_eq!(a.rx_frames.load(Relaxed), 1);
         assert_eq!(a.rx_bytes.load(Relaxed), frame.len() as u64);
+    }
+
+    #[test]
+    fn drop_reasons_index_their_counters() {
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{}", reason.as_str());
+        }
+        let counters = Counters::default();
+        counters.count_drop(DropReason::UnknownPort);
+        assert_eq!(counters.snapshot().dropped.unknown_port, 1);
+        assert_eq!(counters.snapshot().dropped.total(), 1);
     }
 
     #[test]

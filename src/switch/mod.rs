@@ -91,78 +91,6 @@ const EVENTS: usize = 64;
 /// Callback told that a port's device went away (see [`NetworkSpec`]).
 pub type PortGoneFn = Box<dyn Fn(PortId) + Send>;
 
-/// What a switch is for: one network.
-pub struct NetworkSpec {
-    /// The network's name (thread name and logs).
-    pub name: String,
-    /// The network's gateway.
-    pub gateway: GatewayConfig,
-    /// Bound of the MAC table.
-    pub mac_table_cap: usize,
-    /// Called on the switch thread after a port's TAP device went away and
-    /// the port was removed. It must return quickly (send to a channel); it
-    /// may call [`SwitchHandle::remove_port`], which then does not wait.
-    pub on_port_gone: Option<PortGoneFn>,
-}
-
-impl NetworkSpec {
-    /// A spec with the default MAC table bound and no callback.
-    pub fn new(name: impl Into<String>, gateway: GatewayConfig) -> NetworkSpec {
-        NetworkSpec {
-            name: name.into(),
-            gateway,
-            mac_table_cap: DEFAULT_MAC_TABLE_CAP,
-            on_port_gone: None,
-        }
-    }
-}
-
-/// A port to add: a TAP fd and the endpoint it is bound to.
-pub struct PortSpec {
-    /// The TAP fd (`IFF_TAP | IFF_NO_PI`); made non-blocking by `add_port`.
-    pub fd: OwnedFd,
-    /// The endpoint's MAC: the only source MAC accepted from this port.
-    pub mac: [u8; 6],
-    /// The endpoint's IPv4 address: the only source address accepted.
-    pub ipv4: Ipv4Addr,
-    /// The endpoint id, for logs and stats.
-    pub label: String,
-}
-
-/// Counters of a whole switch, for the control plane and the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub struct SwitchStats {
-    /// The network's name.
-    pub network: String,
-    /// Network-wide counters.
-    pub counters: NetworkCounters,
-    /// The gateway's counters.
-    pub gateway: GatewayStats,
-    /// Every registered port, by id.
-    pub ports: Vec<PortStats>,
-}
-
-/// Counters of one port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub struct PortStats {
-    pub id: PortId,
-    /// The endpoint id given in [`PortSpec::label`].
-    pub label: String,
-    /// `aa:bb:cc:dd:ee:ff`.
-    pub mac: String,
-    pub ipv4: Ipv4Addr,
-    pub rx_frames: u64,
-    pub rx_bytes: u64,
-    pub tx_frames: u64,
-    pub tx_bytes: u64,
-    /// Frames from this port that were dropped.
-    pub dropped: u64,
-    /// Frames for this port whose write failed.
-    pub write_errors: u64,
-}
-
 /// The control plane's handle on one switch thread.
 pub struct SwitchHandle {
     name: String,
@@ -311,6 +239,81 @@ impl Drop for SwitchHandle {
     }
 }
 
+/// What a switch is for: one network.
+pub struct NetworkSpec {
+    /// The network's name (thread name and logs).
+    pub name: String,
+    /// The network's gateway.
+    pub gateway: GatewayConfig,
+    /// Bound of the MAC table.
+    pub mac_table_cap: usize,
+    /// Called on the switch thread after a port's TAP device went away and
+    /// the port was already removed (its fd closed). It must return quickly
+    /// and must not wait for a lock that a thread calling or dropping the
+    /// [`SwitchHandle`] may hold (dropping joins this thread): send the id to
+    /// a channel and act elsewhere. It may call
+    /// [`SwitchHandle::remove_port`], which then does not wait.
+    pub on_port_gone: Option<PortGoneFn>,
+}
+
+impl NetworkSpec {
+    /// A spec with the default MAC table bound and no callback.
+    pub fn new(name: impl Into<String>, gateway: GatewayConfig) -> NetworkSpec {
+        NetworkSpec {
+            name: name.into(),
+            gateway,
+            mac_table_cap: DEFAULT_MAC_TABLE_CAP,
+            on_port_gone: None,
+        }
+    }
+}
+
+/// A port to add: a TAP fd and the endpoint it is bound to.
+pub struct PortSpec {
+    /// The TAP fd (`IFF_TAP | IFF_NO_PI`); made non-blocking by `add_port`.
+    pub fd: OwnedFd,
+    /// The endpoint's MAC: the only source MAC accepted from this port.
+    pub mac: [u8; 6],
+    /// The endpoint's IPv4 address: the only source address accepted.
+    pub ipv4: Ipv4Addr,
+    /// The endpoint id, for logs and stats.
+    pub label: String,
+}
+
+/// Counters of a whole switch, for the control plane and the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct SwitchStats {
+    /// The network's name.
+    pub network: String,
+    /// Network-wide counters.
+    pub counters: NetworkCounters,
+    /// The gateway's counters.
+    pub gateway: GatewayStats,
+    /// Every registered port, by id.
+    pub ports: Vec<PortStats>,
+}
+
+/// Counters of one port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct PortStats {
+    pub id: PortId,
+    /// The endpoint id given in [`PortSpec::label`].
+    pub label: String,
+    /// `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    pub ipv4: Ipv4Addr,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    /// Frames from this port that were dropped.
+    pub dropped: u64,
+    /// Frames for this port whose write failed.
+    pub write_errors: u64,
+}
+
 /// `aa:bb:cc:dd:ee:ff`, as `ip link` and Docker print MACs.
 fn format_mac(mac: [u8; 6]) -> String {
     let [a, b, c, d, e, f] = mac;
@@ -398,23 +401,6 @@ struct Engine {
     warn_read: RateLimit,
     warn_write: RateLimit,
     warn_wait: RateLimit,
-}
-
-/// A registered port's fd.
-struct IoPort {
-    id: PortId,
-    fd: OwnedFd,
-    label: String,
-    /// Failed reads in a row.
-    read_errors: u32,
-}
-
-/// How one port's batch ended.
-enum Batch {
-    /// Drained, or the batch limit reached.
-    Done,
-    /// The device is gone.
-    Gone(&'static str),
 }
 
 impl Engine {
@@ -668,6 +654,23 @@ impl Engine {
             Decision::Gateway | Decision::Drop(_) => {}
         });
     }
+}
+
+/// A registered port's fd.
+struct IoPort {
+    id: PortId,
+    fd: OwnedFd,
+    label: String,
+    /// Failed reads in a row.
+    read_errors: u32,
+}
+
+/// How one port's batch ended.
+enum Batch {
+    /// Drained, or the batch limit reached.
+    Done,
+    /// The device is gone.
+    Gone(&'static str),
 }
 
 /// Carry out the decision for one frame read from a port. Returns whether

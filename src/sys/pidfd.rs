@@ -50,6 +50,20 @@ pub fn has_exited(pidfd: &impl AsFd) -> bool {
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
+/// Waits (async) until the process behind `pidfd` exits. Errors registering
+/// with the reactor are returned at once; the caller treats them as an exit.
+pub async fn wait_exit(pidfd: std::sync::Arc<OwnedFd>) -> io::Result<()> {
+    use tokio::io::unix::AsyncFd;
+    use tokio::io::Interest;
+    // SAFETY: the `Arc<OwnedFd>` keeps the fd open for as long as the
+    // `AsyncFd` holds it (it is moved in and only dropped with it), and
+    // `as_raw_fd` on it always returns that same fd.
+    let afd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    let _ = afd.readable().await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,18 +80,4 @@ mod tests {
         child.wait().unwrap();
         assert!(has_exited(&fd));
     }
-}
-
-/// Waits (async) until the process behind `pidfd` exits. Errors registering
-/// with the reactor are returned at once; the caller treats them as an exit.
-pub async fn wait_exit(pidfd: std::sync::Arc<OwnedFd>) -> io::Result<()> {
-    use tokio::io::unix::AsyncFd;
-    use tokio::io::Interest;
-    // SAFETY: the `Arc<OwnedFd>` keeps the fd open for as long as the
-    // `AsyncFd` holds it (it is moved in and only dropped with it), and
-    // `as_raw_fd` on it always returns that same fd.
-    let afd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)?;
-    let _ = afd.readable().await?;
-    Ok(())
 }

@@ -1,0 +1,112 @@
+//! The daemon's HTTP API under bad requests: every failure is the JSON error
+//! shape with a fitting status, and the daemon keeps serving.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::Env;
+
+/// Sends one raw HTTP/1.1 request and returns (status, body).
+fn http(env: &Env, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = UnixStream::connect(env.runtime.join("warren.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: warren\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // The daemon may answer (413) before reading the whole body.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn error_of(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not a JSON error ({e}): {body:?}"))
+}
+
+#[test]
+fn bad_requests_get_json_errors_and_the_daemon_keeps_serving() {
+    let env = Env::new();
+    env.ok(&["network", "ls"]); // starts the daemon
+    let cases: &[(&str, &str, &[u8], u16, &str)] = &[
+        (
+            "POST",
+            "/v1/networks",
+            b"{not json",
+            400,
+            "invalid request body",
+        ),
+        (
+            "POST",
+            "/v1/networks",
+            br#"{"name":"x","colour":"red"}"#,
+            400,
+            "unknown field",
+        ),
+        (
+            "POST",
+            "/v1/networks",
+            br#"{"name":42}"#,
+            400,
+            "invalid type",
+        ),
+        (
+            "POST",
+            "/v1/networks",
+            br#"{"name":"x","subnet":"300.1.0.0/16"}"#,
+            400,
+            "invalid subnet",
+        ),
+        ("POST", "/v1/sandboxes", br#"{"pid":0}"#, 400, "invalid pid"),
+        (
+            "POST",
+            "/v1/sandboxes",
+            br#"{"pid":1}"#,
+            403,
+            "not to the daemon\'s user",
+        ),
+        ("GET", "/v1/networks/nosuch", b"", 404, "not found"),
+        ("GET", "/v1/nothing-here", b"", 404, "no such API route"),
+    ];
+    for (method, path, body, status, msg) in cases {
+        let (got, text) = http(&env, method, path, body);
+        assert_eq!(
+            got,
+            *status,
+            "{method} {path} {}: {text}",
+            String::from_utf8_lossy(body)
+        );
+        let err = error_of(&text);
+        assert!(
+            err["error"].as_str().unwrap().contains(msg),
+            "{method} {path}: {err}"
+        );
+    }
+    let zeros = vec![0u8; 2 * 1024 * 1024];
+    let (got, text) = http(&env, "POST", "/v1/networks", &zeros);
+    assert_eq!(got, 413, "{text}");
+    assert!(error_of(&text)["hint"]
+        .as_str()
+        .unwrap()
+        .contains("limited"));
+
+    // Nothing was created, and the daemon still answers.
+    let nets = env.json(&["network", "ls", "--format", "json"]);
+    assert_eq!(nets.as_array().unwrap().len(), 1, "{nets}");
+    assert_eq!(env.ok(&["ps", "-q"]), "");
+}
