@@ -57,6 +57,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             get(inspect_network).delete(remove_network),
         )
         .route("/v1/networks/{name}/stats", get(network_stats))
+        .route("/v1/networks/{name}/connect", post(connect))
+        .route("/v1/networks/{name}/disconnect", post(disconnect))
         .route("/v1/sandboxes", get(list_sandboxes).post(create_sandbox))
         .route(
             "/v1/sandboxes/{id}",
@@ -154,6 +156,32 @@ async fn remove_network(
     blocking(&d, move |d| {
         d.remove_network(&name)
             .map(|n| serde_json::json!({ "removed": n }))
+    })
+    .await
+}
+
+async fn connect(
+    State(d): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<serde_json::Value> {
+    let req: types::ConnectRequest = parse(body)?;
+    blocking(&d, move |d| {
+        d.connect(&name, req)
+            .map(|ifname| serde_json::json!({ "interface": ifname }))
+    })
+    .await
+}
+
+async fn disconnect(
+    State(d): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<serde_json::Value> {
+    let req: types::DisconnectRequest = parse(body)?;
+    blocking(&d, move |d| {
+        d.disconnect(&name, &req.sandbox)
+            .map(|()| serde_json::json!({}))
     })
     .await
 }

@@ -251,3 +251,26 @@ pub struct EndpointSettings {
     /// The interface inside the sandbox (warren's addition).
     pub interface: String,
 }
+
+/// `POST /v1/networks/{name}/connect`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    pub sandbox: String,
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+/// `POST /v1/networks/{name}/disconnect`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisconnectRequest {
+    pub sandbox: String,
+    /// Accepted for Docker compatibility; a disconnect never needs forcing.
+    #[serde(default)]
+    pub force: bool,
+}

@@ -7,7 +7,9 @@ use clap::Subcommand;
 
 use super::client::Client;
 use super::{print_table, Format};
-use crate::api::types::{NetworkCreate, NetworkInspect, NetworkSummary, Pruned};
+use crate::api::types::{
+    ConnectRequest, DisconnectRequest, NetworkCreate, NetworkInspect, NetworkSummary, Pruned,
+};
 use crate::daemon::paths::Paths;
 
 #[derive(Subcommand, Debug)]
@@ -36,6 +38,25 @@ pub enum NetworkCmd {
         /// Accepted for Docker compatibility; prune never asks
         #[arg(short, long)]
         force: bool,
+    },
+    /// Connect a running sandbox to a network (a new interface inside)
+    Connect {
+        /// Static IPv4 address on the network
+        #[arg(long)]
+        ip: Option<String>,
+        /// Extra DNS name on the network (repeatable)
+        #[arg(long = "alias")]
+        alias: Vec<String>,
+        network: String,
+        sandbox: String,
+    },
+    /// Disconnect a sandbox from a network (its interface there disappears)
+    Disconnect {
+        /// Accepted for Docker compatibility
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        sandbox: String,
     },
     /// Show the switch's frame and drop counters of a network
     Stats { name: String },
@@ -87,6 +108,32 @@ pub fn main(paths: &Paths, cmd: NetworkCmd) -> Result<i32> {
                     println!("{n}");
                 }
             }
+            Ok(0)
+        }
+        NetworkCmd::Connect {
+            ip,
+            alias,
+            network,
+            sandbox,
+        } => {
+            let req = ConnectRequest {
+                sandbox,
+                ip,
+                aliases: alias,
+                mac: None,
+            };
+            let _: serde_json::Value =
+                Client::connect(paths)?.post(&format!("/v1/networks/{network}/connect"), &req)?;
+            Ok(0)
+        }
+        NetworkCmd::Disconnect {
+            force,
+            network,
+            sandbox,
+        } => {
+            let req = DisconnectRequest { sandbox, force };
+            let _: serde_json::Value = Client::connect(paths)?
+                .post(&format!("/v1/networks/{network}/disconnect"), &req)?;
             Ok(0)
         }
         NetworkCmd::Stats { name } => {

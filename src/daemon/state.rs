@@ -30,7 +30,7 @@ use super::util;
 use crate::api::types::*;
 use crate::gateway::GatewayConfig;
 use crate::sandbox::helper;
-use crate::sandbox::netlink::IfaceConfig;
+use crate::sandbox::netlink::{IfaceConfig, RouteConfig};
 use crate::sandbox::Mac;
 use crate::switch::{NetworkSpec, PortId, PortSpec, SwitchHandle};
 
@@ -62,6 +62,8 @@ struct State {
     sandboxes: BTreeMap<String, Sandbox>,
     /// Names of sandboxes being created (reserved, not yet registered).
     pending_names: BTreeSet<String>,
+    /// Sandboxes with a connect or disconnect in flight.
+    busy: BTreeSet<String>,
 }
 
 struct Network {
@@ -82,6 +84,7 @@ struct Sandbox {
     endpoints: Vec<Endpoint>,
 }
 
+#[derive(Clone)]
 struct Endpoint {
     id: String,
     network: String,
@@ -90,6 +93,8 @@ struct Endpoint {
     ip: Ipv4Addr,
     port: Option<PortId>,
     aliases: Vec<String>,
+    /// Whether the sandbox's default route goes through this endpoint.
+    default_route: bool,
 }
 
 /// What the API layer needs after a create: the answer, and the pidfd to
@@ -326,7 +331,7 @@ impl Daemon {
                     ..Default::default()
                 });
             }
-            match reserve_endpoints(&mut st, &requests) {
+            match reserve_endpoints(&mut st, &requests, &[], false) {
                 Ok((eps, ifaces)) => (name, eps, ifaces),
                 Err(e) => {
                     st.pending_names.remove(&name);
@@ -335,7 +340,8 @@ impl Daemon {
             }
         };
 
-        // Attach without the lock.
+        // Attach without the lock. DNS is served at the first network's gateway.
+        let dns = ifaces.first().map(|i| i.gateway);
         let attach = if mode == "host" {
             Ok(Vec::new())
         } else {
@@ -343,11 +349,12 @@ impl Daemon {
                 pid: req.pid,
                 setup: true,
                 interfaces: ifaces,
+                route: None,
             };
             helper::run(&self.exe, &hreq)
         };
         let files = attach.and_then(|fds| {
-            let files = self.write_files(&id, &hostname, &name, &endpoints)?;
+            let files = self.write_files(&id, &hostname, &name, &endpoints, dns)?;
             Ok((fds, files))
         });
 
@@ -366,23 +373,7 @@ impl Daemon {
             }
         };
         let mut endpoints = endpoints;
-        for (ep, fd) in endpoints.iter_mut().zip(fds) {
-            let Some(net) = st.networks.get(&ep.network) else {
-                continue;
-            };
-            let spec = PortSpec {
-                fd,
-                mac: ep.mac.0,
-                ipv4: ep.ip,
-                label: format!("{name}/{}", ep.ifname),
-            };
-            match net.switch.add_port(spec) {
-                Ok(port) => ep.port = Some(port),
-                Err(e) => {
-                    warn!(sandbox = %name, network = %ep.network, error = %e, "cannot add port")
-                }
-            }
-        }
+        self.add_ports(&st, &name, &mut endpoints, fds);
         let pidfd = Arc::new(pidfd);
         info!(sandbox = %name, id = %&id[..12], pid = req.pid, networks = endpoints.len(), "sandbox attached");
         st.sandboxes.insert(
@@ -399,6 +390,7 @@ impl Daemon {
                 endpoints,
             },
         );
+        self.publish_names(&st);
         Ok(Created {
             answer: SandboxCreated {
                 id,
@@ -446,12 +438,17 @@ impl Daemon {
 
     /// Writes `/etc/hosts` and `/etc/hostname` for the sandbox; returns the
     /// bind list for the init.
+    /// Writes the sandbox's `/etc/hosts`, `/etc/hostname` and (when it has
+    /// a network, `dns` being that network's gateway) `/etc/resolv.conf`;
+    /// returns the bind list for the init. Files are rewritten in place, so
+    /// the bind mounts of a running sandbox see later updates.
     fn write_files(
         &self,
         id: &str,
         hostname: &str,
         name: &str,
         eps: &[Endpoint],
+        dns: Option<Ipv4Addr>,
     ) -> anyhow::Result<Vec<(String, String)>> {
         let dir = self.paths.sandbox_dir(id);
         std::fs::create_dir_all(&dir)?;
@@ -466,15 +463,199 @@ impl Daemon {
                 hosts.push_str(&format!("{}\t{hostname} {name}\n", ep.ip));
             }
         }
-        let hosts_path = dir.join("hosts");
-        let hostname_path = dir.join("hostname");
-        std::fs::write(&hosts_path, hosts)?;
-        std::fs::write(&hostname_path, format!("{hostname}\n"))?;
-        Ok(vec![
-            (hosts_path.display().to_string(), "/etc/hosts".into()),
-            (hostname_path.display().to_string(), "/etc/hostname".into()),
-        ])
+        let mut binds = Vec::new();
+        for (file, body, target) in [
+            ("hosts", hosts, "/etc/hosts"),
+            ("hostname", format!("{hostname}\n"), "/etc/hostname"),
+        ] {
+            let path = dir.join(file);
+            std::fs::write(&path, body)?;
+            binds.push((path.display().to_string(), target.to_string()));
+        }
+        if let Some(gw) = dns {
+            let path = dir.join("resolv.conf");
+            std::fs::write(&path, resolv_conf(gw, &host_search_domains()))?;
+            binds.push((path.display().to_string(), "/etc/resolv.conf".to_string()));
+        }
+        Ok(binds)
     }
+
+    /// Rewrites a running sandbox's files after its endpoints changed.
+    fn refresh_files(&self, st: &State, id: &str) {
+        let Some(s) = st.sandboxes.get(id) else {
+            return;
+        };
+        let dns = s
+            .endpoints
+            .first()
+            .and_then(|e| st.networks.get(&e.network))
+            .map(|n| n.def.gateway);
+        if let Err(e) = self.write_files(id, &s.hostname, &s.name, &s.endpoints, dns) {
+            warn!(sandbox = %s.name, error = %e, "cannot update the sandbox's files");
+        }
+    }
+
+    /// `network connect`: hot-plugs a new interface into a running sandbox.
+    /// Returns the interface name.
+    pub fn connect(&self, network: &str, req: ConnectRequest) -> Result<String, ApiError> {
+        let (id, pid, name, ifaces) = {
+            let mut st = self.lock();
+            let net = find_network(&st, network)?;
+            let id = find_sandbox(&st, &req.sandbox)?;
+            let s = &st.sandboxes[&id];
+            if s.mode != "bridge" {
+                return Err(ApiError::conflict(
+                    format!("sandbox {} runs with --network {}, which cannot be connected to other networks", s.name, s.mode),
+                    "run it on a named network instead",
+                ));
+            }
+            if st.busy.contains(&id) {
+                return Err(ApiError::conflict(
+                    format!("sandbox {} is being changed by another request", s.name),
+                    "try again in a moment",
+                ));
+            }
+            let (pid, name) = (s.pid, s.name.clone());
+            let existing = s.endpoints.clone();
+            let has_default = existing.iter().any(|e| e.default_route);
+            let request = EndpointRequest {
+                network: net,
+                aliases: req.aliases,
+                ip: req.ip,
+                mac: req.mac,
+            };
+            let (eps, ifaces) = reserve_endpoints(&mut st, &[request], &existing, has_default)?;
+            st.busy.insert(id.clone());
+            (id, pid, name, (eps, ifaces))
+        };
+        let (eps, ifaces) = ifaces;
+        let hreq = helper::Request {
+            pid,
+            setup: false,
+            interfaces: ifaces,
+            route: None,
+        };
+        let attached = helper::run(&self.exe, &hreq);
+        let mut st = self.lock();
+        st.busy.remove(&id);
+        let fds = match attached {
+            Ok(fds) if st.sandboxes.contains_key(&id) => fds,
+            Ok(_) => {
+                release_endpoints(&mut st, &eps);
+                return Err(ApiError::not_found(
+                    format!("sandbox {name} exited while connecting"),
+                    "",
+                ));
+            }
+            Err(e) => {
+                release_endpoints(&mut st, &eps);
+                return Err(ApiError::new(
+                    500,
+                    format!("cannot connect sandbox {name}: {e:#}"),
+                    "the daemon log has details",
+                ));
+            }
+        };
+        let mut eps = eps;
+        self.add_ports(&st, &name, &mut eps, fds);
+        let ifname = eps.first().map(|e| e.ifname.clone()).unwrap_or_default();
+        if let Some(s) = st.sandboxes.get_mut(&id) {
+            s.endpoints.extend(eps);
+        }
+        self.refresh_files(&st, &id);
+        self.publish_names(&st);
+        info!(sandbox = %name, network, ifname = %ifname, "connected");
+        Ok(ifname)
+    }
+
+    /// `network disconnect`: removes the sandbox's interface on `network`;
+    /// its address is freed and its names stop resolving at once. If it
+    /// carried the default route, the route moves to the next non-internal
+    /// network.
+    pub fn disconnect(&self, network: &str, sandbox: &str) -> Result<(), ApiError> {
+        let (name, pid, reroute) = {
+            let mut st = self.lock();
+            let net = find_network(&st, network)?;
+            let id = find_sandbox(&st, sandbox)?;
+            if st.busy.contains(&id) {
+                return Err(ApiError::conflict(
+                    format!("sandbox {sandbox} is being changed by another request"),
+                    "try again in a moment",
+                ));
+            }
+            let internal: BTreeMap<String, (bool, Ipv4Addr)> = st
+                .networks
+                .iter()
+                .map(|(k, n)| (k.clone(), (n.def.internal, n.def.gateway)))
+                .collect();
+            let Some(s) = st.sandboxes.get_mut(&id) else {
+                return Err(ApiError::internal("sandbox vanished"));
+            };
+            let Some(pos) = s.endpoints.iter().position(|e| e.network == net) else {
+                return Err(ApiError::conflict(
+                    format!("sandbox {} is not connected to network {net}", s.name),
+                    "see its networks with `warren inspect`",
+                ));
+            };
+            let ep = s.endpoints.remove(pos);
+            let mut reroute = None;
+            if ep.default_route {
+                if let Some(next) = s
+                    .endpoints
+                    .iter_mut()
+                    .find(|e| internal.get(&e.network).is_some_and(|n| !n.0))
+                {
+                    next.default_route = true;
+                    reroute = internal.get(&next.network).map(|n| RouteConfig {
+                        ifname: next.ifname.clone(),
+                        gateway: n.1,
+                    });
+                }
+            }
+            let (name, pid) = (s.name.clone(), s.pid);
+            release_endpoints(&mut st, std::slice::from_ref(&ep));
+            self.refresh_files(&st, &id);
+            self.publish_names(&st);
+            info!(sandbox = %name, network = %net, ifname = %ep.ifname, "disconnected");
+            (name, pid, reroute)
+        };
+        if let Some(route) = reroute {
+            let hreq = helper::Request {
+                pid,
+                setup: false,
+                interfaces: vec![],
+                route: Some(route),
+            };
+            if let Err(e) = helper::run(&self.exe, &hreq) {
+                warn!(sandbox = %name, error = %format!("{e:#}"), "cannot move the default route");
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands each endpoint's TAP fd to its network's switch.
+    fn add_ports(&self, st: &State, name: &str, eps: &mut [Endpoint], fds: Vec<OwnedFd>) {
+        for (ep, fd) in eps.iter_mut().zip(fds) {
+            let Some(net) = st.networks.get(&ep.network) else {
+                continue;
+            };
+            let spec = PortSpec {
+                fd,
+                mac: ep.mac.0,
+                ipv4: ep.ip,
+                label: format!("{name}/{}", ep.ifname),
+            };
+            match net.switch.add_port(spec) {
+                Ok(port) => ep.port = Some(port),
+                Err(e) => {
+                    warn!(sandbox = %name, network = %ep.network, error = %e, "cannot add port")
+                }
+            }
+        }
+    }
+
+    /// Sends the current names to every switch (DNS answers from them).
+    fn publish_names(&self, _st: &State) {}
 
     pub fn list_sandboxes(&self) -> Vec<SandboxSummary> {
         let st = self.lock();
@@ -603,6 +784,7 @@ impl Daemon {
             return;
         };
         release_endpoints(&mut st, &s.endpoints);
+        self.publish_names(&st);
         drop(st);
         let _ = std::fs::remove_dir_all(self.paths.sandbox_dir(id));
         info!(sandbox = %s.name, id = %&s.id[..12], why, "sandbox gone, endpoints freed");
@@ -776,6 +958,31 @@ fn inspect_network(st: &State, name: &str) -> NetworkInspect {
     }
 }
 
+/// `resolv.conf` of a sandbox: warren's DNS at `server`, the host's search
+/// domains, and `ndots:0` so single-label names go to warren as they are.
+fn resolv_conf(server: Ipv4Addr, search: &[String]) -> String {
+    let mut out = format!("# generated by warren\nnameserver {server}\n");
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    out.push_str("options ndots:0\n");
+    out
+}
+
+/// The search domains of the host's `/etc/resolv.conf` (`search` or `domain`;
+/// the last such line wins, as in glibc).
+fn host_search_domains() -> Vec<String> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if let Some("search" | "domain") = words.next() {
+            out = words.take(6).map(str::to_string).collect();
+        }
+    }
+    out
+}
+
 /// Checks a create request against the existing networks and the host, and
 /// turns it into a definition. Changes nothing.
 fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiError> {
@@ -926,14 +1133,21 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
 }
 
 /// Reserves an address on each requested network and plans its interface.
+/// `existing` are the sandbox's current endpoints (their networks and
+/// interface names are taken); `has_default` says whether one of them already
+/// carries the default route, which otherwise goes to the first
+/// non-internal network.
 fn reserve_endpoints(
     st: &mut State,
     reqs: &[EndpointRequest],
+    existing: &[Endpoint],
+    has_default: bool,
 ) -> Result<(Vec<Endpoint>, Vec<IfaceConfig>), ApiError> {
     let mut eps: Vec<Endpoint> = Vec::new();
     let mut ifaces = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut default_route_given = false;
+    let mut seen: BTreeSet<String> = existing.iter().map(|e| e.network.clone()).collect();
+    let mut ifnames: BTreeSet<String> = existing.iter().map(|e| e.ifname.clone()).collect();
+    let mut default_route_given = has_default;
     let result = (|| {
         if reqs.len() > helper::MAX_IFACES {
             return Err(ApiError::bad_request(
@@ -941,15 +1155,22 @@ fn reserve_endpoints(
                 format!("at most {}", helper::MAX_IFACES),
             ));
         }
-        for (i, r) in reqs.iter().enumerate() {
+        for r in reqs {
             let name = find_network(st, &r.network).map_err(|e| {
                 ApiError::not_found(e.error, "create it with `warren network create NAME`, or list networks with `warren network ls`")
             })?;
             if !seen.insert(name.clone()) {
-                return Err(ApiError::bad_request(
-                    format!("network {name} given twice"),
-                    "give each network once",
-                ));
+                return Err(if existing.iter().any(|e| e.network == name) {
+                    ApiError::conflict(
+                        format!("the sandbox is already connected to network {name}"),
+                        "disconnect it first to change its address or aliases",
+                    )
+                } else {
+                    ApiError::bad_request(
+                        format!("network {name} given twice"),
+                        "give each network once",
+                    )
+                });
             }
             if r.aliases.len() > MAX_ALIASES {
                 return Err(ApiError::bad_request(
@@ -1000,7 +1221,12 @@ fn reserve_endpoints(
                 )
             })?;
             let mac = wanted_mac.unwrap_or_else(|| Mac::from_ipv4(ip));
-            let ifname = format!("eth{i}");
+            // The lowest free ethN, so a reconnect reuses a freed name.
+            let ifname = (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !ifnames.contains(n))
+                .unwrap_or_default();
+            ifnames.insert(ifname.clone());
             let default_route = !net.def.internal && !default_route_given;
             default_route_given |= default_route;
             ifaces.push(IfaceConfig {
@@ -1020,6 +1246,7 @@ fn reserve_endpoints(
                 ip,
                 port: None,
                 aliases: r.aliases.clone(),
+                default_route,
             });
         }
         Ok(())

@@ -31,7 +31,7 @@ use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag,
 use nix::sys::time::TimeVal;
 use serde::{Deserialize, Serialize};
 
-use super::netlink::{self, IfaceConfig};
+use super::netlink::{self, IfaceConfig, RouteConfig};
 
 /// Largest request or reply message.
 const MAX_MSG: usize = 64 * 1024;
@@ -49,6 +49,10 @@ pub struct Request {
     pub setup: bool,
     /// TAP devices to create and configure, in order.
     pub interfaces: Vec<IfaceConfig>,
+    /// Move the default route to this existing interface (after a
+    /// disconnect took away the one that had it).
+    #[serde(default)]
+    pub route: Option<RouteConfig>,
 }
 
 /// The helper's answer. On success the message carries one fd per interface.
@@ -190,7 +194,7 @@ fn serve(req: &Request) -> Result<(Vec<u32>, Vec<OwnedFd>)> {
         let _ = write_sysctl(&format!("net/ipv6/conf/{}/disable_ipv6", cfg.ifname), "1");
         fds.push(fd);
     }
-    let indexes = netlink::configure(req.setup, &req.interfaces)?;
+    let indexes = netlink::configure(req.setup, &req.interfaces, req.route.as_ref())?;
     Ok((indexes, fds))
 }
 

@@ -23,9 +23,21 @@ pub struct IfaceConfig {
     pub default_route: bool,
 }
 
-/// Brings `lo` up (when `setup_lo`) and configures every interface in
-/// `ifaces`, which must already exist (the TAPs were just created).
-pub fn configure(setup_lo: bool, ifaces: &[IfaceConfig]) -> Result<Vec<u32>> {
+/// Where the default route should go: an existing interface and its gateway.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RouteConfig {
+    pub ifname: String,
+    pub gateway: Ipv4Addr,
+}
+
+/// Brings `lo` up (when `setup_lo`), configures every interface in `ifaces`
+/// (which must already exist: the TAPs were just created), then points the
+/// default route at `route` if given (replacing any default route).
+pub fn configure(
+    setup_lo: bool,
+    ifaces: &[IfaceConfig],
+    route: Option<&RouteConfig>,
+) -> Result<Vec<u32>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -75,22 +87,34 @@ pub fn configure(setup_lo: bool, ifaces: &[IfaceConfig]) -> Result<Vec<u32>> {
                 .await
                 .with_context(|| format!("bringing {} up", cfg.ifname))?;
             if cfg.default_route {
-                handle
-                    .route()
-                    .add()
-                    .v4()
-                    .gateway(cfg.gateway)
-                    .output_interface(idx)
-                    .execute()
-                    .await
-                    .with_context(|| {
-                        format!("default route via {} on {}", cfg.gateway, cfg.ifname)
-                    })?;
+                default_route(&handle, idx, &cfg.ifname, cfg.gateway).await?;
             }
             indexes.push(idx);
         }
+        if let Some(r) = route {
+            let idx = link_index(&handle, &r.ifname).await?;
+            default_route(&handle, idx, &r.ifname, r.gateway).await?;
+        }
         Ok(indexes)
     })
+}
+
+async fn default_route(
+    handle: &rtnetlink::Handle,
+    idx: u32,
+    ifname: &str,
+    gateway: Ipv4Addr,
+) -> Result<()> {
+    handle
+        .route()
+        .add()
+        .v4()
+        .gateway(gateway)
+        .output_interface(idx)
+        .replace()
+        .execute()
+        .await
+        .with_context(|| format!("default route via {gateway} on {ifname}"))
 }
 
 async fn link_index(handle: &rtnetlink::Handle, name: &str) -> Result<u32> {
