@@ -199,16 +199,53 @@ async fn create_sandbox(
     let created = tokio::task::spawn_blocking(move || dd.create_sandbox(req))
         .await
         .map_err(ApiError::internal)??;
-    watch_exit(d, created.answer.id.clone(), created.pidfd);
+    watch_exit(
+        d,
+        created.answer.id.clone(),
+        created.pidfd,
+        created.netns_watch,
+    );
     Ok((StatusCode::CREATED, Json(created.answer)).into_response())
 }
 
-/// Frees a sandbox's endpoints as soon as its process exits: the pidfd
-/// polls readable on exit, however the process died.
-pub fn watch_exit(d: Arc<Daemon>, id: String, pidfd: Arc<std::os::fd::OwnedFd>) {
+/// How often a netns path is checked for removal.
+const NETNS_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Frees a sandbox's endpoints as soon as it is gone: its process exits (the
+/// pidfd polls readable on exit, however the process died), or, for a
+/// sandbox given by netns path, the path stops naming that namespace (the
+/// daemon's TAP fds keep the namespace itself alive, so its disappearance
+/// cannot be seen any other way). Whichever happens first.
+pub fn watch_exit(
+    d: Arc<Daemon>,
+    id: String,
+    pidfd: Option<Arc<std::os::fd::OwnedFd>>,
+    netns: Option<crate::daemon::state::NetnsWatch>,
+) {
     tokio::spawn(async move {
-        if let Err(e) = crate::sys::pidfd::wait_exit(pidfd).await {
-            warn!(id = %id, error = %e, "cannot watch sandbox pidfd; freeing it now");
+        let process = async {
+            match pidfd {
+                Some(fd) => {
+                    if let Err(e) = crate::sys::pidfd::wait_exit(fd).await {
+                        warn!(id = %id, error = %e, "cannot watch sandbox pidfd; freeing it now");
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let path = async {
+            match netns {
+                Some(w) => {
+                    while w.alive() {
+                        tokio::time::sleep(NETNS_POLL).await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = process => {},
+            () = path => {},
         }
         let _ = tokio::task::spawn_blocking(move || d.forget_sandbox(&id, "process exited")).await;
     });
@@ -225,6 +262,8 @@ async fn inspect_sandbox(
 struct RmQuery {
     #[serde(default)]
     force: bool,
+    #[serde(default)]
+    detach: bool,
 }
 
 async fn remove_sandbox(
@@ -233,7 +272,7 @@ async fn remove_sandbox(
     Query(q): Query<RmQuery>,
 ) -> ApiResult<serde_json::Value> {
     blocking(&d, move |d| {
-        d.remove_sandbox(&id, q.force)
+        d.remove_sandbox(&id, q.force, q.detach)
             .map(|n| serde_json::json!({ "removed": n }))
     })
     .await

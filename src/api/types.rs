@@ -131,6 +131,9 @@ pub struct Pruned {
 #[serde(deny_unknown_fields)]
 pub struct EndpointRequest {
     pub network: String,
+    /// Interface name inside the sandbox [default: the lowest free ethN].
+    #[serde(default)]
+    pub ifname: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
     #[serde(default)]
@@ -149,8 +152,22 @@ pub struct SandboxCreate {
     pub id: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
-    /// A process inside the sandbox's namespaces.
+    /// A process inside the sandbox's namespaces (0: none, give `netns`).
+    #[serde(default)]
     pub pid: i32,
+    /// The sandbox's network namespace by path, for namespaces attached
+    /// without a process (`warren attach --netns`, CNI).
+    #[serde(default)]
+    pub netns: Option<String>,
+    /// The user namespace owning `netns`, if not derivable from it.
+    #[serde(default)]
+    pub userns: Option<String>,
+    /// Made by a runner and attached: warren never kills its processes.
+    #[serde(default)]
+    pub attached: bool,
+    /// The runner's id for the sandbox (CNI's container id).
+    #[serde(default)]
+    pub external_id: Option<String>,
     #[serde(default)]
     pub hostname: Option<String>,
     /// `bridge` (endpoints from `networks`, default `bridge`), `none` or `host`.
@@ -186,6 +203,16 @@ pub struct SandboxSummary {
     pub pid: i32,
     pub networks: String,
     pub ports: String,
+    /// The runner's id (CNI's container id) for attached sandboxes.
+    #[serde(
+        rename = "ExternalID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub external_id: String,
+    /// Whether a runner made it (attach, CNI) rather than `warren run`.
+    #[serde(default)]
+    pub attached: bool,
 }
 
 /// `GET /v1/sandboxes/{id}`: shaped like `docker inspect` of a container.
@@ -257,6 +284,8 @@ pub struct EndpointSettings {
 #[serde(deny_unknown_fields)]
 pub struct ConnectRequest {
     pub sandbox: String,
+    #[serde(default)]
+    pub ifname: Option<String>,
     #[serde(default)]
     pub ip: Option<String>,
     #[serde(default)]

@@ -11,6 +11,7 @@
 //! command, 125 when `run` could not start the sandbox (as Docker), and the
 //! command's own status otherwise.
 
+pub mod attach;
 pub mod client;
 pub mod network;
 pub mod run;
@@ -56,6 +57,10 @@ pub enum Command {
     Exec(sandbox::ExecArgs),
     /// Remove sandboxes
     Rm(sandbox::RmArgs),
+    /// Attach namespaces a runner made (by process or netns path) to networks
+    Attach(attach::AttachArgs),
+    /// Take the networks away from attached sandboxes (their processes keep running)
+    Detach(attach::DetachArgs),
     #[command(name = "__init", hide = true)]
     Init(InitArgs),
     #[command(name = "__netns-helper", hide = true)]
@@ -106,6 +111,8 @@ pub fn main() -> i32 {
         Command::Inspect(args) => sandbox::inspect(&paths, args),
         Command::Exec(args) => sandbox::exec(&paths, args),
         Command::Rm(args) => sandbox::rm(&paths, args),
+        Command::Attach(args) => attach::attach(&paths, args),
+        Command::Detach(args) => attach::detach(&paths, args),
         Command::Init(args) => {
             return crate::sandbox::init::main(args.detach, args.net_host, &args.cmd)
         }

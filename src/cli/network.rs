@@ -118,6 +118,7 @@ pub fn main(paths: &Paths, cmd: NetworkCmd) -> Result<i32> {
         } => {
             let req = ConnectRequest {
                 sandbox,
+                ifname: None,
                 ip,
                 aliases: alias,
                 mac: None,

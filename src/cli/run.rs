@@ -23,18 +23,8 @@ pub struct RunArgs {
     /// Name of the sandbox [default: a generated adjective_noun]
     #[arg(long)]
     pub name: Option<String>,
-    /// Network to attach (repeatable); `none` for loopback only, `host` for the caller's network
-    #[arg(long = "network", alias = "net", value_name = "NET")]
-    pub network: Vec<String>,
-    /// Extra DNS name on every network given (repeatable)
-    #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
-    pub network_alias: Vec<String>,
-    /// Static IPv4 address on the first network
-    #[arg(long)]
-    pub ip: Option<String>,
-    /// MAC address on the first network [default: 02:42 + the IPv4 address]
-    #[arg(long = "mac-address")]
-    pub mac_address: Option<String>,
+    #[command(flatten)]
+    pub net: NetArgs,
     /// Hostname inside the sandbox [default: the short id]
     #[arg(long)]
     pub hostname: Option<String>,
@@ -51,8 +41,25 @@ pub struct RunArgs {
     pub cmd: Vec<String>,
 }
 
+/// The network options shared by `run` and `attach`.
+#[derive(clap::Args, Debug, Default)]
+pub struct NetArgs {
+    /// Network to attach (repeatable); `none` for loopback only, `host` for the caller's network
+    #[arg(long = "network", alias = "net", value_name = "NET")]
+    pub network: Vec<String>,
+    /// Extra DNS name on every network given (repeatable)
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// Static IPv4 address on the first network
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// MAC address on the first network [default: 02:42 + the IPv4 address]
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+}
+
 pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
-    let (mode, net_mode, networks) = plan_networks(&a)?;
+    let (mode, net_mode, networks) = a.net.plan()?;
     let client = Client::connect(paths)?;
     let id = random_id();
     let stdio = if a.detach {
@@ -83,6 +90,7 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
         network_mode: Some(mode.to_string()),
         networks,
         command: a.cmd.clone(),
+        ..Default::default()
     };
     let created: SandboxCreated = match client.post("/v1/sandboxes", &req) {
         Ok(c) => c,
@@ -112,40 +120,44 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
-/// Splits `--network` values into a mode and endpoint requests.
-fn plan_networks(a: &RunArgs) -> Result<(&'static str, NetMode, Vec<EndpointRequest>)> {
-    let special: Vec<&String> = a
-        .network
-        .iter()
-        .filter(|n| *n == "host" || *n == "none")
-        .collect();
-    if let Some(s) = special.first() {
-        if a.network.len() > 1 {
-            bail!("--network {s} cannot be combined with other networks");
+impl NetArgs {
+    /// Splits `--network` values into a mode and endpoint requests.
+    pub fn plan(&self) -> Result<(&'static str, NetMode, Vec<EndpointRequest>)> {
+        let a = self;
+        let special: Vec<&String> = a
+            .network
+            .iter()
+            .filter(|n| *n == "host" || *n == "none")
+            .collect();
+        if let Some(s) = special.first() {
+            if a.network.len() > 1 {
+                bail!("--network {s} cannot be combined with other networks");
+            }
+            if a.ip.is_some() || a.mac_address.is_some() || !a.network_alias.is_empty() {
+                bail!("--ip, --mac-address and --network-alias need a network; --network {s} has none");
+            }
+            return Ok(if s.as_str() == "host" {
+                ("host", NetMode::Host, vec![])
+            } else {
+                ("none", NetMode::Private, vec![])
+            });
         }
-        if a.ip.is_some() || a.mac_address.is_some() || !a.network_alias.is_empty() {
-            bail!("--ip, --mac-address and --network-alias need a network; --network {s} has none");
-        }
-        return Ok(if s.as_str() == "host" {
-            ("host", NetMode::Host, vec![])
+        let names = if a.network.is_empty() {
+            vec![crate::daemon::state::DEFAULT_NETWORK.to_string()]
         } else {
-            ("none", NetMode::Private, vec![])
-        });
+            a.network.clone()
+        };
+        let eps = names
+            .into_iter()
+            .enumerate()
+            .map(|(i, network)| EndpointRequest {
+                network,
+                ifname: None,
+                aliases: a.network_alias.clone(),
+                ip: if i == 0 { a.ip.clone() } else { None },
+                mac: if i == 0 { a.mac_address.clone() } else { None },
+            })
+            .collect();
+        Ok(("bridge", NetMode::Private, eps))
     }
-    let names = if a.network.is_empty() {
-        vec![crate::daemon::state::DEFAULT_NETWORK.to_string()]
-    } else {
-        a.network.clone()
-    };
-    let eps = names
-        .into_iter()
-        .enumerate()
-        .map(|(i, network)| EndpointRequest {
-            network,
-            aliases: a.network_alias.clone(),
-            ip: if i == 0 { a.ip.clone() } else { None },
-            mac: if i == 0 { a.mac_address.clone() } else { None },
-        })
-        .collect();
-    Ok(("bridge", NetMode::Private, eps))
 }

@@ -136,6 +136,13 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
     let info: SandboxInspect =
         Client::connect(paths)?.get(&format!("/v1/sandboxes/{}", a.sandbox))?;
     let pid = info.state.pid;
+    if pid <= 0 {
+        anyhow::bail!(
+            "sandbox {} was attached by its network namespace and has no process to join; \
+             use its runner's exec",
+            a.sandbox
+        );
+    }
     let cwd = std::env::current_dir().ok();
     // Open every namespace before joining any: after joining the user
     // namespace, the host's /proc/PID may no longer be ours to read.

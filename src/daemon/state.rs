@@ -75,8 +75,14 @@ struct Network {
 struct Sandbox {
     id: String,
     name: String,
-    pid: i32,
-    pidfd: Arc<OwnedFd>,
+    target: NsTarget,
+    /// Watches the sandbox's process, when it has one.
+    pidfd: Option<Arc<OwnedFd>>,
+    /// Made by a runner and attached (`warren attach`, CNI), not by `run`:
+    /// warren never kills its processes.
+    attached: bool,
+    /// The runner's id for it (CNI's container id).
+    external_id: Option<String>,
     hostname: String,
     created: SystemTime,
     command: Vec<String>,
@@ -101,7 +107,54 @@ struct Endpoint {
 /// watch for the sandbox's exit.
 pub struct Created {
     pub answer: SandboxCreated,
-    pub pidfd: Arc<OwnedFd>,
+    pub pidfd: Option<Arc<OwnedFd>>,
+    /// For a sandbox given by netns path: watch that the path still names the
+    /// same namespace.
+    pub netns_watch: Option<NetnsWatch>,
+}
+
+/// A network namespace by path, and the identity it had at attach time.
+#[derive(Debug, Clone)]
+pub struct NetnsWatch {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl NetnsWatch {
+    /// Whether the path still names the namespace it named at attach time
+    /// (a removed bind mount, or an exited `/proc/PID/ns/net`, does not).
+    pub fn alive(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.path).is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
+    }
+}
+
+/// How the setns helper reaches a sandbox: through a process, or through a
+/// network namespace path (and optionally a user namespace path).
+#[derive(Debug, Clone, Default)]
+struct NsTarget {
+    pid: i32,
+    netns: Option<PathBuf>,
+    userns: Option<PathBuf>,
+}
+
+impl NsTarget {
+    fn request(
+        &self,
+        setup: bool,
+        interfaces: Vec<IfaceConfig>,
+        route: Option<RouteConfig>,
+    ) -> helper::Request {
+        helper::Request {
+            pid: self.pid,
+            netns: self.netns.clone(),
+            userns: self.userns.clone(),
+            setup,
+            interfaces,
+            route,
+        }
+    }
 }
 
 impl Daemon {
@@ -264,19 +317,59 @@ impl Daemon {
     /// Registers the sandbox around `req.pid` and attaches it to its
     /// networks. Blocking (spawns the setns helper).
     pub fn create_sandbox(&self, req: SandboxCreate) -> Result<Created, ApiError> {
-        if req.pid <= 0 {
+        let target = NsTarget {
+            pid: req.pid,
+            netns: req.netns.as_ref().map(PathBuf::from),
+            userns: req.userns.as_ref().map(PathBuf::from),
+        };
+        if req.pid < 0 || (req.pid == 0 && target.netns.is_none()) {
             return Err(ApiError::bad_request(
                 format!("invalid pid {}", req.pid),
-                "give the pid of a process in the sandbox",
+                "give the pid of a process in the sandbox, or its network namespace path",
             ));
         }
-        let pidfd = crate::sys::pidfd::open(req.pid).map_err(|e| {
-            ApiError::bad_request(
-                format!("no process {}: {e}", req.pid),
-                "the sandbox's process must be running",
-            )
-        })?;
-        check_owner(req.pid)?;
+        let pidfd = if req.pid > 0 {
+            let fd = crate::sys::pidfd::open(req.pid).map_err(|e| {
+                ApiError::bad_request(
+                    format!("no process {}: {e}", req.pid),
+                    "the sandbox's process must be running",
+                )
+            })?;
+            check_owner(req.pid)?;
+            Some(Arc::new(fd))
+        } else {
+            None
+        };
+        let netns_watch = match &target.netns {
+            Some(path) => {
+                use std::os::unix::fs::MetadataExt;
+                let m = std::fs::metadata(path).map_err(|e| {
+                    ApiError::bad_request(
+                        format!("network namespace {}: {e}", path.display()),
+                        "give an existing netns path",
+                    )
+                })?;
+                Some(NetnsWatch {
+                    path: path.clone(),
+                    dev: m.dev(),
+                    ino: m.ino(),
+                })
+            }
+            None => None,
+        };
+        if let Some(ext) = &req.external_id {
+            if self
+                .lock()
+                .sandboxes
+                .values()
+                .any(|s| s.external_id.as_deref() == Some(ext))
+            {
+                return Err(ApiError::conflict(
+                    format!("a sandbox for {ext} is already attached"),
+                    "connect it to more networks instead",
+                ));
+            }
+        }
         let mode = req.network_mode.clone().unwrap_or_else(|| "bridge".into());
         if !matches!(mode.as_str(), "bridge" | "none" | "host") {
             return Err(ApiError::bad_request(
@@ -345,13 +438,7 @@ impl Daemon {
         let attach = if mode == "host" {
             Ok(Vec::new())
         } else {
-            let hreq = helper::Request {
-                pid: req.pid,
-                setup: true,
-                interfaces: ifaces,
-                route: None,
-            };
-            helper::run(&self.exe, &hreq)
+            helper::run(&self.exe, &target.request(true, ifaces, None))
         };
         let files = attach.and_then(|fds| {
             let files = self.write_files(&id, &hostname, &name, &endpoints, dns)?;
@@ -374,15 +461,16 @@ impl Daemon {
         };
         let mut endpoints = endpoints;
         self.add_ports(&st, &name, &mut endpoints, fds);
-        let pidfd = Arc::new(pidfd);
-        info!(sandbox = %name, id = %&id[..12], pid = req.pid, networks = endpoints.len(), "sandbox attached");
+        info!(sandbox = %name, id = %&id[..12], pid = req.pid, netns = ?target.netns, networks = endpoints.len(), "sandbox attached");
         st.sandboxes.insert(
             id.clone(),
             Sandbox {
                 id: id.clone(),
                 name: name.clone(),
-                pid: req.pid,
+                target,
                 pidfd: pidfd.clone(),
+                attached: req.attached,
+                external_id: req.external_id,
                 hostname: hostname.clone(),
                 created: SystemTime::now(),
                 command: req.command,
@@ -399,6 +487,7 @@ impl Daemon {
                 binds,
             },
             pidfd,
+            netns_watch,
         })
     }
 
@@ -498,7 +587,7 @@ impl Daemon {
     /// `network connect`: hot-plugs a new interface into a running sandbox.
     /// Returns the interface name.
     pub fn connect(&self, network: &str, req: ConnectRequest) -> Result<String, ApiError> {
-        let (id, pid, name, ifaces) = {
+        let (id, target, name, ifaces) = {
             let mut st = self.lock();
             let net = find_network(&st, network)?;
             let id = find_sandbox(&st, &req.sandbox)?;
@@ -515,27 +604,22 @@ impl Daemon {
                     "try again in a moment",
                 ));
             }
-            let (pid, name) = (s.pid, s.name.clone());
+            let (target, name) = (s.target.clone(), s.name.clone());
             let existing = s.endpoints.clone();
             let has_default = existing.iter().any(|e| e.default_route);
             let request = EndpointRequest {
                 network: net,
+                ifname: req.ifname,
                 aliases: req.aliases,
                 ip: req.ip,
                 mac: req.mac,
             };
             let (eps, ifaces) = reserve_endpoints(&mut st, &[request], &existing, has_default)?;
             st.busy.insert(id.clone());
-            (id, pid, name, (eps, ifaces))
+            (id, target, name, (eps, ifaces))
         };
         let (eps, ifaces) = ifaces;
-        let hreq = helper::Request {
-            pid,
-            setup: false,
-            interfaces: ifaces,
-            route: None,
-        };
-        let attached = helper::run(&self.exe, &hreq);
+        let attached = helper::run(&self.exe, &target.request(false, ifaces, None));
         let mut st = self.lock();
         st.busy.remove(&id);
         let fds = match attached {
@@ -573,7 +657,7 @@ impl Daemon {
     /// carried the default route, the route moves to the next non-internal
     /// network.
     pub fn disconnect(&self, network: &str, sandbox: &str) -> Result<(), ApiError> {
-        let (name, pid, reroute) = {
+        let (name, target, reroute) = {
             let mut st = self.lock();
             let net = find_network(&st, network)?;
             let id = find_sandbox(&st, sandbox)?;
@@ -612,21 +696,15 @@ impl Daemon {
                     });
                 }
             }
-            let (name, pid) = (s.name.clone(), s.pid);
+            let (name, target) = (s.name.clone(), s.target.clone());
             release_endpoints(&mut st, std::slice::from_ref(&ep));
             self.refresh_files(&st, &id);
             self.publish_names(&st);
             info!(sandbox = %name, network = %net, ifname = %ep.ifname, "disconnected");
-            (name, pid, reroute)
+            (name, target, reroute)
         };
         if let Some(route) = reroute {
-            let hreq = helper::Request {
-                pid,
-                setup: false,
-                interfaces: vec![],
-                route: Some(route),
-            };
-            if let Err(e) = helper::run(&self.exe, &hreq) {
+            if let Err(e) = helper::run(&self.exe, &target.request(false, vec![], Some(route))) {
                 warn!(sandbox = %name, error = %format!("{e:#}"), "cannot move the default route");
             }
         }
@@ -683,9 +761,11 @@ impl Daemon {
                         created_at: util::rfc3339(s.created),
                         running_for: format!("{age} ago"),
                         status: format!("Up {age}"),
-                        pid: s.pid,
+                        pid: s.target.pid,
                         networks,
                         ports: String::new(),
+                        external_id: s.external_id.clone().unwrap_or_default(),
+                        attached: s.attached,
                     },
                 )
             })
@@ -729,7 +809,7 @@ impl Daemon {
             state: SandboxState {
                 status: "running".into(),
                 running: true,
-                pid: s.pid,
+                pid: s.target.pid,
                 started_at: util::rfc3339(s.created),
             },
             config: SandboxConfig {
@@ -754,25 +834,35 @@ impl Daemon {
     }
 
     /// `rm`: refuses a running sandbox unless `force`, which kills it first.
-    pub fn remove_sandbox(&self, key: &str, force: bool) -> Result<String, ApiError> {
-        let (id, name, pidfd) = {
+    /// An attached sandbox (made by a runner) is only detached: warren never
+    /// kills a runner's processes. `detach` insists on an attached one.
+    pub fn remove_sandbox(&self, key: &str, force: bool, detach: bool) -> Result<String, ApiError> {
+        let (id, name, pidfd, attached) = {
             let st = self.lock();
             let id = find_sandbox(&st, key)?;
             let s = &st.sandboxes[&id];
-            (id, s.name.clone(), s.pidfd.clone())
+            (id, s.name.clone(), s.pidfd.clone(), s.attached)
         };
-        if !crate::sys::pidfd::has_exited(&*pidfd) {
-            if !force {
-                return Err(ApiError::conflict(
-                    format!("sandbox {name} is running"),
-                    "stop its command first, or use `warren rm -f` to kill it",
-                ));
-            }
-            if let Err(e) = crate::sys::pidfd::send_signal(&*pidfd, libc::SIGKILL) {
-                warn!(sandbox = %name, error = %e, "kill failed");
+        if detach && !attached {
+            return Err(ApiError::conflict(
+                format!("sandbox {name} was started by warren run, not attached"),
+                "remove it with `warren rm -f`",
+            ));
+        }
+        if let (Some(pidfd), false) = (&pidfd, attached) {
+            if !crate::sys::pidfd::has_exited(&**pidfd) {
+                if !force {
+                    return Err(ApiError::conflict(
+                        format!("sandbox {name} is running"),
+                        "stop its command first, or use `warren rm -f` to kill it",
+                    ));
+                }
+                if let Err(e) = crate::sys::pidfd::send_signal(&**pidfd, libc::SIGKILL) {
+                    warn!(sandbox = %name, error = %e, "kill failed");
+                }
             }
         }
-        self.forget_sandbox(&id, "removed");
+        self.forget_sandbox(&id, if attached { "detached" } else { "removed" });
         Ok(name)
     }
 
@@ -788,15 +878,6 @@ impl Daemon {
         drop(st);
         let _ = std::fs::remove_dir_all(self.paths.sandbox_dir(id));
         info!(sandbox = %s.name, id = %&s.id[..12], why, "sandbox gone, endpoints freed");
-    }
-
-    /// Live sandboxes as `(id, pidfd)`, for re-arming exit watchers.
-    pub fn sandbox_pidfds(&self) -> Vec<(String, Arc<OwnedFd>)> {
-        self.lock()
-            .sandboxes
-            .values()
-            .map(|s| (s.id.clone(), s.pidfd.clone()))
-            .collect()
     }
 }
 
@@ -1221,11 +1302,33 @@ fn reserve_endpoints(
                 )
             })?;
             let mac = wanted_mac.unwrap_or_else(|| Mac::from_ipv4(ip));
-            // The lowest free ethN, so a reconnect reuses a freed name.
-            let ifname = (0..)
-                .map(|i| format!("eth{i}"))
-                .find(|n| !ifnames.contains(n))
-                .unwrap_or_default();
+            // The name asked for (CNI's CNI_IFNAME), else the lowest free
+            // ethN, so a reconnect reuses a freed name.
+            let ifname = match &r.ifname {
+                Some(n) => {
+                    let ok = !n.is_empty()
+                        && n.len() < crate::sys::tap::IFNAMSIZ
+                        && n.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+                    if !ok {
+                        return Err(ApiError::bad_request(
+                            format!("invalid interface name {n:?}"),
+                            "use up to 15 letters, digits, '_', '.' or '-'",
+                        ));
+                    }
+                    if ifnames.contains(n) {
+                        return Err(ApiError::conflict(
+                            format!("interface {n} already exists in the sandbox"),
+                            "choose another interface name",
+                        ));
+                    }
+                    n.clone()
+                }
+                None => (0..)
+                    .map(|i| format!("eth{i}"))
+                    .find(|n| !ifnames.contains(n))
+                    .unwrap_or_default(),
+            };
             ifnames.insert(ifname.clone());
             let default_route = !net.def.internal && !default_route_given;
             default_route_given |= default_route;

@@ -21,7 +21,8 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -43,8 +44,18 @@ const HELPER_TIMEOUT: Duration = Duration::from_secs(15);
 /// What the daemon asks the helper to do.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
-    /// A process inside the sandbox; its user and network namespaces are joined.
+    /// A process inside the sandbox; its user and network namespaces are
+    /// joined. 0 when the sandbox is given by `netns` instead.
+    #[serde(default)]
     pub pid: i32,
+    /// The sandbox's network namespace by path (e.g. `/proc/PID/ns/net`,
+    /// `/run/netns/NAME`), for sandboxes attached without a process.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// The user namespace to join first; by default the one owning the
+    /// network namespace (`NS_GET_USERNS`).
+    #[serde(default)]
+    pub userns: Option<PathBuf>,
     /// Bring `lo` up and set the per-namespace sysctls (first attach).
     pub setup: bool,
     /// TAP devices to create and configure, in order.
@@ -166,16 +177,20 @@ fn serve(req: &Request) -> Result<(Vec<u32>, Vec<OwnedFd>)> {
     if req.interfaces.len() > MAX_IFACES {
         bail!("at most {MAX_IFACES} interfaces per request");
     }
-    let user = File::open(format!("/proc/{}/ns/user", req.pid)).with_context(|| {
-        format!(
-            "opening the user namespace of pid {} (has the sandbox exited?)",
-            req.pid
-        )
-    })?;
-    let net = File::open(format!("/proc/{}/ns/net", req.pid))
-        .with_context(|| format!("opening the network namespace of pid {}", req.pid))?;
-    nix::sched::setns(user.as_fd(), CloneFlags::CLONE_NEWUSER)
-        .context("joining the sandbox's user namespace (it must be owned by the daemon's user)")?;
+    let (user, net) = open_namespaces(req)?;
+    // Joining the user namespace we are already in is refused (EINVAL); a
+    // sandbox in our own user namespace needs no join.
+    let own_user = std::fs::metadata("/proc/self/ns/user")
+        .map(|m| m.ino())
+        .ok();
+    let target_user = std::fs::metadata(format!("/proc/self/fd/{}", user.as_raw_fd()))
+        .map(|m| m.ino())
+        .ok();
+    if own_user != target_user {
+        nix::sched::setns(user.as_fd(), CloneFlags::CLONE_NEWUSER).context(
+            "joining the sandbox's user namespace (it must be owned by the daemon's user)",
+        )?;
+    }
     nix::sched::setns(net.as_fd(), CloneFlags::CLONE_NEWNET)
         .context("joining the sandbox's network namespace")?;
     if req.setup {
@@ -196,6 +211,33 @@ fn serve(req: &Request) -> Result<(Vec<u32>, Vec<OwnedFd>)> {
     }
     let indexes = netlink::configure(req.setup, &req.interfaces, req.route.as_ref())?;
     Ok((indexes, fds))
+}
+
+/// Opens the sandbox's user and network namespaces, before joining either
+/// (while the host's view of `/proc` and of the paths applies).
+fn open_namespaces(req: &Request) -> Result<(OwnedFd, File)> {
+    let net_path = match &req.netns {
+        Some(p) => p.clone(),
+        None if req.pid > 0 => PathBuf::from(format!("/proc/{}/ns/net", req.pid)),
+        None => bail!("the request names neither a pid nor a network namespace"),
+    };
+    let net = File::open(&net_path).with_context(|| {
+        format!(
+            "opening the network namespace {} (is the sandbox gone?)",
+            net_path.display()
+        )
+    })?;
+    let user: OwnedFd = match (&req.userns, &req.netns) {
+        (Some(p), _) => File::open(p)
+            .with_context(|| format!("opening the user namespace {}", p.display()))?
+            .into(),
+        (None, Some(_)) => crate::sys::ns::owning_userns(&net)
+            .context("finding the user namespace owning the network namespace")?,
+        (None, None) => File::open(format!("/proc/{}/ns/user", req.pid))
+            .with_context(|| format!("opening the user namespace of pid {}", req.pid))?
+            .into(),
+    };
+    Ok((user, net))
 }
 
 /// The lowest and highest ids inside a namespace, from its `uid_map` or

@@ -8,12 +8,16 @@
 //!   a TAP device in the caller's *current* network namespace.
 //! - [`pidfd`]: `pidfd_open` and `pidfd_send_signal`, so the daemon can watch a
 //!   sandbox's process without racing pid reuse.
+//! - [`ns`]: `NS_GET_USERNS`, to find the user namespace owning a netns.
+//! - [`scm`], [`fd`]: taking ownership of fds received over SCM_RIGHTS or
+//!   inherited across exec.
 //!
 //! Safe wrappers that `nix` already provides (setns, unshare, mount,
 //! SCM_RIGHTS) are used directly by their callers.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod fd;
+pub mod ns;
 pub mod pidfd;
 pub mod scm;
 pub mod tap;
