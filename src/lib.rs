@@ -5,6 +5,7 @@
 //! modules follow the split in `docs/architecture.md`:
 //!
 //! - [`cli`]: the command line, a thin client of the daemon's HTTP API.
+//! - [`cni`]: the `warren-cni` plugin, another thin client of the API.
 //! - [`api`]: HTTP routes and the JSON types shared by CLI and daemon.
 //! - [`daemon`]: the control plane (state store, IPAM, sandbox registry).
 //! - [`sandbox`]: namespaces: the sandbox init, the setns helper, netlink.
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cni;
 pub mod daemon;
 pub mod gateway;
 pub mod sandbox;

@@ -8,7 +8,7 @@
 //! directory) and waits until `/v1/ping` answers, so a new user never starts
 //! the daemon by hand.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,11 +45,20 @@ impl std::error::Error for ApiFailure {}
 pub struct Client {
     paths: Paths,
     rt: tokio::runtime::Runtime,
+    /// The `warren` binary that can run `warren daemon`.
+    exe: PathBuf,
 }
 
 impl Client {
     /// A client for the daemon of `paths`, starting it when it is not running.
     pub fn connect(paths: &Paths) -> Result<Client> {
+        let exe = std::env::current_exe().context("locating the warren binary")?;
+        Client::connect_with(paths, exe)
+    }
+
+    /// As [`Client::connect`], starting the daemon from the `warren` binary
+    /// `exe` (the CNI plugin is another binary).
+    pub fn connect_with(paths: &Paths, exe: PathBuf) -> Result<Client> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -57,6 +66,7 @@ impl Client {
         let client = Client {
             paths: paths.clone(),
             rt,
+            exe,
         };
         if client.ping().is_err() {
             client.start_daemon()?;
@@ -71,13 +81,12 @@ impl Client {
 
     fn start_daemon(&self) -> Result<()> {
         self.paths.prepare()?;
-        let exe = std::env::current_exe().context("locating the warren binary")?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.paths.daemon_log())
             .with_context(|| format!("opening {}", self.paths.daemon_log().display()))?;
-        let mut child = Command::new(exe)
+        let mut child = Command::new(&self.exe)
             .arg("--state-dir")
             .arg(&self.paths.state)
             .arg("--runtime-dir")

@@ -47,9 +47,14 @@ fn shared_dir() -> &'static PathBuf {
         let dir = std::env::temp_dir().join(format!("warren-test-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let bin = dir.join("warren");
-        std::fs::copy(env!("CARGO_BIN_EXE_warren"), &bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for (name, src) in [
+            ("warren", env!("CARGO_BIN_EXE_warren")),
+            ("warren-cni", env!("CARGO_BIN_EXE_warren-cni")),
+        ] {
+            let bin = dir.join(name);
+            std::fs::copy(src, &bin).unwrap();
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools");
         for e in std::fs::read_dir(tools).unwrap().flatten() {
             let dst = dir.join(e.file_name());
@@ -116,9 +121,16 @@ impl Env {
 
     /// A `warren` command as the test user, with this env's directories.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.args(args)
-            .env_clear()
+        let mut c = self.user_cmd(&self.bin);
+        c.args(args);
+        c
+    }
+
+    /// Any program as the test user, with this env's directories and a clean
+    /// environment.
+    pub fn user_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear()
             .env(
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -135,6 +147,11 @@ impl Env {
             c.uid(uid).gid(gid);
         }
         c
+    }
+
+    /// The copied `warren-cni` plugin.
+    pub fn cni_bin(&self) -> PathBuf {
+        shared_dir().join("warren-cni")
     }
 
     pub fn run(&self, args: &[&str]) -> Output {

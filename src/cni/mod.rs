@@ -1,0 +1,498 @@
+//! The CNI plugin (`warren-cni`): warren networks for CNI runtimes.
+//!
+//! A runtime (podman's CNI backend, containerd, cri-o, `cnitool`) runs the
+//! plugin with `CNI_COMMAND` and friends in the environment and the network
+//! configuration on stdin, per the CNI specification 1.0.0 (0.4.0 and 1.1.0
+//! answered too). The plugin does no network work itself: it is a client of
+//! the daemon's API (starting the daemon if needed, from the `warren` binary
+//! beside it), so CNI containers and `warren run` sandboxes share networks,
+//! names and isolation.
+//!
+//! - ADD: the container (keyed by `CNI_CONTAINERID`) becomes an *attached*
+//!   sandbox given by its netns path (`CNI_NETNS`), or, when it already is
+//!   one (a second network), gets connected to this network. The interface is
+//!   named `CNI_IFNAME`. Capabilities `ips`, `mac` and `aliases` are honoured;
+//!   `portMappings` is refused until published ports exist.
+//! - DEL: disconnects; the last DEL detaches the sandbox. Idempotent, and
+//!   successful when the namespace or the container is already gone.
+//! - CHECK: the container must be attached to this network with this
+//!   interface. STATUS: the daemon answers. GC: detaches CNI sandboxes of
+//!   this network that are not in `cni.dev/valid-attachments`.
+//!
+//! Errors are the specification's error object on stdout, with its codes,
+//! and a non-zero exit.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::types::{
+    ConnectRequest, DisconnectRequest, EndpointRequest, NetworkInspect, SandboxCreate,
+    SandboxCreated, SandboxInspect, SandboxSummary,
+};
+use crate::cli::client::{ApiFailure, Client};
+use crate::daemon::paths::Paths;
+
+/// The versions this plugin speaks.
+pub const SUPPORTED: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
+/// Largest configuration accepted on stdin.
+const MAX_CONFIG: u64 = 1024 * 1024;
+
+/// A CNI error: the specification's code, message and details.
+#[derive(Debug)]
+pub struct CniError {
+    pub code: u32,
+    pub msg: String,
+    pub details: String,
+}
+
+impl CniError {
+    fn new(code: u32, msg: impl Into<String>, details: impl Into<String>) -> CniError {
+        CniError {
+            code,
+            msg: msg.into(),
+            details: details.into(),
+        }
+    }
+
+    /// An error from talking to the daemon: its message becomes the details.
+    fn daemon(msg: &str, e: anyhow::Error) -> CniError {
+        let details = match e.downcast_ref::<ApiFailure>() {
+            Some(f) if f.body.hint.is_empty() => f.body.error.clone(),
+            Some(f) => format!("{} ({})", f.body.error, f.body.hint),
+            None => format!("{e:#}"),
+        };
+        let code = if e.downcast_ref::<ApiFailure>().is_some() {
+            7
+        } else {
+            11
+        };
+        CniError::new(code, msg, details)
+    }
+}
+
+/// The parts of the network configuration warren reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NetConf {
+    cni_version: String,
+    #[serde(default)]
+    name: String,
+    #[serde(rename = "type", default)]
+    kind: String,
+    /// The warren network [default: the configuration's `name`].
+    #[serde(default)]
+    network: Option<String>,
+    #[serde(default)]
+    runtime_config: RuntimeConfig,
+    /// Overrides of warren's directories (else `WARREN_*` and XDG).
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
+    #[serde(default)]
+    runtime_dir: Option<PathBuf>,
+    /// The `warren` binary [default: beside this plugin, else on PATH].
+    #[serde(default)]
+    warren_path: Option<PathBuf>,
+    #[serde(default, rename = "cni.dev/valid-attachments")]
+    valid_attachments: Option<Vec<Attachment>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RuntimeConfig {
+    #[serde(default)]
+    port_mappings: Vec<Value>,
+    #[serde(default)]
+    ips: Vec<String>,
+    #[serde(default)]
+    mac: Option<String>,
+    /// Either a list, or a map from network name to list (podman's form).
+    #[serde(default)]
+    aliases: Option<Value>,
+}
+
+/// One entry of `cni.dev/valid-attachments` (its `ifname` is not needed:
+/// a container's attachments on one network are kept or dropped together).
+#[derive(Debug, Deserialize)]
+struct Attachment {
+    #[serde(rename = "containerID")]
+    container_id: String,
+}
+
+/// What the runtime says in the environment.
+struct Env {
+    command: String,
+    container_id: String,
+    netns: String,
+    ifname: String,
+    args: BTreeMap<String, String>,
+}
+
+impl Env {
+    fn read() -> Env {
+        let var = |k: &str| std::env::var(k).unwrap_or_default();
+        let args = var("CNI_ARGS")
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Env {
+            command: var("CNI_COMMAND"),
+            container_id: var("CNI_CONTAINERID"),
+            netns: var("CNI_NETNS"),
+            ifname: var("CNI_IFNAME"),
+            args,
+        }
+    }
+
+    fn require(&self, what: &[(&str, &str)]) -> Result<(), CniError> {
+        for (name, value) in what {
+            if value.is_empty() {
+                return Err(CniError::new(
+                    4,
+                    format!("{name} is not set"),
+                    "the runtime must set it for this command",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Entry point of `warren-cni`; returns the exit status.
+pub fn main() -> i32 {
+    let env = Env::read();
+    let mut input = String::new();
+    let read = std::io::stdin().take(MAX_CONFIG).read_to_string(&mut input);
+    let version = serde_json::from_str::<Value>(&input)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "1.0.0".to_string());
+    let result = match read {
+        Ok(_) => run(&env, &input),
+        Err(e) => Err(CniError::new(
+            5,
+            "cannot read the configuration from stdin",
+            e.to_string(),
+        )),
+    };
+    match result {
+        Ok(Some(out)) => {
+            println!("{out}");
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            let body = json!({ "cniVersion": version, "code": e.code, "msg": e.msg, "details": e.details });
+            println!("{body}");
+            1
+        }
+    }
+}
+
+fn run(env: &Env, input: &str) -> Result<Option<Value>, CniError> {
+    if env.command == "VERSION" {
+        return Ok(Some(
+            json!({ "cniVersion": "1.1.0", "supportedVersions": SUPPORTED }),
+        ));
+    }
+    let conf: NetConf = serde_json::from_str(input)
+        .map_err(|e| CniError::new(6, "cannot decode the network configuration", e.to_string()))?;
+    if !SUPPORTED.contains(&conf.cni_version.as_str()) {
+        return Err(CniError::new(
+            1,
+            format!("CNI version {} is not supported", conf.cni_version),
+            format!("supported: {}", SUPPORTED.join(", ")),
+        ));
+    }
+    if !conf.kind.is_empty() && conf.kind != "warren" {
+        return Err(CniError::new(
+            7,
+            format!("plugin type {:?} is not warren", conf.kind),
+            "",
+        ));
+    }
+    let network = conf.network.clone().unwrap_or_else(|| conf.name.clone());
+    if network.is_empty() {
+        return Err(CniError::new(
+            7,
+            "the configuration names no network",
+            "set \"network\" (or \"name\") to a warren network",
+        ));
+    }
+    let client = connect(&conf)?;
+    match env.command.as_str() {
+        "ADD" => add(env, &conf, &network, &client).map(Some),
+        "DEL" => del(env, &network, &client).map(|()| None),
+        "CHECK" => check(env, &network, &client).map(|()| None),
+        "STATUS" => Ok(None),
+        "GC" => gc(&conf, &network, &client).map(|()| None),
+        other => Err(CniError::new(
+            4,
+            format!("unknown CNI_COMMAND {other:?}"),
+            "expected ADD, DEL, CHECK, VERSION, STATUS or GC",
+        )),
+    }
+}
+
+fn connect(conf: &NetConf) -> Result<Client, CniError> {
+    let paths = Paths::resolve(
+        conf.state_dir
+            .clone()
+            .or_else(|| std::env::var_os("WARREN_STATE_DIR").map(PathBuf::from)),
+        conf.runtime_dir
+            .clone()
+            .or_else(|| std::env::var_os("WARREN_RUNTIME_DIR").map(PathBuf::from)),
+    );
+    let exe = conf.warren_path.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("warren")))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("warren"))
+    });
+    Client::connect_with(&paths, exe)
+        .map_err(|e| CniError::new(50, "the warren daemon is not available", format!("{e:#}")))
+}
+
+/// The attached sandbox of this container, if any.
+fn find(client: &Client, container_id: &str) -> Result<Option<SandboxSummary>, CniError> {
+    let all: Vec<SandboxSummary> = client
+        .get("/v1/sandboxes")
+        .map_err(|e| CniError::daemon("cannot list sandboxes", e))?;
+    Ok(all.into_iter().find(|s| s.external_id == container_id))
+}
+
+/// A sandbox name for a container: the pod/container name the runtime gives
+/// in CNI_ARGS when it is a valid warren name, else `cni-` + 12 id digits.
+fn sandbox_name(env: &Env) -> String {
+    let short: String = env
+        .container_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    env.args
+        .get("K8S_POD_NAME")
+        .filter(|n| crate::daemon::util::valid_name(n))
+        .cloned()
+        .unwrap_or_else(|| format!("cni-{short}"))
+}
+
+fn aliases(conf: &NetConf) -> Vec<String> {
+    match &conf.runtime_config.aliases {
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::Object(map)) => map
+            .get(&conf.name)
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+fn add(env: &Env, conf: &NetConf, network: &str, client: &Client) -> Result<Value, CniError> {
+    env.require(&[
+        ("CNI_CONTAINERID", &env.container_id),
+        ("CNI_NETNS", &env.netns),
+        ("CNI_IFNAME", &env.ifname),
+    ])?;
+    if !conf.runtime_config.port_mappings.is_empty() {
+        return Err(CniError::new(
+            2,
+            "portMappings is not supported yet",
+            "warren does not publish ports for CNI yet",
+        ));
+    }
+    let ip = conf
+        .runtime_config
+        .ips
+        .iter()
+        .find_map(|a| {
+            a.split('/')
+                .next()
+                .filter(|s| s.parse::<std::net::Ipv4Addr>().is_ok())
+        })
+        .map(str::to_string);
+    let endpoint = EndpointRequest {
+        network: network.to_string(),
+        ifname: Some(env.ifname.clone()),
+        aliases: aliases(conf),
+        ip,
+        mac: conf.runtime_config.mac.clone(),
+    };
+    let name = match find(client, &env.container_id)? {
+        Some(existing) => {
+            let req = ConnectRequest {
+                sandbox: existing.names.clone(),
+                ifname: endpoint.ifname,
+                ip: endpoint.ip,
+                aliases: endpoint.aliases,
+                mac: endpoint.mac,
+            };
+            client
+                .post::<_, Value>(&format!("/v1/networks/{network}/connect"), &req)
+                .map_err(|e| CniError::daemon("cannot connect the container", e))?;
+            existing.names
+        }
+        None => {
+            let req = SandboxCreate {
+                name: Some(sandbox_name(env)),
+                netns: Some(env.netns.clone()),
+                attached: true,
+                external_id: Some(env.container_id.clone()),
+                network_mode: Some("bridge".into()),
+                networks: vec![endpoint],
+                ..Default::default()
+            };
+            let created: SandboxCreated = client
+                .post("/v1/sandboxes", &req)
+                .map_err(|e| CniError::daemon("cannot attach the container", e))?;
+            created.name
+        }
+    };
+    let sandbox: SandboxInspect = client
+        .get(&format!("/v1/sandboxes/{name}"))
+        .map_err(|e| CniError::daemon("cannot inspect the container", e))?;
+    let net: NetworkInspect = client
+        .get(&format!("/v1/networks/{network}"))
+        .map_err(|e| CniError::daemon("cannot inspect the network", e))?;
+    let ep = sandbox
+        .network_settings
+        .networks
+        .get(&net.name)
+        .ok_or_else(|| CniError::new(5, "the daemon lost the new endpoint", ""))?;
+    Ok(result(&conf.cni_version, &env.netns, ep, net.internal))
+}
+
+/// The ADD result in the shape of `version`.
+fn result(
+    version: &str,
+    netns: &str,
+    ep: &crate::api::types::EndpointSettings,
+    internal: bool,
+) -> Value {
+    let mut ip = json!({
+        "address": format!("{}/{}", ep.ip_address, ep.ip_prefix_len),
+        "gateway": ep.gateway,
+        "interface": 0,
+    });
+    if version == "0.4.0" {
+        ip["version"] = json!("4");
+    }
+    let routes = if internal {
+        json!([])
+    } else {
+        json!([{ "dst": "0.0.0.0/0", "gw": ep.gateway }])
+    };
+    json!({
+        "cniVersion": version,
+        "interfaces": [{ "name": ep.interface, "mac": ep.mac_address, "sandbox": netns }],
+        "ips": [ip],
+        "routes": routes,
+        "dns": { "nameservers": [ep.gateway] },
+    })
+}
+
+fn del(env: &Env, network: &str, client: &Client) -> Result<(), CniError> {
+    env.require(&[("CNI_CONTAINERID", &env.container_id)])?;
+    let Some(existing) = find(client, &env.container_id)? else {
+        return Ok(()); // already gone: DEL is idempotent
+    };
+    let req = DisconnectRequest {
+        sandbox: existing.names.clone(),
+        force: false,
+    };
+    if let Err(e) = client.post::<_, Value>(&format!("/v1/networks/{network}/disconnect"), &req) {
+        // Not connected (a repeated DEL) or the network is gone: nothing to undo.
+        if e.downcast_ref::<ApiFailure>().is_none() {
+            return Err(CniError::daemon("cannot disconnect the container", e));
+        }
+    }
+    let still: Option<SandboxInspect> = client
+        .get(&format!("/v1/sandboxes/{}", existing.names))
+        .ok();
+    if still.is_some_and(|s| s.network_settings.networks.is_empty()) {
+        let _ = client.delete::<Value>(&format!("/v1/sandboxes/{}?detach=true", existing.names));
+    }
+    Ok(())
+}
+
+fn check(env: &Env, network: &str, client: &Client) -> Result<(), CniError> {
+    env.require(&[
+        ("CNI_CONTAINERID", &env.container_id),
+        ("CNI_IFNAME", &env.ifname),
+    ])?;
+    let existing = find(client, &env.container_id)?.ok_or_else(|| {
+        CniError::new(
+            3,
+            format!("container {} is not attached", env.container_id),
+            "",
+        )
+    })?;
+    let sandbox: SandboxInspect = client
+        .get(&format!("/v1/sandboxes/{}", existing.names))
+        .map_err(|e| CniError::daemon("cannot inspect the container", e))?;
+    match sandbox.network_settings.networks.get(network) {
+        Some(ep) if ep.interface == env.ifname => Ok(()),
+        Some(ep) => Err(CniError::new(
+            7,
+            format!(
+                "the container's interface on {network} is {}, not {}",
+                ep.interface, env.ifname
+            ),
+            "",
+        )),
+        None => Err(CniError::new(
+            3,
+            format!(
+                "container {} is not connected to {network}",
+                env.container_id
+            ),
+            "",
+        )),
+    }
+}
+
+fn gc(conf: &NetConf, network: &str, client: &Client) -> Result<(), CniError> {
+    let valid: Vec<&str> = conf
+        .valid_attachments
+        .iter()
+        .flatten()
+        .map(|a| a.container_id.as_str())
+        .collect();
+    let all: Vec<SandboxSummary> = client
+        .get("/v1/sandboxes")
+        .map_err(|e| CniError::daemon("cannot list sandboxes", e))?;
+    for s in all
+        .iter()
+        .filter(|s| s.attached && !s.external_id.is_empty())
+    {
+        let on_network = s.networks.split(',').any(|n| n == network);
+        if on_network && !valid.contains(&s.external_id.as_str()) {
+            let env = Env {
+                command: "DEL".into(),
+                container_id: s.external_id.clone(),
+                netns: String::new(),
+                ifname: String::new(),
+                args: BTreeMap::new(),
+            };
+            del(&env, network, client)?;
+        }
+    }
+    Ok(())
+}
