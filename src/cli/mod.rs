@@ -199,7 +199,7 @@ mod tests {
         let Command::Run(a) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(a.network, ["dev"]);
+        assert_eq!(a.net.network, ["dev"]);
         assert!(a.detach);
         assert_eq!(a.cmd, ["sh", "-c", "exit 3"]);
     }
