@@ -378,3 +378,28 @@ fn hostile_frames_are_dropped_counted_and_harmless() {
     );
     assert!(ping(&env, "victim", &gw));
 }
+
+#[test]
+fn an_interface_deleted_inside_frees_its_endpoint() {
+    let env = Env::new();
+    env.ok(&["network", "create", "dev"]);
+    env.start("x", &["dev"], &["sleep", "600"]);
+    let ip = env.ip("x", "dev");
+    env.exec_ok("x", &["ip", "link", "del", "eth0"]);
+    let freed = Env::wait_until(Duration::from_secs(1), || {
+        env.json(&["network", "inspect", "dev"])[0]["Containers"]
+            .as_object()
+            .unwrap()
+            .is_empty()
+    });
+    assert!(
+        freed,
+        "the endpoint is freed within a second of its TAP vanishing"
+    );
+    assert!(
+        env.ok(&["ps"]).contains(" x "),
+        "the sandbox itself stays while its process lives"
+    );
+    env.start("y", &["dev"], &["sleep", "600"]);
+    assert_eq!(env.ip("y", "dev"), ip, "the address is handed out again");
+}

@@ -82,6 +82,15 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
     let listener = tokio::net::UnixListener::bind(&sock)
         .with_context(|| format!("binding {}", sock.display()))?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    if let Some(mut gone) = daemon.take_port_gone() {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            while let Some((network, port)) = gone.recv().await {
+                let d = d.clone();
+                let _ = tokio::task::spawn_blocking(move || d.port_gone(&network, port)).await;
+            }
+        });
+    }
     info!(socket = %sock.display(), pid = std::process::id(), "warren daemon ready");
     let app = crate::api::router(daemon);
     axum::serve(listener, app)

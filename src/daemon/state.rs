@@ -54,6 +54,11 @@ pub struct Daemon {
     pub exe: PathBuf,
     store: Store,
     inner: Mutex<State>,
+    /// Ports whose TAP went away, reported by the switch threads. The
+    /// callbacks only send here: they run on a switch thread, which must
+    /// never wait for the state lock.
+    gone_tx: tokio::sync::mpsc::UnboundedSender<(String, PortId)>,
+    gone_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, PortId)>>>,
 }
 
 #[derive(Default)]
@@ -166,17 +171,20 @@ impl Daemon {
         for e in errors {
             warn!(error = %e, "skipping unreadable network definition");
         }
+        let (gone_tx, gone_rx) = tokio::sync::mpsc::unbounded_channel();
         let daemon = Daemon {
             paths,
             exe,
             store,
             inner: Mutex::new(State::default()),
+            gone_tx,
+            gone_rx: Mutex::new(Some(gone_rx)),
         };
         {
             let mut st = daemon.lock();
             for def in defs {
                 let name = def.name.clone();
-                match start_network(def) {
+                match start_network(def, daemon.gone_tx.clone()) {
                     Ok(net) => {
                         st.networks.insert(name, net);
                     }
@@ -214,7 +222,7 @@ impl Daemon {
         let def = validate_network(&req, &st)?;
         self.store.save(&def)?;
         let name = def.name.clone();
-        let net = match start_network(def) {
+        let net = match start_network(def, self.gone_tx.clone()) {
             Ok(n) => n,
             Err(e) => {
                 let _ = self.store.remove(&name);
@@ -866,6 +874,36 @@ impl Daemon {
         Ok(name)
     }
 
+    /// The receiver of vanished ports, taken once by the API layer.
+    pub fn take_port_gone(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(String, PortId)>> {
+        self.gone_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// A port's TAP went away (deleted inside the sandbox, or its namespace
+    /// vanished): free the endpoint as a disconnect would. The sandbox
+    /// itself stays while its process lives.
+    pub fn port_gone(&self, network: &str, port: PortId) {
+        let mut st = self.lock();
+        let found = st.sandboxes.iter_mut().find_map(|(id, s)| {
+            let pos = s
+                .endpoints
+                .iter()
+                .position(|e| e.network == network && e.port == Some(port))?;
+            Some((id.clone(), s.name.clone(), s.endpoints.remove(pos)))
+        });
+        let Some((id, name, mut ep)) = found else {
+            return;
+        };
+        ep.port = None; // the switch already dropped it
+        release_endpoints(&mut st, std::slice::from_ref(&ep));
+        self.refresh_files(&st, &id);
+        self.publish_names(&st);
+        info!(sandbox = %name, network, ifname = %ep.ifname, "interface vanished; endpoint freed");
+    }
+
     /// Frees everything a sandbox held: ports, addresses, names, files.
     /// Idempotent; called on exit and on `rm`.
     pub fn forget_sandbox(&self, id: &str, why: &str) {
@@ -904,7 +942,10 @@ fn check_owner(pid: i32) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn start_network(def: NetworkDef) -> anyhow::Result<Network> {
+fn start_network(
+    def: NetworkDef,
+    gone: tokio::sync::mpsc::UnboundedSender<(String, PortId)>,
+) -> anyhow::Result<Network> {
     let ipam = Ipam::new(
         def.subnet,
         def.ip_range,
@@ -923,6 +964,7 @@ fn start_network(def: NetworkDef) -> anyhow::Result<Network> {
         mac_table_cap: 4096,
         on_port_gone: Some(Box::new(move |port| {
             warn!(network = %name, ?port, "TAP device went away");
+            let _ = gone.send((name.clone(), port));
         })),
     };
     let switch = SwitchHandle::spawn(spec)?;
