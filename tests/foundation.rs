@@ -8,12 +8,6 @@ use std::time::Duration;
 
 use common::{tool, Env};
 
-fn ping(env: &Env, from: &str, ip: &str) -> bool {
-    env.exec(from, &["ping", "-c", "1", "-W", "1", ip])
-        .status
-        .success()
-}
-
 fn tcp(env: &Env, from: &str, ip: &str, port: u16, msg: &str) -> Option<String> {
     let client = tool("tcp_client.py");
     let port = port.to_string();
@@ -62,23 +56,17 @@ fn sandboxes_on_one_network_reach_each_other_and_not_across() {
     env.start("b", &["dev"], &["sleep", "600"]);
     env.start("c", &["prod"], &["python3", &echo, "8080"]);
     let (a, b, c) = (env.ip("a", "dev"), env.ip("b", "dev"), env.ip("c", "prod"));
-    let dev_gw = env.inspect("a")["NetworkSettings"]["Networks"]["dev"]["Gateway"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let prod_gw = env.inspect("c")["NetworkSettings"]["Networks"]["prod"]["Gateway"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let dev_gw = env.gateway("a", "dev");
+    let prod_gw = env.gateway("c", "prod");
 
     // The sandboxes run as the unprivileged user on the host.
     assert_ne!(uid_of(env.pid("a")), 0);
 
     // Same network: ping and TCP both ways, and the gateway answers both.
-    assert!(ping(&env, "b", &a), "b pings a");
-    assert!(ping(&env, "a", &b), "a pings b");
+    assert!(env.ping("b", &a), "b pings a");
+    assert!(env.ping("a", &b), "a pings b");
     assert!(
-        ping(&env, "a", &dev_gw) && ping(&env, "b", &dev_gw),
+        env.ping("a", &dev_gw) && env.ping("b", &dev_gw),
         "both ping the gateway"
     );
     assert!(
@@ -89,9 +77,9 @@ fn sandboxes_on_one_network_reach_each_other_and_not_across() {
     );
 
     // Across networks: nothing, by any address, even with an on-link route.
-    assert!(ping(&env, "c", &prod_gw), "c's own gateway answers");
+    assert!(env.ping("c", &prod_gw), "c's own gateway answers");
     for target in [&a, &b, &dev_gw] {
-        assert!(!ping(&env, "c", target), "c must not reach {target}");
+        assert!(!env.ping("c", target), "c must not reach {target}");
     }
     assert_eq!(
         tcp(&env, "c", &a, 8080, "leak"),
@@ -109,7 +97,7 @@ fn sandboxes_on_one_network_reach_each_other_and_not_across() {
         .to_string();
     env.exec_ok("c", &["ip", "route", "add", &dev_subnet, "dev", "eth0"]);
     assert!(
-        !ping(&env, "c", &a),
+        !env.ping("c", &a),
         "an on-link route does not cross the switch"
     );
     let neigh = env.exec_ok("c", &["ip", "neigh", "show", &a]);
@@ -320,16 +308,13 @@ fn hostile_frames_are_dropped_counted_and_harmless() {
     env.start("victim", &["dev"], &["python3", &echo, "8080"]);
     env.start("peer", &["dev"], &["sleep", "600"]);
     let victim = env.ip("victim", "dev");
-    let gw = env.inspect("victim")["NetworkSettings"]["Networks"]["dev"]["Gateway"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let gw = env.gateway("victim", "dev");
     let victim_mac = env.inspect("victim")["NetworkSettings"]["Networks"]["dev"]["MacAddress"]
         .as_str()
         .unwrap()
         .to_string();
     // The peer learns the victim's real MAC first.
-    assert!(ping(&env, "peer", &victim));
+    assert!(env.ping("peer", &victim));
 
     let before = env.stats("dev")["counters"]["dropped"].clone();
     let report = env.exec_ok("attacker", &["python3", &tool("inject.py"), &victim, &gw]);
@@ -376,7 +361,7 @@ fn hostile_frames_are_dropped_counted_and_harmless() {
         tcp(&env, "peer", &victim, 8080, "still here").as_deref(),
         Some("STILL HERE")
     );
-    assert!(ping(&env, "victim", &gw));
+    assert!(env.ping("victim", &gw));
 }
 
 #[test]

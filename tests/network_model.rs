@@ -6,12 +6,6 @@ mod common;
 
 use common::{tool, Env};
 
-fn ping(env: &Env, from: &str, ip: &str) -> bool {
-    env.exec(from, &["ping", "-c", "1", "-W", "1", ip])
-        .status
-        .success()
-}
-
 fn links(env: &Env, sandbox: &str) -> Vec<String> {
     env.exec_ok(sandbox, &["ip", "-o", "link"])
         .lines()
@@ -27,6 +21,16 @@ fn endpoint(env: &Env, sandbox: &str, network: &str) -> serde_json::Value {
     env.inspect(sandbox)["NetworkSettings"]["Networks"][network].clone()
 }
 
+/// The sandbox's default route goes via `network`'s gateway on `dev`.
+fn assert_default_route(env: &Env, sandbox: &str, network: &str, dev: &str) {
+    let routes = env.exec_ok(sandbox, &["ip", "route", "show", "default"]);
+    let gw = env.gateway(sandbox, network);
+    assert!(
+        routes.contains(&format!("via {gw} dev {dev}")),
+        "{sandbox}: {routes}"
+    );
+}
+
 #[test]
 fn connect_and_disconnect_at_runtime() {
     let env = Env::new();
@@ -36,7 +40,7 @@ fn connect_and_disconnect_at_runtime() {
     env.start("web", &["bridge"], &["sleep", "600"]);
     let es = env.ip("es", "dev");
 
-    assert!(!ping(&env, "web", &es), "bridge cannot reach dev");
+    assert!(!env.ping("web", &es), "bridge cannot reach dev");
     assert_eq!(links(&env, "web"), ["lo", "eth0"]);
 
     env.ok(&["network", "connect", "dev", "web"]);
@@ -45,7 +49,7 @@ fn connect_and_disconnect_at_runtime() {
         ["lo", "eth0", "eth1"],
         "the new interface appears inside"
     );
-    assert!(ping(&env, "web", &es), "after connect, web reaches es");
+    assert!(env.ping("web", &es), "after connect, web reaches es");
     let web_dev = env.ip("web", "dev");
     let inspect = env.json(&["network", "inspect", "dev"])[0].clone();
     let containers = inspect["Containers"].as_object().unwrap();
@@ -82,12 +86,9 @@ fn connect_and_disconnect_at_runtime() {
         ["lo", "eth0"],
         "the interface disappears inside"
     );
+    assert!(!env.ping("web", &es), "after disconnect, es is unreachable");
     assert!(
-        !ping(&env, "web", &es),
-        "after disconnect, es is unreachable"
-    );
-    assert!(
-        !ping(&env, "es", &web_dev),
+        !env.ping("es", &web_dev),
         "and the former address answers nothing"
     );
     let err = env.fail(&["network", "disconnect", "dev", "web"]);
@@ -119,44 +120,19 @@ fn two_networks_reach_a_peer_on_each_and_route_by_the_first_non_internal() {
     env.start("f", &["front"], &["sleep", "600"]);
     env.start("b", &["back"], &["sleep", "600"]);
     env.start("both", &["front", "back"], &["sleep", "600"]);
-    assert!(ping(&env, "both", &env.ip("f", "front")));
-    assert!(ping(&env, "both", &env.ip("b", "back")));
+    assert!(env.ping("both", &env.ip("f", "front")));
+    assert!(env.ping("both", &env.ip("b", "back")));
     assert!(
-        !ping(&env, "f", &env.ip("b", "back")),
+        !env.ping("f", &env.ip("b", "back")),
         "front and back stay apart"
     );
-    let routes = env.exec_ok("both", &["ip", "route", "show", "default"]);
-    let front_gw = endpoint(&env, "both", "front")["Gateway"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        routes.contains(&format!("via {front_gw} dev eth0")),
-        "{routes}"
-    );
-
+    assert_default_route(&env, "both", "front", "eth0");
     // An internal first network gives no default route; the next one does.
     env.start("v", &["vault", "back"], &["sleep", "600"]);
-    let routes = env.exec_ok("v", &["ip", "route", "show", "default"]);
-    let back_gw = endpoint(&env, "v", "back")["Gateway"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        routes.contains(&format!("via {back_gw} dev eth1")),
-        "{routes}"
-    );
+    assert_default_route(&env, "v", "back", "eth1");
     // Disconnecting the routing network moves the default route on.
     env.ok(&["network", "disconnect", "front", "both"]);
-    let routes = env.exec_ok("both", &["ip", "route", "show", "default"]);
-    let back_gw = endpoint(&env, "both", "back")["Gateway"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        routes.contains(&format!("via {back_gw} dev eth1")),
-        "{routes}"
-    );
+    assert_default_route(&env, "both", "back", "eth1");
 }
 
 #[test]
@@ -233,7 +209,7 @@ fn static_addresses_and_their_errors() {
     let after = endpoint(&env, "app", "pubnet");
     assert_eq!(before["IPAddress"], after["IPAddress"]);
     assert_eq!(before["MacAddress"], after["MacAddress"]);
-    assert!(ping(&env, "es", "10.66.7.7"));
+    assert!(env.ping("es", "10.66.7.7"));
 }
 
 #[test]

@@ -233,6 +233,21 @@ impl Env {
             .to_string()
     }
 
+    /// The gateway of the sandbox's network `network`.
+    pub fn gateway(&self, sandbox: &str, network: &str) -> String {
+        self.inspect(sandbox)["NetworkSettings"]["Networks"][network]["Gateway"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{sandbox} is not on {network}"))
+            .to_string()
+    }
+
+    /// Whether one ping from `sandbox` to `ip` is answered within a second.
+    pub fn ping(&self, sandbox: &str, ip: &str) -> bool {
+        self.exec(sandbox, &["ping", "-c", "1", "-W", "1", ip])
+            .status
+            .success()
+    }
+
     pub fn pid(&self, sandbox: &str) -> i32 {
         self.inspect(sandbox)["State"]["Pid"].as_i64().unwrap() as i32
     }
