@@ -110,3 +110,42 @@ fn bad_requests_get_json_errors_and_the_daemon_keeps_serving() {
     assert_eq!(nets.as_array().unwrap().len(), 1, "{nets}");
     assert_eq!(env.ok(&["ps", "-q"]), "");
 }
+
+#[test]
+fn idle_and_half_sent_clients_neither_block_others_nor_stay_forever() {
+    let env = Env::new();
+    env.ok(&["network", "ls"]);
+    let sock = env.runtime.join("warren.sock");
+    // Ten clients that connect and say nothing, one that sends half a header.
+    let mut idle: Vec<UnixStream> = (0..10)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    let mut half = UnixStream::connect(&sock).unwrap();
+    half.write_all(b"POST /v1/networks HTTP/1.1\r\nHost: warren\r\nContent-Le")
+        .unwrap();
+    idle.push(half);
+    // Everyone else is served meanwhile.
+    for _ in 0..5 {
+        env.ok(&["network", "ls"]);
+    }
+    // The daemon hangs up on them after its header timeout (10 s).
+    let started = std::time::Instant::now();
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 512];
+        let n = s
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("the daemon kept an idle client open: {e}"));
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            n == 0 || text.starts_with("HTTP/1.1 408"),
+            "expected a hang-up or 408, got {text:?}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    env.ok(&["network", "ls"]);
+}

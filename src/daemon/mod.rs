@@ -5,7 +5,10 @@
 //! daemon per runtime directory), raise the fd limit, load the stored
 //! networks and start a switch thread for each ([`state::Daemon::open`]),
 //! then serve the HTTP API ([`crate::api`]) on `warren.sock` (0600) on a
-//! tokio runtime. SIGTERM and SIGINT stop it cleanly; the socket and pid file
+//! tokio runtime. The API is bounded: at most [`MAX_API_CONNECTIONS`]
+//! connections (more are refused), [`API_HEADER_TIMEOUT`] to send headers
+//! and [`API_CONNECTION_TIMEOUT`] for a whole connection, so slow or
+//! half-open clients cannot pile up. SIGTERM and SIGINT stop it cleanly; the socket and pid file
 //! are removed on the way out.
 
 pub mod error;
@@ -19,11 +22,21 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use paths::Paths;
+
+/// Most API connections served at once; more are refused.
+pub const MAX_API_CONNECTIONS: usize = 256;
+/// How long a client may take to send its request headers.
+pub const API_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one API connection may last in all (the slowest request, an
+/// attach, waits at most 15 s for its helper).
+pub const API_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Options of `warren daemon`.
 #[derive(Debug, Clone, Default)]
@@ -93,10 +106,46 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
     }
     info!(socket = %sock.display(), pid = std::process::id(), "warren daemon ready");
     let app = crate::api::router(daemon);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the API")?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_API_CONNECTIONS));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // A full house refuses the newcomer rather than queueing without bound.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            warn!(
+                limit = MAX_API_CONNECTIONS,
+                "too many API connections; refusing one"
+            );
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(API_HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // The whole exchange is bounded too: a client that sends its
+            // headers and then trickles (or never sends) its body is cut off.
+            if tokio::time::timeout(API_CONNECTION_TIMEOUT, conn)
+                .await
+                .is_err()
+            {
+                debug!("API connection timed out");
+            }
+            drop(slot);
+        });
+    }
     info!("warren daemon stopped");
     Ok(())
 }
