@@ -21,6 +21,14 @@ fn endpoint(env: &Env, sandbox: &str, network: &str) -> serde_json::Value {
     env.inspect(sandbox)["NetworkSettings"]["Networks"][network].clone()
 }
 
+/// The address `name` resolves to inside `sandbox` (through its
+/// resolv.conf, so through warren's DNS), if any.
+fn resolve(env: &Env, sandbox: &str, name: &str) -> Option<String> {
+    let out = env.exec(sandbox, &["getent", "hosts", name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().next().map(str::to_string)
+}
+
 /// The sandbox's default route goes via `network`'s gateway on `dev`.
 fn assert_default_route(env: &Env, sandbox: &str, network: &str, dev: &str) {
     let routes = env.exec_ok(sandbox, &["ip", "route", "show", "default"]);
@@ -41,6 +49,11 @@ fn connect_and_disconnect_at_runtime() {
     let es = env.ip("es", "dev");
 
     assert!(!env.ping("web", &es), "bridge cannot reach dev");
+    assert_eq!(
+        resolve(&env, "web", "es"),
+        None,
+        "bridge cannot resolve es on dev"
+    );
     assert_eq!(links(&env, "web"), ["lo", "eth0"]);
 
     env.ok(&["network", "connect", "dev", "web"]);
@@ -50,6 +63,12 @@ fn connect_and_disconnect_at_runtime() {
         "the new interface appears inside"
     );
     assert!(env.ping("web", &es), "after connect, web reaches es");
+    assert_eq!(
+        resolve(&env, "web", "es").as_deref(),
+        Some(es.as_str()),
+        "after connect, es resolves"
+    );
+    assert!(env.ping("web", "es"), "and answers by name");
     let web_dev = env.ip("web", "dev");
     let inspect = env.json(&["network", "inspect", "dev"])[0].clone();
     let containers = inspect["Containers"].as_object().unwrap();
@@ -87,6 +106,11 @@ fn connect_and_disconnect_at_runtime() {
         "the interface disappears inside"
     );
     assert!(!env.ping("web", &es), "after disconnect, es is unreachable");
+    assert_eq!(
+        resolve(&env, "web", "es"),
+        None,
+        "after disconnect, es no longer resolves"
+    );
     assert!(
         !env.ping("es", &web_dev),
         "and the former address answers nothing"

@@ -70,7 +70,12 @@ pub enum Command {
 #[derive(clap::Args, Debug)]
 pub struct DaemonArgs {
     /// DNS servers to forward to instead of the host's resolvers
-    #[arg(long = "dns-upstream", value_name = "IP[:PORT]")]
+    #[arg(
+        long = "dns-upstream",
+        value_name = "IP[:PORT]",
+        env = "WARREN_DNS_UPSTREAM",
+        value_delimiter = ','
+    )]
     pub dns_upstream: Vec<String>,
     /// Start a new session (used when the CLI starts the daemon)
     #[arg(long, hide = true)]
@@ -94,16 +99,13 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Daemon(args) => {
             init_tracing();
-            if !args.dns_upstream.is_empty() {
-                tracing::info!(upstreams = ?args.dns_upstream, "DNS forwarding is not implemented yet; upstreams ignored");
-            }
-            crate::daemon::run(
-                paths,
-                crate::daemon::Options {
+            parse_upstreams(&args.dns_upstream).and_then(|dns_upstreams| {
+                let opts = crate::daemon::Options {
                     setsid: args.setsid,
-                },
-            )
-            .map(|()| 0)
+                    dns_upstreams,
+                };
+                crate::daemon::run(paths, opts).map(|()| 0)
+            })
         }
         Command::Network(cmd) => network::main(&paths, cmd),
         Command::Run(args) => run::main(&paths, args),
@@ -122,6 +124,25 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => report(&e),
     }
+}
+
+/// `--dns-upstream IP[:PORT]` values (port 53 by default).
+fn parse_upstreams(values: &[String]) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    values
+        .iter()
+        .map(|v| {
+            v.parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    v.parse::<std::net::IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "invalid --dns-upstream {v:?}: expected IP or IP:PORT, e.g. 127.0.0.1:5353"
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Prints an error (and the daemon's hint) and returns exit status 1.

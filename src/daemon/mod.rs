@@ -43,6 +43,8 @@ pub const API_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Options {
     /// Start a new session first (the CLI's auto-start uses this).
     pub setsid: bool,
+    /// DNS servers to forward to; empty means the host's `/etc/resolv.conf`.
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -75,7 +77,11 @@ pub fn run(paths: Paths, opts: Options) -> Result<()> {
     raise_fd_limit();
 
     let exe = std::env::current_exe().context("locating the warren binary")?;
-    let daemon = Arc::new(state::Daemon::open(paths.clone(), exe)?);
+    let daemon = Arc::new(state::Daemon::open(
+        paths.clone(),
+        exe,
+        opts.dns_upstreams.clone(),
+    )?);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -13,12 +13,13 @@
 //! forwarding thread never shares a lock with this module.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use anyhow::Context;
 use ipnet::Ipv4Net;
 use tracing::{info, warn};
 
@@ -28,6 +29,7 @@ use super::paths::Paths;
 use super::store::{NetworkDef, Store};
 use super::util;
 use crate::api::types::*;
+use crate::gateway::dns::{EndpointInfo, Forwarder, NameTable, NetworkInfo, SandboxInfo};
 use crate::gateway::GatewayConfig;
 use crate::sandbox::helper;
 use crate::sandbox::netlink::{IfaceConfig, RouteConfig};
@@ -58,6 +60,9 @@ pub struct Daemon {
     /// callbacks only send here: they run on a switch thread, which must
     /// never wait for the state lock.
     gone_tx: tokio::sync::mpsc::UnboundedSender<(String, PortId)>,
+    /// Forwards non-local DNS names to the upstream resolvers, for every
+    /// network (internal networks never use it).
+    forwarder: Arc<Forwarder>,
     gone_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, PortId)>>>,
 }
 
@@ -164,8 +169,13 @@ impl NsTarget {
 
 impl Daemon {
     /// Loads the stored networks, makes sure `bridge` exists, and starts a
-    /// switch for each.
-    pub fn open(paths: Paths, exe: PathBuf) -> anyhow::Result<Daemon> {
+    /// switch for each. `dns_upstreams` empty means the host's resolvers.
+    pub fn open(
+        paths: Paths,
+        exe: PathBuf,
+        dns_upstreams: Vec<SocketAddr>,
+    ) -> anyhow::Result<Daemon> {
+        let forwarder = Forwarder::spawn(dns_upstreams).context("starting the DNS forwarder")?;
         let store = Store::new(paths.networks_dir());
         let (defs, errors) = store.load()?;
         for e in errors {
@@ -179,12 +189,13 @@ impl Daemon {
             inner: Mutex::new(State::default()),
             gone_tx,
             gone_rx: Mutex::new(Some(gone_rx)),
+            forwarder,
         };
         {
             let mut st = daemon.lock();
             for def in defs {
                 let name = def.name.clone();
-                match start_network(def, daemon.gone_tx.clone()) {
+                match start_network(def, daemon.gone_tx.clone(), daemon.forwarder.clone()) {
                     Ok(net) => {
                         st.networks.insert(name, net);
                     }
@@ -192,6 +203,9 @@ impl Daemon {
                 }
             }
         }
+        // Restored networks answer DNS only once they have names (an
+        // unknown network never forwards), so publish them now.
+        daemon.publish_names(&daemon.lock());
         if !daemon.lock().networks.contains_key(DEFAULT_NETWORK) {
             let req = NetworkCreate {
                 name: DEFAULT_NETWORK.into(),
@@ -222,7 +236,7 @@ impl Daemon {
         let def = validate_network(&req, &st)?;
         self.store.save(&def)?;
         let name = def.name.clone();
-        let net = match start_network(def, self.gone_tx.clone()) {
+        let net = match start_network(def, self.gone_tx.clone(), self.forwarder.clone()) {
             Ok(n) => n,
             Err(e) => {
                 let _ = self.store.remove(&name);
@@ -231,6 +245,7 @@ impl Daemon {
         };
         info!(network = %name, subnet = %net.def.subnet, "network created");
         st.networks.insert(name.clone(), net);
+        self.publish_names(&st);
         Ok(inspect_network(&st, &name))
     }
 
@@ -606,12 +621,7 @@ impl Daemon {
                     "run it on a named network instead",
                 ));
             }
-            if st.busy.contains(&id) {
-                return Err(ApiError::conflict(
-                    format!("sandbox {} is being changed by another request", s.name),
-                    "try again in a moment",
-                ));
-            }
+            check_not_busy(&st, &id)?;
             let (target, name) = (s.target.clone(), s.name.clone());
             let existing = s.endpoints.clone();
             let has_default = existing.iter().any(|e| e.default_route);
@@ -669,12 +679,7 @@ impl Daemon {
             let mut st = self.lock();
             let net = find_network(&st, network)?;
             let id = find_sandbox(&st, sandbox)?;
-            if st.busy.contains(&id) {
-                return Err(ApiError::conflict(
-                    format!("sandbox {sandbox} is being changed by another request"),
-                    "try again in a moment",
-                ));
-            }
+            check_not_busy(&st, &id)?;
             let internal: BTreeMap<String, (bool, Ipv4Addr)> = st
                 .networks
                 .iter()
@@ -740,8 +745,41 @@ impl Daemon {
         }
     }
 
-    /// Sends the current names to every switch (DNS answers from them).
-    fn publish_names(&self, _st: &State) {}
+    /// Sends the current names to every switch (DNS answers from them): one
+    /// new snapshot, shared by all, after every change.
+    fn publish_names(&self, st: &State) {
+        let networks: Vec<NetworkInfo> = st
+            .networks
+            .values()
+            .map(|n| NetworkInfo {
+                name: n.def.name.clone(),
+                internal: n.def.internal,
+                names_enabled: n.def.name != DEFAULT_NETWORK,
+                gateway: n.def.gateway,
+            })
+            .collect();
+        let sandboxes: Vec<SandboxInfo> = st
+            .sandboxes
+            .values()
+            .map(|s| SandboxInfo {
+                name: s.name.clone(),
+                short_id: s.id[..12].to_string(),
+                endpoints: s
+                    .endpoints
+                    .iter()
+                    .map(|e| EndpointInfo {
+                        network: e.network.clone(),
+                        ip: e.ip,
+                        aliases: e.aliases.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let table = Arc::new(NameTable::build(&networks, &sandboxes));
+        for n in st.networks.values() {
+            n.switch.set_names(table.clone());
+        }
+    }
 
     pub fn list_sandboxes(&self) -> Vec<SandboxSummary> {
         let st = self.lock();
@@ -945,6 +983,7 @@ fn check_owner(pid: i32) -> Result<(), ApiError> {
 fn start_network(
     def: NetworkDef,
     gone: tokio::sync::mpsc::UnboundedSender<(String, PortId)>,
+    dns: Arc<Forwarder>,
 ) -> anyhow::Result<Network> {
     let ipam = Ipam::new(
         def.subnet,
@@ -966,6 +1005,8 @@ fn start_network(
             warn!(network = %name, ?port, "TAP device went away");
             let _ = gone.send((name.clone(), port));
         })),
+        dns: Some(dns),
+        nat: crate::gateway::nat::NetworkNat::for_network(def.internal, &def.options),
     };
     let switch = SwitchHandle::spawn(spec)?;
     Ok(Network { def, ipam, switch })
@@ -994,6 +1035,19 @@ fn find_network(st: &State, key: &str) -> Result<String, ApiError> {
             "give more of the id, or the name",
         )),
     }
+}
+
+/// Refuses a second connect/disconnect while one is in flight for `id`
+/// (both would plan interface names and routes from the same old state).
+fn check_not_busy(st: &State, id: &str) -> Result<(), ApiError> {
+    if st.busy.contains(id) {
+        let name = st.sandboxes.get(id).map(|s| s.name.as_str()).unwrap_or(id);
+        return Err(ApiError::conflict(
+            format!("sandbox {name} is being changed by another request"),
+            "try again in a moment",
+        ));
+    }
+    Ok(())
 }
 
 fn find_sandbox(st: &State, key: &str) -> Result<String, ApiError> {

@@ -32,15 +32,28 @@
 //!
 //! - IPv4 only for now (the crate builds smoltcp without `proto-ipv6`).
 //! - The gateway never routes between networks: it answers for its own
-//!   address and nothing else (`any_ip` stays off). NAT egress and DNS will
-//!   add smoltcp sockets to [`Gateway`]'s socket set in later work; the
-//!   structure (one `Interface`, one `SocketSet`, one device) is already the
-//!   one they need.
+//!   address and nothing else (`any_ip` stays off). NAT egress ([`nat`])
+//!   has an interface of its own beside this one, which the switch feeds
+//!   the frames to outside addresses.
+//!
+//! # Services
+//!
+//! - DNS ([`dns`]): [`Gateway::enable_dns`] adds a UDP socket and a pool of
+//!   TCP sockets on port 53 to the socket set. After every smoltcp poll,
+//!   [`Gateway::poll`] lets the DNS server serve what arrived and polls again
+//!   if it queued answers, so an answer leaves in the same round as its
+//!   query; [`Gateway::poll_delay`] includes the DNS server's timers (idle
+//!   TCP connections, pending forwarded queries). Queries to forward leave
+//!   through [`Gateway::take_dns_forwards`] and their answers come back
+//!   through [`Gateway::dns_forwarded`]; the switch carries them to and from
+//!   the forwarder.
 //! - smoltcp panics on a non-unicast hardware or IP address and on a prefix
 //!   longer than 32 bits; [`Gateway::new`] rejects those configurations with a
 //!   typed [`GatewayError`] instead, so no configuration can crash the
 //!   forwarding thread.
 
+pub mod dns;
+pub mod nat;
 #[cfg(test)]
 pub(crate) mod testutil;
 
@@ -57,6 +70,8 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, EthernetFrame, HardwareAddress, IpCidr, Ipv4Cidr};
 use tracing::{error, trace};
+
+use self::dns::{DnsCounters, DnsServer, ForwardOut, ForwardResult, NameTable};
 
 /// Most frames queued in each direction between the switch and smoltcp.
 pub const QUEUE_FRAMES: usize = 256;
@@ -117,9 +132,14 @@ pub enum GatewayError {
 pub struct Gateway {
     iface: Interface,
     device: QueueDevice,
-    /// smoltcp sockets of the gateway's services (DNS and NAT add theirs here).
+    /// smoltcp sockets of the gateway's services (DNS adds its own here).
     sockets: SocketSet<'static>,
     counters: Arc<GatewayCounters>,
+    /// The gateway's address and MTU (for services added later).
+    ip: Ipv4Addr,
+    mtu: usize,
+    /// The DNS server on port 53, once enabled.
+    dns: Option<DnsServer>,
 }
 
 impl Gateway {
@@ -149,7 +169,63 @@ impl Gateway {
             device,
             sockets: SocketSet::new(Vec::new()),
             counters,
+            ip: cfg.ip,
+            mtu: cfg.mtu,
+            dns: None,
         })
+    }
+
+    /// Serve DNS for `network` on UDP and TCP port 53 of the gateway
+    /// address (see [`dns`]). `forward_timeout` is the forwarder's overall
+    /// timeout, or `None` when nothing may be forwarded (SERVFAIL instead).
+    /// Until [`Gateway::set_dns_names`] is called, every query gets SERVFAIL.
+    /// Calling it again does nothing.
+    pub fn enable_dns(&mut self, network: &str, forward_timeout: Option<Duration>) {
+        if self.dns.is_some() {
+            return;
+        }
+        let seed = RandomState::new().hash_one((self.ip, network));
+        self.dns = Some(DnsServer::new(
+            &mut self.sockets,
+            network,
+            self.ip,
+            self.mtu,
+            forward_timeout,
+            seed,
+        ));
+    }
+
+    /// Answer DNS from `table` from now on.
+    pub fn set_dns_names(&mut self, table: Arc<NameTable>) {
+        if let Some(dns) = &mut self.dns {
+            dns.set_names(table);
+        }
+    }
+
+    /// The name table DNS answers from.
+    pub fn dns_names(&self) -> Option<Arc<NameTable>> {
+        self.dns.as_ref().map(|d| Arc::clone(d.names()))
+    }
+
+    /// The DNS server's counters.
+    pub fn dns_counters(&self) -> Option<Arc<DnsCounters>> {
+        self.dns.as_ref().map(|d| Arc::clone(d.counters()))
+    }
+
+    /// Queries the DNS server wants forwarded (each returned once).
+    pub fn take_dns_forwards(&mut self) -> Vec<ForwardOut> {
+        match &mut self.dns {
+            Some(dns) => dns.take_forwards(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The forwarder's result for query `token`; the answer is sent at the
+    /// next [`Gateway::poll`].
+    pub fn dns_forwarded(&mut self, now: Instant, token: u64, result: ForwardResult) {
+        if let Some(dns) = &mut self.dns {
+            dns.forwarded(now, token, result, &mut self.sockets);
+        }
     }
 
     /// Queue a frame from the switch addressed to the gateway (unicast to its
@@ -166,6 +242,13 @@ impl Gateway {
     /// call `emit` for every frame the gateway sends, in order.
     pub fn poll(&mut self, now: Instant, emit: &mut dyn FnMut(&[u8])) {
         self.iface.poll(now, &mut self.device, &mut self.sockets);
+        if let Some(dns) = &mut self.dns {
+            // Answers are queued in the sockets; a second poll sends them
+            // in this same round.
+            if dns.process(now, &mut self.sockets) {
+                self.iface.poll(now, &mut self.device, &mut self.sockets);
+            }
+        }
         while let Some(frame) = self.device.tx.pop() {
             self.counters.tx_frames.fetch_add(1, Relaxed);
             emit(&frame);
@@ -179,7 +262,16 @@ impl Gateway {
         if !self.device.rx.is_empty() || !self.device.tx.is_empty() {
             return Some(Duration::ZERO);
         }
-        self.iface.poll_delay(now, &self.sockets)
+        let iface = self.iface.poll_delay(now, &self.sockets);
+        let dns = self
+            .dns
+            .as_ref()
+            .and_then(|d| d.poll_at(now, &self.sockets))
+            .map(|at| if at > now { at - now } else { Duration::ZERO });
+        match (iface, dns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The gateway's counters, shared so the control plane can read them

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
 
 /// The broadcast MAC.
@@ -153,6 +153,49 @@ pub fn icmp_echo_request(
             icmp.emit(&mut packet, &ChecksumCapabilities::default());
         },
     )
+}
+
+/// A UDP datagram in an IPv4 Ethernet frame.
+#[allow(clippy::too_many_arguments)]
+pub fn udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src_ip: Ipv4Addr,
+    dst_ip: Ipv4Addr,
+    src_port: u16,
+    dst_port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let repr = UdpRepr { src_port, dst_port };
+    ipv4(
+        src_mac,
+        dst_mac,
+        src_ip,
+        dst_ip,
+        IpProtocol::Udp,
+        repr.header_len() + payload.len(),
+        |p| {
+            repr.emit(
+                &mut UdpPacket::new_unchecked(p),
+                &src_ip.into(),
+                &dst_ip.into(),
+                payload.len(),
+                |b| b.copy_from_slice(payload),
+                &ChecksumCapabilities::default(),
+            );
+        },
+    )
+}
+
+/// The destination port and payload of a UDP frame, if it is one.
+pub fn parse_udp(frame: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Udp {
+        return None;
+    }
+    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+    Some((udp.dst_port(), udp.payload().to_vec()))
 }
 
 /// A tiny deterministic PRNG (xorshift64) for fuzz-style loops.

@@ -25,8 +25,34 @@
 //!    gateway runs, and whatever it sends is forwarded with
 //!    [`core::Core::from_gateway`].
 //! 4. The eventfd means commands are waiting in the mpsc queue (add a port,
-//!    remove one, stop). They are applied between batches: configuration
-//!    reaches the loop as messages, never as a lock.
+//!    remove one, new DNS names, stop) or answers came back from the DNS
+//!    forwarder. They are applied first in a wakeup, before any port's
+//!    frames, and between batches: configuration reaches the loop as
+//!    messages, never as a lock. Handling the eventfd first means a name
+//!    table sent before a sandbox's query was written is in force when
+//!    that query is answered.
+//!
+//! # DNS
+//!
+//! The gateway serves DNS (see [`crate::gateway::dns`]). Names arrive as a
+//! whole new [`NameTable`] with [`SwitchHandle::set_names`]. Queries for
+//! names that are not local leave the thread as [`ForwardJob`]s `try_send`-ed
+//! to the shared [`Forwarder`] (never blocking: a full queue answers
+//! SERVFAIL at once). Each job's callback `try_send`s the answer into this
+//! switch's bounded reply queue ([`DNS_REPLY_QUEUE`]) and writes the
+//! eventfd; the thread hands it to the gateway on its next wakeup. Without
+//! a forwarder ([`NetworkSpec::dns`] `None`), non-local names get SERVFAIL.
+//!
+//! # NAT
+//!
+//! With [`NetworkSpec::nat`] set, a [`NatEngine`] sits beside the gateway:
+//! every gateway frame is offered to [`NatEngine::receive`] first, which
+//! takes IPv4 to outside addresses; the rest goes to the gateway as before.
+//! The engine's host sockets live in an epoll of its own, registered here
+//! under `NAT_TOKEN`; it is polled with the gateway and its frames are
+//! forwarded the same way. A removed port's flows are dropped with it. Every
+//! switch, with or without NAT, registers its subnet with
+//! [`nat::container_subnets`] while it runs, so no NAT forwards into it.
 //!
 //! Writes never block: a full destination (`EAGAIN`, `ENOBUFS`) drops the
 //! frame and counts a write error, as a full NIC ring would. A read of
@@ -64,6 +90,10 @@ use tracing::{debug, info, trace, warn};
 
 use self::core::{Core, CoreConfig, Counters, Decision, NetworkCounters, PortCounters};
 pub use self::core::{DropReason, PortError, PortId, DEFAULT_MAC_AGE, DEFAULT_MAC_TABLE_CAP};
+use crate::gateway::dns::{
+    DnsCounters, DnsStats, ForwardError, ForwardJob, ForwardResult, Forwarder, NameTable,
+};
+use crate::gateway::nat::{self, NatCounters, NatEngine, NatStats, NetworkNat, SubnetGuard};
 use crate::gateway::{Gateway, GatewayConfig, GatewayCounters, GatewayStats};
 
 /// Size of the one frame buffer: the largest TAP frame (IP MTU 65535 plus
@@ -82,8 +112,15 @@ pub const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Consecutive failed reads after which a port is treated as gone.
 pub const MAX_READ_ERRORS: u32 = 100;
 
+/// Most forwarded DNS answers waiting for the switch thread (more than the
+/// gateway ever has pending, so it does not fill in practice).
+pub const DNS_REPLY_QUEUE: usize = 512;
+
 /// epoll user data of the command eventfd (port ids are 32-bit).
 const WAKE_TOKEN: u64 = u64::MAX;
+
+/// epoll user data of the NAT engine's own epoll fd (see [`crate::gateway::nat`]).
+const NAT_TOKEN: u64 = u64::MAX - 0x4e41;
 
 /// Most epoll events taken per wait.
 const EVENTS: usize = 64;
@@ -105,8 +142,15 @@ impl SwitchHandle {
     /// Start the switch thread of `spec`'s network, with no ports.
     pub fn spawn(spec: NetworkSpec) -> io::Result<SwitchHandle> {
         let start = Instant::now();
-        let gateway = Gateway::new(&spec.gateway, smoltcp::time::Instant::ZERO)
+        let mut gateway = Gateway::new(&spec.gateway, smoltcp::time::Instant::ZERO)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let forward_timeout = spec.dns.as_ref().map(|f| {
+            smoltcp::time::Duration::from_micros(
+                u64::try_from(f.timeout().as_micros()).unwrap_or(u64::MAX),
+            )
+        });
+        gateway.enable_dns(&spec.name, forward_timeout);
+        let dns_counters = gateway.dns_counters().unwrap_or_default();
         let core = Core::new(&CoreConfig {
             gateway_mac: spec.gateway.mac,
             mac_table_cap: spec.mac_table_cap,
@@ -121,13 +165,28 @@ impl SwitchHandle {
             wake.as_fd(),
             EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
         )?;
+        let nat = match spec.nat {
+            Some(net) => {
+                let nat = NatEngine::new(net, &spec.gateway)?;
+                epoll.add(nat.fd(), EpollEvent::new(EpollFlags::EPOLLIN, NAT_TOKEN))?;
+                Some(nat)
+            }
+            None => None,
+        };
+        // Every network's subnet, so no NAT ever forwards into it.
+        let subnet = ipnet::Ipv4Net::new(spec.gateway.ip, spec.gateway.prefix_len)
+            .ok()
+            .map(|net| nat::container_subnets().register(net));
 
         let shared = Arc::new(Shared {
             counters: Arc::clone(core.counters()),
             gateway: gateway.counters(),
+            dns: dns_counters,
+            nat: nat.as_ref().map(NatEngine::counters),
             ports: Mutex::new(BTreeMap::new()),
         });
         let (commands, receiver) = mpsc::channel();
+        let (dns_reply_tx, dns_replies) = mpsc::sync_channel(DNS_REPLY_QUEUE);
         let name = spec.name.replace('\0', "");
         let engine = Engine {
             name: name.clone(),
@@ -139,6 +198,11 @@ impl SwitchHandle {
             ports: Vec::new(),
             shared: Arc::clone(&shared),
             on_port_gone: spec.on_port_gone,
+            forwarder: spec.dns,
+            dns_reply_tx,
+            dns_replies,
+            nat,
+            _subnet: subnet,
             buf: vec![0u8; FRAME_BUFFER],
             start,
             last_expire: start,
@@ -192,6 +256,15 @@ impl SwitchHandle {
         }
     }
 
+    /// Answer DNS from `table` from now on. A message to the thread (no
+    /// lock, no waiting); it takes effect before any frame that arrives
+    /// after this call. The daemon passes the same `Arc` to every switch.
+    pub fn set_names(&self, table: Arc<NameTable>) {
+        if self.command(Command::SetNames(table)).is_err() {
+            debug!(network = %self.name, "switch: names not set, thread stopped");
+        }
+    }
+
     /// Every counter of the switch, its gateway and its ports.
     pub fn stats(&self) -> SwitchStats {
         let ports = self
@@ -204,6 +277,8 @@ impl SwitchHandle {
             network: self.name.clone(),
             counters: self.shared.counters.snapshot(),
             gateway: self.shared.gateway.snapshot(),
+            dns: self.shared.dns.snapshot(),
+            nat: self.shared.nat.as_ref().map(|c| c.snapshot()),
             ports,
         }
     }
@@ -254,6 +329,12 @@ pub struct NetworkSpec {
     /// a channel and act elsewhere. It may call
     /// [`SwitchHandle::remove_port`], which then does not wait.
     pub on_port_gone: Option<PortGoneFn>,
+    /// The DNS forwarder shared by every network; `None`: never forward
+    /// (non-local names get SERVFAIL), e.g. in unit tests.
+    pub dns: Option<Arc<Forwarder>>,
+    /// NAT egress ([`crate::gateway::nat`]); `None`: nothing leaves the
+    /// network (internal networks, unit tests).
+    pub nat: Option<NetworkNat>,
 }
 
 impl NetworkSpec {
@@ -264,6 +345,8 @@ impl NetworkSpec {
             gateway,
             mac_table_cap: DEFAULT_MAC_TABLE_CAP,
             on_port_gone: None,
+            dns: None,
+            nat: None,
         }
     }
 }
@@ -290,6 +373,11 @@ pub struct SwitchStats {
     pub counters: NetworkCounters,
     /// The gateway's counters.
     pub gateway: GatewayStats,
+    /// The gateway's DNS server's counters.
+    pub dns: DnsStats,
+    /// NAT egress counters; absent on networks without egress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatStats>,
     /// Every registered port, by id.
     pub ports: Vec<PortStats>,
 }
@@ -337,6 +425,7 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 enum Command {
     AddPort(PortSpec, mpsc::Sender<io::Result<PortId>>),
     RemovePort(PortId, mpsc::Sender<()>),
+    SetNames(Arc<NameTable>),
     Stop,
 }
 
@@ -344,6 +433,8 @@ enum Command {
 struct Shared {
     counters: Arc<Counters>,
     gateway: Arc<GatewayCounters>,
+    dns: Arc<DnsCounters>,
+    nat: Option<Arc<NatCounters>>,
     /// Port registry, written by the thread on (rare) port changes only,
     /// never on the frame path.
     ports: Mutex<BTreeMap<PortId, PortInfo>>,
@@ -393,6 +484,15 @@ struct Engine {
     ports: Vec<Option<IoPort>>,
     shared: Arc<Shared>,
     on_port_gone: Option<PortGoneFn>,
+    /// Where non-local DNS queries go.
+    forwarder: Option<Arc<Forwarder>>,
+    /// Forwarded DNS answers come back through this bounded queue.
+    dns_reply_tx: mpsc::SyncSender<(u64, ForwardResult)>,
+    dns_replies: mpsc::Receiver<(u64, ForwardResult)>,
+    /// NAT egress, beside the gateway.
+    nat: Option<NatEngine>,
+    /// Keeps the network's subnet registered as a container subnet.
+    _subnet: Option<SubnetGuard>,
     /// The one frame buffer.
     buf: Vec<u8>,
     /// Origin of the gateway's clock.
@@ -421,15 +521,19 @@ impl Engine {
                 }
             };
             let now = Instant::now();
-            for event in &events[..n] {
-                if event.data() == WAKE_TOKEN {
-                    if !self.apply_commands() {
-                        break 'wait;
+            // Commands (e.g. new names) first, then the ports' frames.
+            if events[..n].iter().any(|e| e.data() == WAKE_TOKEN) && !self.apply_commands() {
+                break 'wait;
+            }
+            for event in events[..n].iter().filter(|e| e.data() != WAKE_TOKEN) {
+                if event.data() == NAT_TOKEN {
+                    if let Some(nat) = &mut self.nat {
+                        nat.service_host(now);
                     }
-                } else {
-                    let id = PortId::from_u32(event.data() as u32);
-                    self.service_port(now, id, event.events());
+                    continue;
                 }
+                let id = PortId::from_u32(event.data() as u32);
+                self.service_port(now, id, event.events());
             }
             self.poll_gateway(now);
             if now.saturating_duration_since(self.last_expire) >= MAX_WAIT {
@@ -451,6 +555,10 @@ impl Engine {
         let wait = match self.gateway.poll_delay(self.gateway_now(now)) {
             Some(d) => Duration::from_micros(d.total_micros()).min(until_expire),
             None => until_expire,
+        };
+        let wait = match self.nat.as_mut().and_then(|nat| nat.poll_delay(now)) {
+            Some(d) => wait.min(d),
+            None => wait,
         };
         // Round up, so a sub-millisecond timer does not spin at 0 ms.
         let ms = wait.as_micros().div_ceil(1000).min(MAX_WAIT.as_millis());
@@ -478,10 +586,16 @@ impl Engine {
                     }
                     let _ = reply.send(());
                 }
+                Ok(Command::SetNames(table)) => self.gateway.set_dns_names(table),
                 Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return false,
-                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Empty) => break,
             }
         }
+        let gateway_now = self.gateway_now(Instant::now());
+        while let Ok((token, result)) = self.dns_replies.try_recv() {
+            self.gateway.dns_forwarded(gateway_now, token, result);
+        }
+        true
     }
 
     fn add_port(&mut self, spec: PortSpec) -> io::Result<PortId> {
@@ -534,7 +648,10 @@ impl Engine {
             debug!(network = %self.name, port = %id, error = %e, "switch: epoll delete failed");
         }
         self.core.remove_port(id);
-        self.shared.ports().remove(&id);
+        let info = self.shared.ports().remove(&id);
+        if let (Some(nat), Some(info)) = (self.nat.as_mut(), info) {
+            nat.forget_sandbox(info.ipv4);
+        }
         drop(port);
         true
     }
@@ -574,6 +691,7 @@ impl Engine {
                     fed_gateway |= forward(
                         &mut self.core,
                         &mut self.gateway,
+                        &mut self.nat,
                         &self.ports,
                         (now, id, frame),
                         &mut self.warn_write,
@@ -642,9 +760,10 @@ impl Engine {
             core,
             ports,
             warn_write,
+            nat,
             ..
         } = self;
-        gateway.poll(gateway_now, &mut |frame| match core.from_gateway(frame) {
+        let mut out = |frame: &[u8]| match core.from_gateway(frame) {
             Decision::Unicast(to) => send(core, ports, to, frame, warn_write),
             Decision::Flood => {
                 for port in ports.iter().flatten() {
@@ -652,7 +771,49 @@ impl Engine {
                 }
             }
             Decision::Gateway | Decision::Drop(_) => {}
-        });
+        };
+        gateway.poll(gateway_now, &mut out);
+        if let Some(nat) = nat {
+            nat.poll(now, &mut out);
+        }
+        self.submit_dns_forwards(gateway_now);
+    }
+
+    /// Hand the gateway's non-local DNS queries to the forwarder without
+    /// blocking; a refused one is answered SERVFAIL at the next poll.
+    fn submit_dns_forwards(&mut self, gateway_now: smoltcp::time::Instant) {
+        let forwards = self.gateway.take_dns_forwards();
+        if forwards.is_empty() {
+            return;
+        }
+        let avoid = self.gateway.dns_names().unwrap_or_default();
+        for out in forwards {
+            let token = out.token;
+            let Some(forwarder) = &self.forwarder else {
+                self.gateway
+                    .dns_forwarded(gateway_now, token, Err(ForwardError::NoUpstream));
+                continue;
+            };
+            let replies = self.dns_reply_tx.clone();
+            let wake = Arc::clone(&self.wake);
+            let counters = Arc::clone(&self.shared.dns);
+            let job = ForwardJob {
+                query: out.query,
+                tcp: out.tcp,
+                avoid: Arc::clone(&avoid),
+                done: Box::new(move |result| {
+                    if replies.try_send((token, result)).is_ok() {
+                        let _ = wake.write(1);
+                    } else {
+                        counters.dropped.fetch_add(1, Relaxed);
+                    }
+                }),
+            };
+            if forwarder.submit(job).is_err() {
+                self.gateway
+                    .dns_forwarded(gateway_now, token, Err(ForwardError::Overloaded));
+            }
+        }
     }
 }
 
@@ -678,6 +839,7 @@ enum Batch {
 fn forward(
     core: &mut Core,
     gateway: &mut Gateway,
+    nat: &mut Option<NatEngine>,
     ports: &[Option<IoPort>],
     (now, from, frame): (Instant, PortId, &[u8]),
     warn_write: &mut RateLimit,
@@ -689,7 +851,11 @@ fn forward(
             false
         }
         Decision::Gateway => {
-            gateway.receive(frame);
+            // Egress (to an outside address) goes to the NAT, the rest to
+            // the gateway's own interface.
+            if !nat.as_mut().is_some_and(|nat| nat.receive(now, frame)) {
+                gateway.receive(frame);
+            }
             true
         }
         Decision::Flood => {
@@ -981,6 +1147,97 @@ mod tests {
 
         // The port's id is stale now; removing it again is harmless.
         switch.remove_port(a);
+    }
+
+    #[test]
+    fn dns_answers_local_names_and_relays_the_rest() {
+        use crate::gateway::dns::{EndpointInfo, NetworkInfo, SandboxInfo};
+        use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
+        use hickory_proto::rr::{Name, RData, RecordType};
+        use std::str::FromStr;
+
+        // An upstream on loopback that answers NXDOMAIN to everything.
+        let upstream = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        upstream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let upstream_addr = upstream.local_addr().expect("addr");
+        let server = thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            let (len, from) = upstream.recv_from(&mut buf).expect("a forwarded query");
+            let mut answer = Message::from_vec(&buf[..len]).expect("query");
+            answer
+                .set_message_type(MessageType::Response)
+                .set_response_code(ResponseCode::NXDomain);
+            upstream
+                .send_to(&answer.to_vec().expect("encode"), from)
+                .expect("send");
+        });
+
+        let mut spec = spec(None);
+        spec.dns =
+            Some(crate::gateway::dns::Forwarder::spawn(vec![upstream_addr]).expect("forwarder"));
+        let switch = SwitchHandle::spawn(spec).expect("spawn");
+        let (_a, a_fd) = port(&switch, A_MAC, A_IP, "a");
+        switch.set_names(Arc::new(NameTable::build(
+            &[NetworkInfo {
+                name: "test".into(),
+                internal: false,
+                names_enabled: true,
+                gateway: GW_IP,
+            }],
+            &[SandboxInfo {
+                name: "alpha".into(),
+                short_id: "a1a1a1a1a1a1".into(),
+                endpoints: vec![EndpointInfo {
+                    network: "test".into(),
+                    ip: A_IP,
+                    aliases: vec!["svc".into()],
+                }],
+            }],
+        )));
+        send_frame(&a_fd, &arp_request(A_MAC, A_IP, GW_IP));
+        parse_arp(&expect_frame(&a_fd, "gateway ARP reply"));
+
+        let ask = |name: &str, id: u16| {
+            let mut q = Message::new();
+            q.set_id(id).set_recursion_desired(true);
+            q.add_query(Query::query(
+                Name::from_str(name).expect("name"),
+                RecordType::A,
+            ));
+            send_frame(
+                &a_fd,
+                &udp(
+                    A_MAC,
+                    GW_MAC,
+                    A_IP,
+                    GW_IP,
+                    33333,
+                    53,
+                    &q.to_vec().expect("q"),
+                ),
+            );
+            let frame = expect_frame(&a_fd, name);
+            let (port, payload) = parse_udp(&frame).expect("a UDP answer");
+            assert_eq!(port, 33333);
+            let answer = Message::from_vec(&payload).expect("answer");
+            assert_eq!(answer.id(), id);
+            answer
+        };
+        let local = ask("svc", 1);
+        assert!(matches!(local.answers()[0].data(), RData::A(a) if a.0 == A_IP));
+        let relayed = ask("example.com", 2);
+        assert_eq!(relayed.response_code(), ResponseCode::NXDomain);
+        server.join().expect("upstream");
+
+        let dns = switch.stats().dns;
+        assert_eq!(
+            (dns.queries, dns.answered_local, dns.forwarded, dns.nxdomain),
+            (2, 1, 1, 1)
+        );
+        let json = serde_json::to_value(switch.stats()).expect("json");
+        assert!(json["dns"]["forwarded"].is_u64());
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct Env {
     pub state: PathBuf,
     pub runtime: PathBuf,
     bin: PathBuf,
+    /// Daemons started in the foreground by [`Env::start_daemon`].
+    daemons: std::sync::Mutex<Vec<std::process::Child>>,
 }
 
 impl Env {
@@ -116,7 +118,30 @@ impl Env {
             runtime: dir.join("run"),
             dir,
             bin,
+            daemons: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Starts `warren daemon EXTRA...` in the background as the test user
+    /// (output in `DIR/daemon-fg.log`) and waits until it answers, so later
+    /// commands use it instead of starting one of their own.
+    pub fn start_daemon(&self, extra: &[&str]) {
+        let log = std::fs::File::create(self.dir.join("daemon-fg.log")).unwrap();
+        let mut args = vec!["daemon"];
+        args.extend_from_slice(extra);
+        let child = self
+            .cmd(&args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemons.lock().unwrap().push(child);
+        let sock = self.runtime.join("warren.sock");
+        let up = Env::wait_until(Duration::from_secs(20), || {
+            sock.exists() && self.run(&["network", "ls"]).status.success()
+        });
+        let log = std::fs::read_to_string(self.dir.join("daemon-fg.log")).unwrap_or_default();
+        assert!(up, "warren daemon {extra:?} did not come up:\n{log}");
     }
 
     /// A `warren` command as the test user, with this env's directories.
@@ -140,6 +165,11 @@ impl Env {
             .env("WARREN_STATE_DIR", &self.state)
             .env("WARREN_RUNTIME_DIR", &self.runtime)
             .env("WARREN_LOG", "debug")
+            // Traffic stays home: names that are not local are forwarded to
+            // a loopback port where nothing listens (the query is refused at
+            // once), never to the host's resolvers. Tests that need an
+            // upstream start the daemon with their own --dns-upstream.
+            .env("WARREN_DNS_UPSTREAM", "127.0.0.1:9")
             .current_dir(&self.dir)
             .stdin(Stdio::null());
         if let Some((uid, gid)) = test_ids() {
@@ -304,6 +334,10 @@ impl Drop for Env {
         if let Some(pid) = self.daemon_pid() {
             let _ =
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+        for mut child in self.daemons.lock().unwrap().drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -1,0 +1,161 @@
+//! The embedded DNS server: sandbox names, aliases, `name.network`, PTR and
+//! round robin at every network's gateway address, everything else
+//! forwarded to the host's resolvers.
+//!
+//! # Theory of operation
+//!
+//! Docker's user-defined networks let containers find each other by name;
+//! warren does the same at the gateway address of each network, on UDP and
+//! TCP port 53. Four parts, each with one job:
+//!
+//! - [`table`]: [`NameTable`], an immutable snapshot of every name on every
+//!   network, built by the control plane after each change and handed to
+//!   every switch as one `Arc` (a message to the thread, no lock).
+//! - [`answer`](mod@answer): the pure core. `answer(table, request, rng)`
+//!   turns one query's bytes into [`Action::Reply`], [`Action::Forward`] or
+//!   [`Action::Drop`]; no I/O, no clock, unit-tested against the seed's
+//!   scenarios and hostile corpora.
+//! - [`server`]: [`DnsServer`], the smoltcp UDP socket and TCP socket pool
+//!   in the gateway's `SocketSet`, run by the switch thread: it feeds
+//!   queries to the core, sends answers, keeps forwarded queries pending and
+//!   times out idle TCP connections.
+//! - [`forward`]: [`Forwarder`], one per daemon, a thread with its own
+//!   current-thread tokio runtime relaying queries to the upstream resolvers
+//!   with a bounded timeout.
+//!
+//! The path of a forwarded query: a sandbox's frame → the switch thread
+//! (anti-spoofing verifies the source address) → smoltcp → `DnsServer` →
+//! `answer` says Forward → a pending entry and a [`ForwardOut`] → the switch
+//! `try_send`s a [`ForwardJob`] to the forwarder's bounded queue → the
+//! forwarder relays it → the job's callback `try_send`s the answer into the
+//! switch's bounded reply queue and writes the switch's eventfd → the switch
+//! thread wakes, hands the answer to `DnsServer::forwarded`, and smoltcp
+//! sends it. The switch thread never blocks on the network or on a lock;
+//! every queue is bounded and a full one turns into a counted SERVFAIL or a
+//! drop.
+//!
+//! # Semantics (Docker's, with its rough edges filed off)
+//!
+//! - A sandbox's names on a network: its name, its 12-hex short id, and its
+//!   aliases on that network. Case-insensitive; a trailing dot is fine.
+//! - Scope: the asker is identified by the network the query arrived on and
+//!   its source address, which gives its sandbox and so its networks in
+//!   connection order. A bare name is looked up in those networks in that
+//!   order and the first network that has it answers; `name.network` picks
+//!   the network, only among the asker's own. An address not in the table
+//!   yet (attached a moment ago) sees its arrival network's names.
+//! - Round robin: a name held by several sandboxes on one network returns
+//!   every address, shuffled on every query.
+//! - PTR: `d.c.b.a.in-addr.arpa` for an endpoint on one of the asker's
+//!   networks answers `name.network.`.
+//! - A local name answers A records with TTL 600 (as Docker); any other type
+//!   gets an empty NOERROR (the name exists).
+//! - Not local: forwarded, except on internal networks, which answer
+//!   NXDOMAIN and never forward, so an internal network cannot leak data
+//!   through DNS. The decision is by the network the query *arrived on*:
+//!   a sandbox whose first network is internal gets NXDOMAIN for outside
+//!   names even if it is also on another network (Docker forwards when any
+//!   network of the container is external; we keep the simpler, stricter rule).
+//! - The default `bridge` network has no container names, but forwards.
+//! - Until the control plane has sent a table that knows the network, every
+//!   query gets SERVFAIL rather than a guess about forwarding.
+//!
+//! # Counters
+//!
+//! [`DnsCounters`], shown in the switch's stats (`warren network stats`) as
+//! `dns`: `queries` (messages received), `answered_local` (answered from the
+//! table, including empty NOERROR and internal NXDOMAIN), `forwarded`,
+//! `servfail` and `nxdomain` (answers sent with that code, local or from
+//! upstream), `malformed` (FORMERR/NOTIMP answers and unanswerable input),
+//! `dropped` (no answer sent: unanswerable input, full queues, closed
+//! connections), `truncated` (UDP answers cut, TC set), `tcp_connections`,
+//! `tcp_idle_closed`.
+
+pub mod answer;
+pub mod forward;
+pub mod server;
+pub mod table;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+pub use self::answer::{
+    answer, Action, DropReason, Forward, Reply, Request, Rng, Transport, LOCAL_TTL, MAX_QUERY,
+};
+pub use self::forward::{
+    parse_resolv_conf, Done, ForwardConfig, ForwardError, ForwardJob, ForwardResult, Forwarder,
+    FORWARD_TIMEOUT,
+};
+pub use self::server::{DnsServer, ForwardOut, DNS_PORT, MAX_PENDING, TCP_IDLE, TCP_SOCKETS};
+pub use self::table::{EndpointInfo, NameTable, NetworkInfo, SandboxInfo};
+
+/// Counters of one network's DNS server. Relaxed atomics: the switch thread
+/// (and the forwarder's reply path) write, anyone reads.
+#[derive(Debug, Default)]
+pub struct DnsCounters {
+    /// DNS messages received (UDP datagrams and complete TCP messages).
+    pub queries: AtomicU64,
+    /// Answered from the name table.
+    pub answered_local: AtomicU64,
+    /// Handed to the forwarder.
+    pub forwarded: AtomicU64,
+    /// SERVFAIL answers sent.
+    pub servfail: AtomicU64,
+    /// NXDOMAIN answers sent.
+    pub nxdomain: AtomicU64,
+    /// Malformed queries (answered FORMERR/NOTIMP, or dropped).
+    pub malformed: AtomicU64,
+    /// Queries or answers dropped without an answer.
+    pub dropped: AtomicU64,
+    /// UDP answers truncated (TC set).
+    pub truncated: AtomicU64,
+    /// TCP connections accepted.
+    pub tcp_connections: AtomicU64,
+    /// TCP connections aborted for making no progress.
+    pub tcp_idle_closed: AtomicU64,
+}
+
+impl DnsCounters {
+    /// A copy for reporting.
+    pub fn snapshot(&self) -> DnsStats {
+        DnsStats {
+            queries: self.queries.load(Relaxed),
+            answered_local: self.answered_local.load(Relaxed),
+            forwarded: self.forwarded.load(Relaxed),
+            servfail: self.servfail.load(Relaxed),
+            nxdomain: self.nxdomain.load(Relaxed),
+            malformed: self.malformed.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            truncated: self.truncated.load(Relaxed),
+            tcp_connections: self.tcp_connections.load(Relaxed),
+            tcp_idle_closed: self.tcp_idle_closed.load(Relaxed),
+        }
+    }
+}
+
+/// A snapshot of [`DnsCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct DnsStats {
+    /// DNS messages received.
+    pub queries: u64,
+    /// Answered from the name table.
+    pub answered_local: u64,
+    /// Handed to the forwarder.
+    pub forwarded: u64,
+    /// SERVFAIL answers sent.
+    pub servfail: u64,
+    /// NXDOMAIN answers sent.
+    pub nxdomain: u64,
+    /// Malformed queries.
+    pub malformed: u64,
+    /// Dropped without an answer.
+    pub dropped: u64,
+    /// UDP answers truncated.
+    pub truncated: u64,
+    /// TCP connections accepted.
+    pub tcp_connections: u64,
+    /// TCP connections aborted for making no progress.
+    pub tcp_idle_closed: u64,
+}

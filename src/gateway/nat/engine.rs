@@ -1,0 +1,1609 @@
+//! The NAT engine of one network: runs in the switch thread, owns the host
+//! sockets of its flows and a smoltcp interface that terminates the
+//! sandboxes' side of them. See the module documentation of
+//! [`super`](crate::gateway::nat) for the design; this file is the I/O.
+//!
+//! Each host socket is registered in the engine's own epoll with a token
+//! naming its flow slot and the slot's generation (a stale event for a
+//! reused slot is ignored). The switch calls, in order:
+//!
+//! - [`NatEngine::receive`] for each gateway frame (it says whether the
+//!   frame was egress and taken);
+//! - [`NatEngine::service_host`] when the engine's epoll fd is readable;
+//! - [`NatEngine::poll`] after every batch, which runs smoltcp, moves bytes
+//!   between smoltcp sockets and host sockets, expires flows and hands the
+//!   frames for the sandboxes to a callback;
+//! - [`NatEngine::poll_delay`] to bound its epoll wait;
+//! - [`NatEngine::forget_sandbox`] when a port goes away, so a dead
+//!   sandbox's flows (and their fds) go with it.
+//!
+//! Epoll interest follows back-pressure: `EPOLLIN` only while the smoltcp
+//! socket has room, `EPOLLOUT` only while a host write is blocked, and a
+//! host socket with no interest left is taken out of epoll altogether (a
+//! level-triggered `EPOLLHUP` would otherwise wake the thread forever).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{
+    self, sockopt, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn,
+};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4DstUnreachable,
+    Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, IpProtocol,
+    Ipv4Packet,
+};
+use tracing::{debug, trace};
+
+use super::policy::{self, FlowCounts, FlowKey, Link};
+use super::{
+    container_subnets, NatCounters, NetworkNat, CONNECT_TIMEOUT, ICMP_IDLE, TCP_BUFFER, UDP_IDLE,
+};
+use crate::gateway::GatewayConfig;
+
+/// Most packets queued into the NAT's smoltcp interface.
+const RX_PACKETS: usize = 512;
+/// Most bytes queued into it.
+const RX_BYTES: usize = 8 << 20;
+/// Most packets smoltcp may emit before the switch takes them.
+const TX_PACKETS: usize = 1024;
+/// Most crafted frames (RST, ICMP) waiting for the switch.
+const OUT_FRAMES: usize = 256;
+/// Most host events handled per wakeup.
+const HOST_EVENTS: usize = 256;
+/// Most datagrams read from one host UDP or ICMP socket per wakeup.
+const DATAGRAMS_PER_WAKEUP: usize = 64;
+/// Most reads or writes per TCP flow per pump.
+const IO_PER_PUMP: usize = 16;
+/// Rounds of smoltcp poll + pump per [`NatEngine::poll`].
+const POLL_ROUNDS: usize = 4;
+/// How often flows are checked for expiry.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+/// Packets and bytes of each smoltcp UDP socket buffer.
+const UDP_PACKETS: usize = 64;
+const UDP_BUFFER: usize = 256 * 1024;
+/// smoltcp's retransmission give-up and keep-alive on the sandbox side.
+const TCP_TIMEOUT: Duration = Duration::from_secs(180);
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// See the module documentation.
+pub struct NatEngine {
+    net: NetworkNat,
+    gateway_ip: Ipv4Addr,
+    own_subnet: Ipv4Net,
+    gateway_mac: EthernetAddress,
+    /// The network's IP MTU.
+    mtu: usize,
+    iface: Interface,
+    device: IpDevice,
+    sockets: SocketSet<'static>,
+    epoll: Epoll,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    tcp_index: HashMap<FlowKey, usize>,
+    udp_index: HashMap<FlowKey, usize>,
+    ping_index: HashMap<(Ipv4Addr, u16, Ipv4Addr), usize>,
+    /// smoltcp UDP socket per outside endpoint, and how many flows use it.
+    udp_binds: HashMap<(Ipv4Addr, u16), (SocketHandle, usize)>,
+    counts: FlowCounts,
+    /// MAC of each sandbox address with live flows (anti-spoofed upstream).
+    macs: HashMap<Ipv4Addr, EthernetAddress>,
+    /// Crafted frames for the switch.
+    out: VecDeque<Vec<u8>>,
+    scratch: Vec<u8>,
+    datagram: Vec<u8>,
+    subnets_generation: u64,
+    subnets: Vec<Ipv4Net>,
+    counters: Arc<NatCounters>,
+    start: Instant,
+    last_expire: Instant,
+}
+
+struct Slot {
+    generation: u32,
+    flow: Option<Flow>,
+}
+
+enum Flow {
+    Tcp(TcpFlow),
+    Udp(UdpFlow),
+    Ping(PingFlow),
+}
+
+impl Flow {
+    fn source(&self) -> Ipv4Addr {
+        match self {
+            Flow::Tcp(f) => f.key.src.0,
+            Flow::Udp(f) => f.key.src.0,
+            Flow::Ping(f) => f.src,
+        }
+    }
+}
+
+struct TcpFlow {
+    key: FlowKey,
+    stream: TcpStream,
+    started: Instant,
+    /// The held SYN (an IPv4 packet) while the host connect runs.
+    syn: Option<Vec<u8>>,
+    handle: Option<SocketHandle>,
+    interest: EpollFlags,
+    registered: bool,
+    host_eof: bool,
+    host_wr_shut: bool,
+    host_dead: bool,
+    write_blocked: bool,
+    /// The smoltcp socket was aborted; free it after its RST went out.
+    aborting: bool,
+}
+
+struct UdpFlow {
+    key: FlowKey,
+    socket: UdpSocket,
+    last: Instant,
+}
+
+struct PingFlow {
+    src: Ipv4Addr,
+    ident: u16,
+    dst: Ipv4Addr,
+    socket: UdpSocket,
+    last: Instant,
+}
+
+impl NatEngine {
+    /// The engine of the network whose gateway is `gateway`.
+    pub fn new(net: NetworkNat, gateway: &GatewayConfig) -> io::Result<NatEngine> {
+        let own_subnet = Ipv4Net::new(gateway.ip, gateway.prefix_len)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+            .trunc();
+        // smoltcp emits whole packets up to 65535 bytes (a 65507-byte UDP
+        // reply included); `emit_tx` fragments them to the network's MTU.
+        // (smoltcp's own fragmenter would need a 64 KiB buffer inline in
+        // every interface.)
+        let mut device = IpDevice::new(policy::MAX_PACKET);
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = {
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(gateway.ip)
+        };
+        let mut iface = Interface::new(config, &mut device, smoltcp::time::Instant::ZERO);
+        iface.set_any_ip(true);
+        iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(gateway.ip), gateway.prefix_len));
+        });
+        iface
+            .routes_mut()
+            .add_default_ipv4_route(gateway.ip)
+            .map_err(|_| io::Error::other("nat: cannot add the default route"))?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let start = Instant::now();
+        Ok(NatEngine {
+            net,
+            gateway_ip: gateway.ip,
+            own_subnet,
+            gateway_mac: EthernetAddress(gateway.mac),
+            mtu: gateway.mtu,
+            iface,
+            device,
+            sockets: SocketSet::new(Vec::new()),
+            epoll,
+            slots: Vec::new(),
+            free: Vec::new(),
+            tcp_index: HashMap::new(),
+            udp_index: HashMap::new(),
+            ping_index: HashMap::new(),
+            udp_binds: HashMap::new(),
+            counts: FlowCounts::default(),
+            macs: HashMap::new(),
+            out: VecDeque::new(),
+            scratch: Vec::new(),
+            datagram: vec![0u8; 65536],
+            subnets_generation: u64::MAX,
+            subnets: Vec::new(),
+            counters: Arc::new(NatCounters::default()),
+            start,
+            last_expire: start,
+        })
+    }
+
+    /// The engine's epoll fd: readable when a host socket needs service.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.epoll.0.as_fd()
+    }
+
+    /// The counters, for the control plane.
+    pub fn counters(&self) -> Arc<NatCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Take `frame` (from a sandbox, to the gateway MAC, source already
+    /// checked by the switch) if it is egress: IPv4 to an address that is
+    /// neither the gateway's nor in the network's own subnet. Returns false
+    /// for frames the gateway must see.
+    pub fn receive(&mut self, now: Instant, frame: &[u8]) -> bool {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return false;
+        };
+        if eth.ethertype() != EthernetProtocol::Ipv4 {
+            return false;
+        }
+        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+            return false;
+        };
+        let dst = ip.dst_addr();
+        if dst == self.gateway_ip
+            || self.own_subnet.contains(&dst)
+            || dst.is_broadcast()
+            || dst.is_multicast()
+        {
+            return false;
+        }
+        let mac = eth.src_addr();
+        // Ethernet padding is not part of the packet.
+        let len = usize::from(ip.total_len());
+        let Some(packet) = eth.payload().get(..len) else {
+            return false;
+        };
+        match ip.next_header() {
+            IpProtocol::Tcp => self.tcp_in(now, mac, packet),
+            IpProtocol::Udp => self.udp_in(now, mac, packet),
+            IpProtocol::Icmp => self.icmp_in(now, mac, packet),
+            _ => {
+                self.counters.dropped.fetch_add(1, Relaxed);
+                trace!(protocol = %ip.next_header(), "nat: unsupported protocol dropped");
+            }
+        }
+        true
+    }
+
+    /// Handle the host sockets that epoll reports ready.
+    pub fn service_host(&mut self, now: Instant) {
+        let mut events = [EpollEvent::empty(); HOST_EVENTS];
+        let n = match self.epoll.wait(&mut events, EpollTimeout::ZERO) {
+            Ok(n) => n,
+            Err(e) => {
+                debug!(error = %e, "nat: epoll_wait failed");
+                return;
+            }
+        };
+        for event in &events[..n] {
+            let token = event.data();
+            let slot = (token & 0xffff_ffff) as usize;
+            let generation = (token >> 32) as u32;
+            if self.slots.get(slot).map(|s| s.generation) != Some(generation) {
+                continue;
+            }
+            self.host_ready(now, slot, event.events());
+        }
+    }
+
+    /// Run smoltcp, move bytes, expire flows, and hand every frame for a
+    /// sandbox to `emit`.
+    pub fn poll(&mut self, now: Instant, emit: &mut dyn FnMut(&[u8])) {
+        if now.saturating_duration_since(self.last_expire) >= EXPIRE_EVERY {
+            self.last_expire = now;
+            self.expire(now);
+        }
+        for _ in 0..POLL_ROUNDS {
+            self.iface_poll(now);
+            // Before the pump, which may free flows (and forget their
+            // sandbox's MAC) whose last packets smoltcp just sent.
+            self.emit_tx(emit);
+            self.drain_udp(now);
+            let again = self.pump();
+            if !again {
+                break;
+            }
+        }
+        while let Some(frame) = self.out.pop_front() {
+            emit(&frame);
+        }
+    }
+
+    /// How long until [`NatEngine::poll`] must run again.
+    pub fn poll_delay(&mut self, now: Instant) -> Option<Duration> {
+        if !self.out.is_empty() || !self.device.rx.is_empty() || !self.device.tx.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let smol = self
+            .iface
+            .poll_delay(self.smol_now(now), &self.sockets)
+            .map(|d| Duration::from_micros(d.total_micros()));
+        let expire = (self.slots.len() > self.free.len())
+            .then(|| EXPIRE_EVERY.saturating_sub(now.saturating_duration_since(self.last_expire)));
+        match (smol, expire) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Free every flow of `sandbox` (its port went away).
+    pub fn forget_sandbox(&mut self, sandbox: Ipv4Addr) {
+        let slots: Vec<usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.flow.as_ref().is_some_and(|f| f.source() == sandbox))
+            .map(|(i, _)| i)
+            .collect();
+        for slot in slots {
+            self.free_flow(slot, true);
+        }
+        self.macs.remove(&sandbox);
+    }
+
+    // ---- ingress ---------------------------------------------------------
+
+    fn tcp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
+        let ip = Ipv4Packet::new_unchecked(packet);
+        if ip.more_frags() || ip.frag_offset() != 0 {
+            self.feed(packet);
+            return;
+        }
+        let Ok(tcp) = smoltcp::wire::TcpPacket::new_checked(ip.payload()) else {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        };
+        let key = FlowKey {
+            src: (ip.src_addr(), tcp.src_port()),
+            dst: (ip.dst_addr(), tcp.dst_port()),
+        };
+        let link = self.link(mac);
+        if let Some(&slot) = self.tcp_index.get(&key) {
+            let Some(Flow::Tcp(f)) = &self.slots[slot].flow else {
+                return;
+            };
+            // While the host connect runs, the SYN is held and
+            // retransmissions are dropped.
+            let Some(handle) = f.handle else {
+                return;
+            };
+            let state = self.sockets.get::<tcp::Socket>(handle).state();
+            if state == tcp::State::SynReceived {
+                if tcp.rst() {
+                    // smoltcp would put the socket back to LISTEN, where it
+                    // could take another flow's SYN: end the flow here.
+                    self.free_flow(slot, true);
+                    return;
+                }
+                if tcp.syn() {
+                    // smoltcp retransmits its SYN-ACK by itself.
+                    return;
+                }
+            }
+            self.feed(packet);
+            return;
+        }
+        if tcp.rst() {
+            return;
+        }
+        if !tcp.verify_checksum(&key.src.0.into(), &key.dst.0.into()) {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        if !tcp.syn() || tcp.ack() {
+            // Not part of any flow: refused as a kernel would.
+            self.craft(|out| policy::tcp_rst_for_syn(link, packet, out));
+            return;
+        }
+        let host_ip = match self.destination(key.dst.0) {
+            Ok(ip) => ip,
+            Err(refusal) => {
+                self.prohibit(link, packet, refusal);
+                return;
+            }
+        };
+        if !self.take_flow(key.src.0) {
+            self.counters.limited.fetch_add(1, Relaxed);
+            trace!(src = %key.src.0, "nat: flow limit, SYN refused");
+            self.craft(|out| policy::tcp_rst_for_syn(link, packet, out));
+            return;
+        }
+        let stream = match connect_nonblocking(SocketAddrV4::new(host_ip, key.dst.1)) {
+            Ok(stream) => stream,
+            Err(e) => {
+                self.release_flow(key.src.0);
+                self.connect_failed(link, packet, &e);
+                return;
+            }
+        };
+        self.macs.insert(key.src.0, mac);
+        let flow = Flow::Tcp(TcpFlow {
+            key,
+            stream,
+            started: now,
+            syn: Some(packet.to_vec()),
+            handle: None,
+            interest: EpollFlags::EPOLLOUT,
+            registered: false,
+            host_eof: false,
+            host_wr_shut: false,
+            host_dead: false,
+            write_blocked: false,
+            aborting: false,
+        });
+        let slot = self.insert(flow);
+        self.tcp_index.insert(key, slot);
+        self.counters.tcp_flows.fetch_add(1, Relaxed);
+        self.sync_interest(slot);
+        trace!(?key, "nat: connecting");
+    }
+
+    fn udp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
+        let ip = Ipv4Packet::new_unchecked(packet);
+        if ip.frag_offset() != 0 {
+            // A later fragment: smoltcp reassembles it with the first.
+            self.feed(packet);
+            return;
+        }
+        let payload = ip.payload();
+        if payload.len() < 8 {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let port = |i: usize| u16::from_be_bytes([payload[i], payload[i + 1]]);
+        let key = FlowKey {
+            src: (ip.src_addr(), port(0)),
+            dst: (ip.dst_addr(), port(2)),
+        };
+        if let Some(&slot) = self.udp_index.get(&key) {
+            if let Some(Flow::Udp(f)) = &mut self.slots[slot].flow {
+                f.last = now;
+            }
+            self.feed(packet);
+            return;
+        }
+        let link = self.link(mac);
+        let host_ip = match self.destination(key.dst.0) {
+            Ok(ip) => ip,
+            Err(refusal) => {
+                self.prohibit(link, packet, refusal);
+                return;
+            }
+        };
+        if key.src.1 == 0 || key.dst.1 == 0 {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        if !self.take_flow(key.src.0) {
+            self.counters.limited.fetch_add(1, Relaxed);
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let socket = match udp_connect(SocketAddrV4::new(host_ip, key.dst.1)) {
+            Ok(s) => s,
+            Err(e) => {
+                self.release_flow(key.src.0);
+                self.counters.unreachable.fetch_add(1, Relaxed);
+                debug!(dst = %key.dst.0, error = %e, "nat: UDP socket failed");
+                self.craft(|out| {
+                    policy::icmp_unreachable(
+                        link,
+                        Icmpv4DstUnreachable::HostUnreachable,
+                        packet,
+                        out,
+                    )
+                });
+                return;
+            }
+        };
+        if !self.bind_udp(key.dst) {
+            self.release_flow(key.src.0);
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        self.macs.insert(key.src.0, mac);
+        let slot = self.insert(Flow::Udp(UdpFlow {
+            key,
+            socket,
+            last: now,
+        }));
+        self.udp_index.insert(key, slot);
+        self.counters.udp_flows.fetch_add(1, Relaxed);
+        self.counters.udp_opened.fetch_add(1, Relaxed);
+        if let Some(Flow::Udp(f)) = &self.slots[slot].flow {
+            let event = EpollEvent::new(EpollFlags::EPOLLIN, token(slot, &self.slots));
+            if let Err(e) = self.epoll.add(f.socket.as_fd(), event) {
+                debug!(error = %e, "nat: epoll add failed");
+            }
+        }
+        self.feed(packet);
+    }
+
+    fn icmp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
+        let ip = Ipv4Packet::new_unchecked(packet);
+        if ip.more_frags() || ip.frag_offset() != 0 {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        };
+        let Ok(Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data,
+        }) = Icmpv4Repr::parse(&icmp, &Default::default())
+        else {
+            // Only echo is re-originated; other ICMP from sandboxes dies here.
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let link = self.link(mac);
+        let host_ip = match self.destination(dst) {
+            Ok(ip) => ip,
+            Err(refusal) => {
+                self.prohibit(link, packet, refusal);
+                return;
+            }
+        };
+        if !self.net.nat.ping_allowed() {
+            self.net.nat.warn_ping_once();
+            self.counters.ping_prohibited.fetch_add(1, Relaxed);
+            self.craft(|out| {
+                policy::icmp_unreachable(link, Icmpv4DstUnreachable::CommProhibited, packet, out)
+            });
+            return;
+        }
+        let slot = match self.ping_index.get(&(src, ident, dst)) {
+            Some(&slot) => slot,
+            None => {
+                if !self.take_flow(src) {
+                    self.counters.limited.fetch_add(1, Relaxed);
+                    self.counters.dropped.fetch_add(1, Relaxed);
+                    return;
+                }
+                let socket = match ping_connect(host_ip) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.release_flow(src);
+                        self.counters.dropped.fetch_add(1, Relaxed);
+                        debug!(error = %e, "nat: ping socket failed");
+                        return;
+                    }
+                };
+                self.macs.insert(src, mac);
+                let slot = self.insert(Flow::Ping(PingFlow {
+                    src,
+                    ident,
+                    dst,
+                    socket,
+                    last: now,
+                }));
+                self.ping_index.insert((src, ident, dst), slot);
+                self.counters.icmp_flows.fetch_add(1, Relaxed);
+                if let Some(Flow::Ping(f)) = &self.slots[slot].flow {
+                    let event = EpollEvent::new(EpollFlags::EPOLLIN, token(slot, &self.slots));
+                    if let Err(e) = self.epoll.add(f.socket.as_fd(), event) {
+                        debug!(error = %e, "nat: epoll add failed");
+                    }
+                }
+                slot
+            }
+        };
+        let request = Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data,
+        };
+        let mut bytes = vec![0u8; request.buffer_len()];
+        request.emit(
+            &mut Icmpv4Packet::new_unchecked(&mut bytes[..]),
+            &Default::default(),
+        );
+        if let Some(Flow::Ping(f)) = &mut self.slots[slot].flow {
+            f.last = now;
+            match f.socket.send(&bytes) {
+                Ok(n) => {
+                    self.counters.tx_bytes.fetch_add(n as u64, Relaxed);
+                }
+                Err(e) => {
+                    self.counters.dropped.fetch_add(1, Relaxed);
+                    trace!(error = %e, "nat: ping send failed");
+                }
+            }
+        }
+    }
+
+    // ---- host side -------------------------------------------------------
+
+    fn host_ready(&mut self, now: Instant, slot: usize, events: EpollFlags) {
+        let Some(flow) = self.slots[slot].flow.as_mut() else {
+            return;
+        };
+        match flow {
+            Flow::Tcp(f) if f.syn.is_some() => {
+                let result = match f.stream.take_error() {
+                    Ok(None) if events.contains(EpollFlags::EPOLLOUT) => Ok(()),
+                    Ok(None) => return,
+                    Ok(Some(e)) | Err(e) => Err(e),
+                };
+                let held = f.syn.take_if(|_| result.is_err());
+                let mac = self.macs.get(&f.key.src.0).copied();
+                match result {
+                    Ok(()) => self.tcp_open(slot),
+                    Err(e) => {
+                        let syn = held;
+                        self.free_flow(slot, false);
+                        if let (Some(syn), Some(mac)) = (syn, mac) {
+                            let link = self.link(mac);
+                            self.connect_failed(link, &syn, &e);
+                        }
+                    }
+                }
+            }
+            Flow::Tcp(f) => {
+                if events.contains(EpollFlags::EPOLLOUT) {
+                    f.write_blocked = false;
+                }
+                // Reads happen in the pump, which runs right after.
+            }
+            Flow::Udp(f) => {
+                let Some(&(handle, _)) = self.udp_binds.get(&f.key.dst) else {
+                    return;
+                };
+                let sock = self.sockets.get_mut::<udp::Socket>(handle);
+                for _ in 0..DATAGRAMS_PER_WAKEUP {
+                    match f.socket.recv(&mut self.datagram) {
+                        Ok(n) => {
+                            f.last = now;
+                            let meta = udp::UdpMetadata::from(IpEndpoint::new(
+                                IpAddress::Ipv4(f.key.src.0),
+                                f.key.src.1,
+                            ));
+                            let mut meta = meta;
+                            meta.local_address = Some(IpAddress::Ipv4(f.key.dst.0));
+                            if sock.send_slice(&self.datagram[..n], meta).is_ok() {
+                                self.counters.rx_bytes.fetch_add(n as u64, Relaxed);
+                            } else {
+                                self.counters.dropped.fetch_add(1, Relaxed);
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                            // The peer's ICMP port unreachable, passed on.
+                            let key = f.key;
+                            if let Some(&mac) = self.macs.get(&key.src.0) {
+                                let link = Link {
+                                    gateway: self.gateway_mac,
+                                    sandbox: mac,
+                                };
+                                let quote = policy::udp_header_packet(key);
+                                self.craft(|out| {
+                                    policy::icmp_unreachable(
+                                        link,
+                                        Icmpv4DstUnreachable::PortUnreachable,
+                                        &quote,
+                                        out,
+                                    )
+                                });
+                            }
+                            break;
+                        }
+                        // Other ICMP errors from the peer surface here once;
+                        // the sandbox retries or times out.
+                        Err(_) => break,
+                    }
+                }
+            }
+            Flow::Ping(f) => {
+                for _ in 0..DATAGRAMS_PER_WAKEUP {
+                    match f.socket.recv(&mut self.datagram) {
+                        Ok(n) => {
+                            f.last = now;
+                            let Ok(icmp) = Icmpv4Packet::new_checked(&self.datagram[..n]) else {
+                                continue;
+                            };
+                            // The kernel checked the checksum and rewrote the
+                            // identifier; only the type matters here.
+                            let Ok(Icmpv4Repr::EchoReply { seq_no, data, .. }) = Icmpv4Repr::parse(
+                                &icmp,
+                                &smoltcp::phy::ChecksumCapabilities::ignored(),
+                            ) else {
+                                continue;
+                            };
+                            let Some(&mac) = self.macs.get(&f.src) else {
+                                continue;
+                            };
+                            let reply = Icmpv4Repr::EchoReply {
+                                ident: f.ident,
+                                seq_no,
+                                data,
+                            };
+                            let link = Link {
+                                gateway: self.gateway_mac,
+                                sandbox: mac,
+                            };
+                            if self.out.len() < OUT_FRAMES {
+                                let mut frame = Vec::new();
+                                policy::icmp_from(link, f.dst, f.src, &reply, &mut frame);
+                                self.counters.rx_bytes.fetch_add(n as u64, Relaxed);
+                                self.out.push_back(frame);
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The host connect of a TCP flow succeeded: listen on its destination
+    /// and feed the held SYN, so smoltcp answers SYN-ACK.
+    fn tcp_open(&mut self, slot: usize) {
+        // Drain what is queued first, so no other flow's packet meets the
+        // new listening socket.
+        let now = Instant::now();
+        self.iface_poll(now);
+        let Some(Flow::Tcp(f)) = self.slots[slot].flow.as_mut() else {
+            return;
+        };
+        let mut sock = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+            tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+        );
+        sock.set_nagle_enabled(false);
+        sock.set_timeout(Some(smoltcp::time::Duration::from_secs(
+            TCP_TIMEOUT.as_secs(),
+        )));
+        sock.set_keep_alive(Some(smoltcp::time::Duration::from_secs(
+            TCP_KEEPALIVE.as_secs(),
+        )));
+        let endpoint = IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(f.key.dst.0)),
+            port: f.key.dst.1,
+        };
+        if sock.listen(endpoint).is_err() {
+            self.free_flow(slot, true);
+            return;
+        }
+        let _ = f.stream.set_nodelay(true);
+        let handle = self.sockets.add(sock);
+        f.handle = Some(handle);
+        f.interest = EpollFlags::empty();
+        let syn = f.syn.take();
+        trace!(key = ?f.key, "nat: connected");
+        if let Some(syn) = syn {
+            self.feed(&syn);
+        }
+        // The listening socket takes its SYN now, so that no listening
+        // socket ever outlives this call (it would accept any SYN to its
+        // endpoint, another flow's included).
+        self.iface_poll(now);
+        if self.sockets.get::<tcp::Socket>(handle).state() != tcp::State::SynReceived {
+            // smoltcp refused the SYN (bad checksum, say): the sandbox's
+            // retransmission starts over.
+            self.free_flow(slot, true);
+            return;
+        }
+        self.counters.tcp_opened.fetch_add(1, Relaxed);
+        self.sync_interest(slot);
+    }
+
+    fn connect_failed(&mut self, link: Link, syn: &[u8], error: &io::Error) {
+        match error.raw_os_error().map(Errno::from_raw) {
+            Some(Errno::ECONNREFUSED) => {
+                self.counters.refused.fetch_add(1, Relaxed);
+                self.craft(|out| policy::tcp_rst_for_syn(link, syn, out));
+            }
+            Some(Errno::ETIMEDOUT) => {
+                self.counters.unreachable.fetch_add(1, Relaxed);
+                self.craft(|out| policy::tcp_rst_for_syn(link, syn, out));
+            }
+            Some(Errno::ENETUNREACH) => {
+                self.counters.unreachable.fetch_add(1, Relaxed);
+                self.craft(|out| {
+                    policy::icmp_unreachable(link, Icmpv4DstUnreachable::NetUnreachable, syn, out)
+                });
+            }
+            _ => {
+                self.counters.unreachable.fetch_add(1, Relaxed);
+                self.craft(|out| {
+                    policy::icmp_unreachable(link, Icmpv4DstUnreachable::HostUnreachable, syn, out)
+                });
+            }
+        }
+        debug!(error = %error, "nat: host connect failed");
+    }
+
+    // ---- the pump --------------------------------------------------------
+
+    /// Move bytes between every open TCP flow's smoltcp socket and host
+    /// socket, propagate FIN and RST, free finished flows. Returns whether
+    /// smoltcp has new work (data queued, aborts to send).
+    fn pump(&mut self) -> bool {
+        let mut again = false;
+        let mut finished = Vec::new();
+        for slot in 0..self.slots.len() {
+            let Some(Flow::Tcp(f)) = self.slots[slot].flow.as_mut() else {
+                continue;
+            };
+            let Some(handle) = f.handle else {
+                continue;
+            };
+            let sock = self.sockets.get_mut::<tcp::Socket>(handle);
+            if f.aborting {
+                finished.push(slot);
+                continue;
+            }
+            // Sandbox → host.
+            let mut n = 0;
+            while sock.recv_queue() > 0 && !f.write_blocked && !f.host_dead && n < IO_PER_PUMP {
+                n += 1;
+                let stream = &f.stream;
+                match sock.recv(|buf| match (&*stream).write(buf) {
+                    Ok(n) => (n, Ok(n)),
+                    Err(e) => (0, Err(e)),
+                }) {
+                    Ok(Ok(len)) => {
+                        self.counters.tx_bytes.fetch_add(len as u64, Relaxed);
+                        // The receive window opened: let smoltcp say so.
+                        again = true;
+                    }
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        f.write_blocked = true;
+                    }
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Ok(Err(_)) => {
+                        f.host_dead = true;
+                    }
+                    Err(_) => break,
+                }
+            }
+            // FIN from the sandbox, after its data: half-close the host side.
+            if !f.host_wr_shut
+                && !f.host_dead
+                && sock.recv_queue() == 0
+                && matches!(
+                    sock.state(),
+                    tcp::State::CloseWait
+                        | tcp::State::LastAck
+                        | tcp::State::Closing
+                        | tcp::State::TimeWait
+                )
+            {
+                f.host_wr_shut = true;
+                let _ = f.stream.shutdown(Shutdown::Write);
+            }
+            // Host → sandbox.
+            let mut n = 0;
+            while !f.host_eof
+                && !f.host_dead
+                && sock.may_send()
+                && sock.send_queue() < sock.send_capacity()
+                && n < IO_PER_PUMP
+            {
+                n += 1;
+                let stream = &f.stream;
+                match sock.send(|buf| match (&*stream).read(buf) {
+                    Ok(n) => (n, Ok(n)),
+                    Err(e) => (0, Err(e)),
+                }) {
+                    Ok(Ok(0)) => {
+                        f.host_eof = true;
+                        sock.close();
+                        again = true;
+                    }
+                    Ok(Ok(len)) => {
+                        self.counters.rx_bytes.fetch_add(len as u64, Relaxed);
+                        again = true;
+                    }
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Ok(Err(_)) => {
+                        f.host_dead = true;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if f.host_dead {
+                // RST from the host (or a broken socket): reset the sandbox.
+                sock.abort();
+                f.aborting = true;
+                again = true;
+                continue;
+            }
+            let state = sock.state();
+            if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
+                finished.push(slot);
+                continue;
+            }
+            if state == tcp::State::Listen {
+                // Never left listening (see `tcp_open`); defensive.
+                finished.push(slot);
+                continue;
+            }
+            let mut want = EpollFlags::empty();
+            if !f.host_eof && sock.may_send() && sock.send_queue() < sock.send_capacity() {
+                want |= EpollFlags::EPOLLIN;
+            }
+            if f.write_blocked {
+                want |= EpollFlags::EPOLLOUT;
+            }
+            f.interest = want;
+            self.sync_interest(slot);
+        }
+        for slot in finished {
+            let graceful = match &self.slots[slot].flow {
+                Some(Flow::Tcp(f)) => !f.aborting && f.host_eof && f.host_wr_shut,
+                _ => true,
+            };
+            self.free_flow(slot, !graceful);
+        }
+        again
+    }
+
+    /// Hand datagrams the sandboxes sent (through smoltcp) to host sockets.
+    fn drain_udp(&mut self, now: Instant) {
+        for (&dst, &(handle, _)) in &self.udp_binds {
+            let sock = self.sockets.get_mut::<udp::Socket>(handle);
+            while let Ok((data, meta)) = sock.recv() {
+                let IpAddress::Ipv4(src) = meta.endpoint.addr;
+                let key = FlowKey {
+                    src: (src, meta.endpoint.port),
+                    dst,
+                };
+                let Some(Flow::Udp(f)) = self
+                    .udp_index
+                    .get(&key)
+                    .and_then(|&slot| self.slots[slot].flow.as_mut())
+                else {
+                    self.counters.dropped.fetch_add(1, Relaxed);
+                    continue;
+                };
+                f.last = now;
+                match f.socket.send(data) {
+                    Ok(n) => {
+                        self.counters.tx_bytes.fetch_add(n as u64, Relaxed);
+                    }
+                    Err(e) => {
+                        self.counters.dropped.fetch_add(1, Relaxed);
+                        trace!(error = %e, "nat: UDP send failed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        let mut timed_out = Vec::new();
+        for (slot, s) in self.slots.iter().enumerate() {
+            match &s.flow {
+                Some(Flow::Tcp(f))
+                    if f.syn.is_some()
+                        && now.saturating_duration_since(f.started) > CONNECT_TIMEOUT =>
+                {
+                    timed_out.push(slot);
+                }
+                Some(Flow::Udp(f)) if now.saturating_duration_since(f.last) > UDP_IDLE => {
+                    expired.push(slot);
+                }
+                Some(Flow::Ping(f)) if now.saturating_duration_since(f.last) > ICMP_IDLE => {
+                    expired.push(slot);
+                }
+                _ => {}
+            }
+        }
+        for slot in timed_out {
+            let held = match &mut self.slots[slot].flow {
+                Some(Flow::Tcp(f)) => f.syn.take().map(|syn| (syn, f.key.src.0)),
+                _ => None,
+            };
+            self.free_flow(slot, true);
+            if let Some((syn, src)) = held {
+                self.counters.unreachable.fetch_add(1, Relaxed);
+                if let Some(&mac) = self.macs.get(&src) {
+                    let link = self.link(mac);
+                    self.craft(|out| policy::tcp_rst_for_syn(link, &syn, out));
+                }
+            }
+        }
+        for slot in expired {
+            self.free_flow(slot, false);
+        }
+    }
+
+    // ---- plumbing --------------------------------------------------------
+
+    fn smol_now(&self, now: Instant) -> smoltcp::time::Instant {
+        let micros = now.saturating_duration_since(self.start).as_micros();
+        smoltcp::time::Instant::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+
+    fn iface_poll(&mut self, now: Instant) {
+        let t = self.smol_now(now);
+        self.iface.poll(t, &mut self.device, &mut self.sockets);
+    }
+
+    /// Queue an IPv4 packet for the NAT's smoltcp interface.
+    fn feed(&mut self, packet: &[u8]) {
+        if !self.device.push_rx(packet) {
+            self.counters.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Wrap smoltcp's packets in Ethernet and hand them out.
+    fn emit_tx(&mut self, emit: &mut dyn FnMut(&[u8])) {
+        while let Some(packet) = self.device.tx.pop_front() {
+            let dst = Ipv4Packet::new_checked(&packet[..]).map(|p| p.dst_addr());
+            match dst.ok().and_then(|d| self.macs.get(&d)) {
+                Some(&mac) => {
+                    let link = self.link(mac);
+                    let scratch = &mut self.scratch;
+                    let sent = policy::fragment(&packet, self.mtu, &mut |piece| {
+                        policy::wrap_ethernet(link, piece, scratch);
+                        emit(scratch);
+                    });
+                    if !sent {
+                        self.counters.dropped.fetch_add(1, Relaxed);
+                    }
+                }
+                None => {
+                    self.counters.dropped.fetch_add(1, Relaxed);
+                }
+            }
+            self.device.recycle(packet);
+        }
+    }
+
+    fn link(&self, sandbox: EthernetAddress) -> Link {
+        Link {
+            gateway: self.gateway_mac,
+            sandbox,
+        }
+    }
+
+    /// Build a frame with `f` and queue it for the switch.
+    fn craft(&mut self, f: impl FnOnce(&mut Vec<u8>) -> bool) {
+        if self.out.len() >= OUT_FRAMES {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let mut frame = Vec::new();
+        if f(&mut frame) {
+            self.out.push_back(frame);
+        }
+    }
+
+    fn prohibit(&mut self, link: Link, packet: &[u8], refusal: policy::Refusal) {
+        self.counters.prohibited.fetch_add(1, Relaxed);
+        trace!(?refusal, "nat: destination refused");
+        self.craft(|out| {
+            policy::icmp_unreachable(link, Icmpv4DstUnreachable::CommProhibited, packet, out)
+        });
+    }
+
+    /// The host address for `dst`, with the current container subnets.
+    fn destination(&mut self, dst: Ipv4Addr) -> Result<Ipv4Addr, policy::Refusal> {
+        let registry = container_subnets();
+        let generation = registry.generation();
+        if generation != self.subnets_generation {
+            self.subnets = registry.snapshot();
+            self.subnets_generation = generation;
+        }
+        policy::check_destination(dst, &self.subnets, self.net.host_loopback)
+    }
+
+    fn take_flow(&mut self, src: Ipv4Addr) -> bool {
+        let limits = self.net.nat.limits();
+        if !self.counts.try_add(src, limits.per_sandbox) {
+            return false;
+        }
+        if !self.net.nat.try_take_flow() {
+            self.counts.remove(src);
+            return false;
+        }
+        true
+    }
+
+    fn release_flow(&mut self, src: Ipv4Addr) {
+        self.net.nat.release_flow();
+        if self.counts.remove(src) {
+            self.macs.remove(&src);
+        }
+    }
+
+    fn insert(&mut self, flow: Flow) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot].flow = Some(flow);
+                slot
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    flow: Some(flow),
+                });
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// Bring a TCP flow's epoll registration in line with its interest.
+    fn sync_interest(&mut self, slot: usize) {
+        let tok = token(slot, &self.slots);
+        let Some(Flow::Tcp(f)) = self.slots[slot].flow.as_mut() else {
+            return;
+        };
+        let event = EpollEvent::new(f.interest, tok);
+        let result = match (f.registered, f.interest.is_empty()) {
+            (false, true) => Ok(()),
+            (false, false) => {
+                f.registered = true;
+                self.epoll.add(f.stream.as_fd(), event)
+            }
+            (true, true) => {
+                f.registered = false;
+                self.epoll.delete(f.stream.as_fd())
+            }
+            (true, false) => {
+                let mut event = event;
+                self.epoll.modify(f.stream.as_fd(), &mut event)
+            }
+        };
+        if let Err(e) = result {
+            debug!(error = %e, "nat: epoll update failed");
+        }
+    }
+
+    /// Free a flow: its host socket (with a RST when `reset`), its smoltcp
+    /// socket, its indexes and its limit slots.
+    fn free_flow(&mut self, slot: usize, reset: bool) {
+        let Some(flow) = self.slots[slot].flow.take() else {
+            return;
+        };
+        self.slots[slot].generation = self.slots[slot].generation.wrapping_add(1);
+        self.free.push(slot);
+        let src = flow.source();
+        match flow {
+            Flow::Tcp(f) => {
+                self.tcp_index.remove(&f.key);
+                if f.registered {
+                    let _ = self.epoll.delete(f.stream.as_fd());
+                }
+                if let Some(handle) = f.handle {
+                    self.sockets.remove(handle);
+                }
+                if reset {
+                    let _ = socket::setsockopt(
+                        &f.stream,
+                        sockopt::Linger,
+                        &nix::libc::linger {
+                            l_onoff: 1,
+                            l_linger: 0,
+                        },
+                    );
+                }
+                self.counters.tcp_flows.fetch_sub(1, Relaxed);
+            }
+            Flow::Udp(f) => {
+                self.udp_index.remove(&f.key);
+                let _ = self.epoll.delete(f.socket.as_fd());
+                if let Some((handle, users)) = self.udp_binds.get_mut(&f.key.dst) {
+                    *users -= 1;
+                    if *users == 0 {
+                        let handle = *handle;
+                        self.sockets.remove(handle);
+                        self.udp_binds.remove(&f.key.dst);
+                    }
+                }
+                self.counters.udp_flows.fetch_sub(1, Relaxed);
+            }
+            Flow::Ping(f) => {
+                self.ping_index.remove(&(f.src, f.ident, f.dst));
+                let _ = self.epoll.delete(f.socket.as_fd());
+                self.counters.icmp_flows.fetch_sub(1, Relaxed);
+            }
+        }
+        self.release_flow(src);
+    }
+
+    /// Make sure a smoltcp UDP socket listens on `dst` for one more flow.
+    fn bind_udp(&mut self, dst: (Ipv4Addr, u16)) -> bool {
+        if let Some((_, users)) = self.udp_binds.get_mut(&dst) {
+            *users += 1;
+            return true;
+        }
+        let buffer = || {
+            udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+                vec![0u8; UDP_BUFFER],
+            )
+        };
+        let mut sock = udp::Socket::new(buffer(), buffer());
+        let endpoint = IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(dst.0)),
+            port: dst.1,
+        };
+        if sock.bind(endpoint).is_err() {
+            return false;
+        }
+        let handle = self.sockets.add(sock);
+        self.udp_binds.insert(dst, (handle, 1));
+        true
+    }
+}
+
+impl Drop for NatEngine {
+    fn drop(&mut self) {
+        // Give the daemon-wide flow slots back.
+        for slot in 0..self.slots.len() {
+            self.free_flow(slot, true);
+        }
+    }
+}
+
+fn token(slot: usize, slots: &[Slot]) -> u64 {
+    (u64::from(slots[slot].generation) << 32) | slot as u64
+}
+
+/// A non-blocking TCP socket with its connect to `addr` under way.
+fn connect_nonblocking(addr: SocketAddrV4) -> io::Result<TcpStream> {
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    match socket::connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(addr),
+    ) {
+        Ok(()) | Err(Errno::EINPROGRESS) => Ok(TcpStream::from(fd)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A non-blocking UDP socket connected to `addr`.
+fn udp_connect(addr: SocketAddrV4) -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+    socket.set_nonblocking(true)?;
+    socket.connect(addr)?;
+    Ok(socket)
+}
+
+/// A non-blocking unprivileged ICMP socket connected to `addr`.
+fn ping_connect(addr: Ipv4Addr) -> io::Result<UdpSocket> {
+    let fd = ping_socket()?;
+    socket::connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(SocketAddrV4::new(addr, 0)),
+    )?;
+    Ok(UdpSocket::from(fd))
+}
+
+fn ping_socket() -> io::Result<OwnedFd> {
+    Ok(socket::socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Icmp,
+    )?)
+}
+
+/// Whether this process may open unprivileged ICMP sockets.
+pub(super) fn probe_ping_socket() -> bool {
+    ping_socket().is_ok()
+}
+
+/// The NAT interface's device: two bounded queues of IPv4 packets.
+struct IpDevice {
+    rx: VecDeque<Vec<u8>>,
+    rx_bytes: usize,
+    tx: VecDeque<Vec<u8>>,
+    pool: Vec<Vec<u8>>,
+    mtu: usize,
+}
+
+impl IpDevice {
+    fn new(mtu: usize) -> IpDevice {
+        IpDevice {
+            rx: VecDeque::new(),
+            rx_bytes: 0,
+            tx: VecDeque::new(),
+            pool: Vec::new(),
+            mtu,
+        }
+    }
+
+    fn push_rx(&mut self, packet: &[u8]) -> bool {
+        if self.rx.len() >= RX_PACKETS || self.rx_bytes + packet.len() > RX_BYTES {
+            return false;
+        }
+        let mut buffer = self.pool.pop().unwrap_or_default();
+        buffer.clear();
+        buffer.extend_from_slice(packet);
+        self.rx_bytes += buffer.len();
+        self.rx.push_back(buffer);
+        true
+    }
+
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        if self.pool.len() < 16 {
+            self.pool.push(buffer);
+        }
+    }
+}
+
+impl Device for IpDevice {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _now: smoltcp::time::Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let buffer = self.rx.pop_front()?;
+        self.rx_bytes -= buffer.len();
+        Some((
+            RxToken {
+                buffer,
+                pool: &mut self.pool,
+            },
+            TxToken { tx: &mut self.tx },
+        ))
+    }
+
+    fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<TxToken<'_>> {
+        (self.tx.len() < TX_PACKETS).then_some(TxToken { tx: &mut self.tx })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = self.mtu;
+        caps
+    }
+}
+
+struct RxToken<'a> {
+    buffer: Vec<u8>,
+    pool: &'a mut Vec<Vec<u8>>,
+}
+
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        let result = f(&self.buffer);
+        if self.pool.len() < 16 {
+            self.pool.push(self.buffer);
+        }
+        result
+    }
+}
+
+struct TxToken<'a> {
+    tx: &'a mut VecDeque<Vec<u8>>,
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let mut buffer = vec![0u8; len];
+        let result = f(&mut buffer);
+        self.tx.push_back(buffer);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine with real host sockets on 127.0.0.1 (through the
+    //! host-loopback mapping) and frames built with `smoltcp::wire`.
+
+    use super::*;
+    use crate::gateway::nat::{Limits, Nat, HOST_LOOPBACK_ADDR};
+    use smoltcp::wire::{EthernetRepr, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+    use std::net::TcpListener;
+
+    const GW_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+    const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 77, 0, 1];
+    const SB_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+    const SB_MAC: [u8; 6] = [0x02, 0x42, 10, 77, 0, 2];
+
+    fn engine(limits: Limits) -> NatEngine {
+        let net = NetworkNat {
+            nat: Nat::new(limits),
+            host_loopback: true,
+        };
+        let gateway = GatewayConfig {
+            ip: GW_IP,
+            prefix_len: 24,
+            mac: GW_MAC,
+            mtu: 65520,
+        };
+        NatEngine::new(net, &gateway).expect("engine")
+    }
+
+    fn tcp_frame(src_port: u16, dst: (Ipv4Addr, u16), control: TcpControl, seq: i32) -> Vec<u8> {
+        let tcp_repr = TcpRepr {
+            src_port,
+            dst_port: dst.1,
+            control,
+            seq_number: TcpSeqNumber(seq),
+            ack_number: None,
+            window_len: 64000,
+            window_scale: None,
+            max_seg_size: Some(1460),
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload: &[],
+        };
+        let ip_repr = Ipv4Repr {
+            src_addr: SB_IP,
+            dst_addr: dst.0,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp_repr.buffer_len(),
+            hop_limit: 64,
+        };
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress(SB_MAC),
+            dst_addr: EthernetAddress(GW_MAC),
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let mut frame = vec![0u8; 14 + ip_repr.buffer_len() + tcp_repr.buffer_len()];
+        let mut e = EthernetFrame::new_unchecked(&mut frame[..]);
+        eth.emit(&mut e);
+        let mut ip = Ipv4Packet::new_unchecked(e.payload_mut());
+        ip_repr.emit(&mut ip, &Default::default());
+        tcp_repr.emit(
+            &mut TcpPacket::new_unchecked(ip.payload_mut()),
+            &SB_IP.into(),
+            &dst.0.into(),
+            &Default::default(),
+        );
+        frame
+    }
+
+    fn syn(src_port: u16, dst: (Ipv4Addr, u16)) -> Vec<u8> {
+        tcp_frame(src_port, dst, TcpControl::Syn, 1000)
+    }
+
+    fn poll(engine: &mut NatEngine) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        engine.poll(Instant::now(), &mut |f| out.push(f.to_vec()));
+        out
+    }
+
+    /// Service host sockets and poll until some frame comes out.
+    fn wait_frames(engine: &mut NatEngine) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            engine.service_host(Instant::now());
+            let out = poll(engine);
+            if !out.is_empty() {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("no frame within 5 s");
+    }
+
+    /// (src, dst, TCP flags as (syn, ack, rst), ack number) of a TCP frame.
+    fn tcp_of(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, (bool, bool, bool), u32) {
+        let eth = EthernetFrame::new_checked(frame).expect("eth");
+        assert_eq!(eth.dst_addr(), EthernetAddress(SB_MAC));
+        assert_eq!(eth.src_addr(), EthernetAddress(GW_MAC));
+        let ip = Ipv4Packet::new_checked(eth.payload()).expect("ip");
+        let tcp = TcpPacket::new_checked(ip.payload()).expect("tcp");
+        (
+            ip.src_addr(),
+            ip.dst_addr(),
+            (tcp.syn(), tcp.ack(), tcp.rst()),
+            tcp.ack_number().0 as u32,
+        )
+    }
+
+    #[test]
+    fn leaves_gateway_and_local_traffic_alone() {
+        let mut nat = engine(Limits::default());
+        let now = Instant::now();
+        assert!(!nat.receive(now, &syn(40000, (GW_IP, 53))));
+        assert!(!nat.receive(now, &syn(40000, (Ipv4Addr::new(10, 77, 0, 9), 80))));
+        assert!(!nat.receive(now, &[0u8; 10]));
+        assert!(poll(&mut nat).is_empty());
+    }
+
+    #[test]
+    fn syn_ack_only_after_the_host_connect() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        let mut nat = engine(Limits::default());
+        assert!(nat.receive(Instant::now(), &syn(40000, (HOST_LOOPBACK_ADDR, port))));
+        // Before the connect is seen to complete, the sandbox hears nothing.
+        assert!(poll(&mut nat).is_empty());
+        assert_eq!(nat.counters().snapshot().tcp_flows, 1);
+        let out = wait_frames(&mut nat);
+        let (src, dst, flags, ack) = tcp_of(&out[0]);
+        assert_eq!((src, dst), (HOST_LOOPBACK_ADDR, SB_IP));
+        assert_eq!(flags, (true, true, false), "SYN-ACK");
+        assert_eq!(ack, 1001);
+        assert!(listener.accept().is_ok(), "the host side connected");
+        assert_eq!(nat.counters().snapshot().tcp_opened, 1);
+
+        // A RST from the sandbox ends the flow and its host socket.
+        let rst = tcp_frame(40000, (HOST_LOOPBACK_ADDR, port), TcpControl::Rst, 1001);
+        assert!(nat.receive(Instant::now(), &rst));
+        poll(&mut nat);
+        assert_eq!(nat.counters().snapshot().tcp_flows, 0);
+        assert_eq!(nat.net.nat.flows(), 0);
+    }
+
+    #[test]
+    fn refused_connect_is_a_rst() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("listen")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut nat = engine(Limits::default());
+        assert!(nat.receive(Instant::now(), &syn(40001, (HOST_LOOPBACK_ADDR, port))));
+        let out = wait_frames(&mut nat);
+        let (_, _, flags, ack) = tcp_of(&out[0]);
+        assert_eq!(flags, (false, true, true), "RST|ACK");
+        assert_eq!(ack, 1001);
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.refused, stats.tcp_flows), (1, 0));
+    }
+
+    #[test]
+    fn container_subnets_are_prohibited() {
+        let _other = container_subnets().register("10.78.0.0/16".parse().expect("net"));
+        let mut nat = engine(Limits::default());
+        assert!(nat.receive(
+            Instant::now(),
+            &syn(40002, (Ipv4Addr::new(10, 78, 0, 5), 80))
+        ));
+        let out = poll(&mut nat);
+        let eth = EthernetFrame::new_checked(&out[0][..]).expect("eth");
+        let ip = Ipv4Packet::new_checked(eth.payload()).expect("ip");
+        let icmp = Icmpv4Packet::new_checked(ip.payload()).expect("icmp");
+        assert_eq!((u8::from(icmp.msg_type()), icmp.msg_code()), (3, 13));
+        assert_eq!(nat.counters().snapshot().prohibited, 1);
+        assert_eq!(nat.counters().snapshot().tcp_flows, 0);
+    }
+
+    #[test]
+    fn per_sandbox_limit_resets_the_excess() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        let mut nat = engine(Limits {
+            per_sandbox: 1,
+            total: 10,
+        });
+        assert!(nat.receive(Instant::now(), &syn(40003, (HOST_LOOPBACK_ADDR, port))));
+        assert!(nat.receive(Instant::now(), &syn(40004, (HOST_LOOPBACK_ADDR, port))));
+        let out = poll(&mut nat);
+        let (_, _, flags, _) = tcp_of(&out[0]);
+        assert_eq!(flags, (false, true, true), "the second SYN is reset");
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.limited, stats.tcp_flows), (1, 1));
+        // A stray segment of no flow is reset too.
+        let stray = tcp_frame(40005, (HOST_LOOPBACK_ADDR, port), TcpControl::None, 5);
+        assert!(nat.receive(Instant::now(), &stray));
+        assert_eq!(poll(&mut nat).len(), 1);
+        // Forgetting the sandbox frees its flows and the daemon-wide slots.
+        nat.forget_sandbox(SB_IP);
+        assert_eq!(nat.counters().snapshot().tcp_flows, 0);
+        assert_eq!(nat.net.nat.flows(), 0);
+    }
+}

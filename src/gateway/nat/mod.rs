@@ -1,0 +1,419 @@
+//! NAT egress: sandboxes reach the outside world through ordinary host
+//! sockets, as with slirp4netns and pasta.
+//!
+//! # Theory of operation
+//!
+//! A sandbox's packet to an address outside its network reaches the switch
+//! as a frame to the gateway MAC (its default route). The switch core
+//! returns [`Decision::Gateway`](crate::switch::core::Decision) for it like
+//! for any gateway frame; the switch then asks [`NatEngine::receive`], which
+//! takes every IPv4 frame whose destination is neither the gateway's address
+//! nor inside the network's own subnet (nor broadcast/multicast). Everything
+//! else still goes to the gateway's smoltcp interface (ARP, ping, DNS).
+//!
+//! The engine lives **in the switch thread**, beside the gateway, and owns:
+//!
+//! - a second smoltcp [`Interface`](smoltcp::iface::Interface), on
+//!   `Medium::Ip` (no ARP: the engine puts the Ethernet header on itself,
+//!   from the gateway MAC to the sandbox MAC the flow was opened from, which
+//!   the switch's anti-spoofing has vouched for), with `any_ip` and a default
+//!   route via its own address, so it accepts packets to any address. TCP
+//!   and UDP sockets are created on it per flow, bound to the address the
+//!   sandbox asked for, so replies carry that source address;
+//! - the host sockets, non-blocking, in an epoll instance of its own, which
+//!   is itself registered in the switch's epoll (epoll nests): host
+//!   readiness wakes the switch thread like a TAP does.
+//!
+//! Why not a tokio runtime with queues to the switch thread (DESIGN "Data
+//! plane" suggests one for host work)? Every byte would then cross threads
+//! twice and sit in a queue between two buffers; here the host socket is
+//! read straight into the smoltcp socket's send buffer and the smoltcp
+//! receive buffer is written straight to the host socket, which is also the
+//! whole of back-pressure: a full smoltcp send buffer takes `EPOLLIN` off
+//! the host socket (the peer's window closes), a host socket that answers
+//! `EAGAIN` leaves the bytes in smoltcp's receive buffer (the sandbox's
+//! window closes). Nothing here blocks: connects are non-blocking and
+//! complete on `EPOLLOUT`, every read and write is non-blocking, and the
+//! work per wakeup is bounded. pasta is built the same way, one epoll loop
+//! over tap and sockets, which is what makes it fast. Host names are never
+//! resolved here (the DNS forwarder does that on its own runtime).
+//!
+//! # Flows
+//!
+//! - **TCP**: a SYN to a new (source, destination) pair starts a
+//!   non-blocking `connect` and is held; the sandbox's SYN retransmissions
+//!   are dropped meanwhile. When the connect succeeds, a smoltcp socket
+//!   listening on exactly that destination is created and the held SYN fed
+//!   to it, so the handshake completes for the sandbox only after the host
+//!   connect did. `ECONNREFUSED` becomes a RST (the client sees "connection
+//!   refused" at once), other failures an ICMP host-unreachable, a connect
+//!   that takes longer than [`CONNECT_TIMEOUT`] a RST. Then bytes are
+//!   shovelled both ways; a FIN from the sandbox becomes `shutdown(SHUT_WR)`,
+//!   EOF from the host a FIN (smoltcp `close`); a RST from the host aborts the
+//!   smoltcp socket (RST to the sandbox), a RST from the sandbox closes the
+//!   host socket with `SO_LINGER` 0 (RST to the peer). The flow is freed
+//!   when both sides are done.
+//! - **UDP**: one connected host socket per (source, destination) pair, so
+//!   the kernel only lets that destination's replies in; one smoltcp UDP
+//!   socket per destination, shared by the sandboxes that talk to it. Flows
+//!   idle for [`UDP_IDLE`] are freed. smoltcp reassembles fragmented
+//!   datagrams from the sandbox and fragments large replies, so datagrams up
+//!   to 65507 bytes pass at the default MTU. A host `ECONNREFUSED` (ICMP port
+//!   unreachable from the peer) becomes a port unreachable to the sandbox.
+//! - **ICMP echo**: through unprivileged ICMP sockets (`SOCK_DGRAM`,
+//!   `IPPROTO_ICMP`) when the host's `net.ipv4.ping_group_range` lets the
+//!   daemon's group open them; otherwise the engine logs one warning and
+//!   answers every echo request with an ICMP "communication administratively
+//!   prohibited", so `ping` fails at once instead of hanging.
+//!
+//! # Policy and limits
+//!
+//! See [`policy`]: container subnets (the registry below, fed by every
+//! switch as it starts and stops) and the host's loopback are refused with
+//! an ICMP "administratively prohibited"; [`policy::HOST_LOOPBACK_ADDR`]
+//! maps to 127.0.0.1 on networks that opted in. Flows are bounded per
+//! sandbox and per daemon ([`policy::Limits`]): an excess SYN gets a RST, an
+//! excess UDP datagram or echo is dropped, and both are counted as
+//! `limited`. Every TCP flow costs one host fd and two smoltcp buffers of
+//! [`TCP_BUFFER`] bytes, so the limits also bound fds and memory.
+
+pub mod engine;
+pub mod policy;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use tracing::warn;
+
+pub use self::engine::NatEngine;
+pub use self::policy::{Limits, HOST_LOOPBACK_ADDR, HOST_LOOPBACK_OPTION};
+
+/// How long a host `connect` may take before the sandbox gets a RST.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a UDP flow lives without traffic either way.
+pub const UDP_IDLE: Duration = Duration::from_secs(60);
+
+/// How long an ICMP echo flow lives without traffic.
+pub const ICMP_IDLE: Duration = Duration::from_secs(10);
+
+/// Size of each of a TCP flow's two smoltcp buffers.
+pub const TCP_BUFFER: usize = 256 * 1024;
+
+/// Environment variable overriding [`policy::DEFAULT_MAX_FLOWS_PER_SANDBOX`].
+pub const ENV_MAX_FLOWS_PER_SANDBOX: &str = "WARREN_NAT_MAX_FLOWS_PER_SANDBOX";
+
+/// Environment variable overriding [`policy::DEFAULT_MAX_FLOWS`].
+pub const ENV_MAX_FLOWS: &str = "WARREN_NAT_MAX_FLOWS";
+
+/// The daemon-wide part of NAT, shared by every network's engine: limits,
+/// the live flow count, and whether ping sockets work.
+#[derive(Debug)]
+pub struct Nat {
+    limits: Limits,
+    flows: AtomicUsize,
+    ping: OnceLock<bool>,
+    ping_warned: AtomicBool,
+}
+
+impl Nat {
+    /// A NAT with these limits.
+    pub fn new(limits: Limits) -> Arc<Nat> {
+        Arc::new(Nat {
+            limits,
+            flows: AtomicUsize::new(0),
+            ping: OnceLock::new(),
+            ping_warned: AtomicBool::new(false),
+        })
+    }
+
+    /// The daemon's NAT: default limits, overridden by
+    /// [`ENV_MAX_FLOWS_PER_SANDBOX`] and [`ENV_MAX_FLOWS`].
+    pub fn daemon() -> Arc<Nat> {
+        static NAT: OnceLock<Arc<Nat>> = OnceLock::new();
+        Arc::clone(NAT.get_or_init(|| {
+            let mut limits = Limits::default();
+            let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+            if let Some(n) = env(ENV_MAX_FLOWS_PER_SANDBOX) {
+                limits.per_sandbox = n;
+            }
+            if let Some(n) = env(ENV_MAX_FLOWS) {
+                limits.total = n;
+            }
+            Nat::new(limits)
+        }))
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Live flows of the whole daemon.
+    pub fn flows(&self) -> usize {
+        self.flows.load(Relaxed)
+    }
+
+    /// Take one daemon-wide flow slot, unless all are taken.
+    fn try_take_flow(&self) -> bool {
+        self.flows
+            .fetch_update(Relaxed, Relaxed, |n| {
+                (n < self.limits.total).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Give a flow slot back.
+    fn release_flow(&self) {
+        let _ = self
+            .flows
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+    }
+
+    /// Whether unprivileged ICMP sockets can be opened (probed once).
+    fn ping_allowed(&self) -> bool {
+        *self.ping.get_or_init(engine::probe_ping_socket)
+    }
+
+    /// Warn once that ping sockets are not allowed.
+    fn warn_ping_once(&self) {
+        if !self.ping_warned.swap(true, Relaxed) {
+            let range =
+                std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap_or_default();
+            warn!(
+                ping_group_range = %range.trim(),
+                gid = nix::unistd::getegid().as_raw(),
+                "nat: the host does not allow unprivileged ICMP sockets for the daemon's group, \
+                 so ping from sandboxes to the outside is answered with \
+                 'administratively prohibited'; to allow it, run \
+                 `sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"` as root"
+            );
+        }
+    }
+}
+
+/// One network's NAT: the daemon's [`Nat`] and the network's own policy.
+/// Internal networks have none (see [`NetworkNat::for_network`]).
+#[derive(Debug, Clone)]
+pub struct NetworkNat {
+    /// The daemon-wide part.
+    pub nat: Arc<Nat>,
+    /// Whether [`HOST_LOOPBACK_ADDR`] maps to the host's 127.0.0.1.
+    pub host_loopback: bool,
+}
+
+impl NetworkNat {
+    /// The NAT of a network with these settings: `None` for internal
+    /// networks (they never egress), otherwise the daemon's [`Nat`] with
+    /// host loopback as the `host-loopback` option says.
+    pub fn for_network(
+        internal: bool,
+        options: &std::collections::BTreeMap<String, String>,
+    ) -> Option<NetworkNat> {
+        (!internal).then(|| NetworkNat {
+            nat: Nat::daemon(),
+            host_loopback: policy::host_loopback_enabled(
+                options.get(HOST_LOOPBACK_OPTION).map(String::as_str),
+            ),
+        })
+    }
+}
+
+/// Every container network's subnet, registered by each switch for as long
+/// as it runs (internal networks included). The NAT never forwards into
+/// them. One per process: one daemon per process.
+pub fn container_subnets() -> &'static SubnetRegistry {
+    static REGISTRY: SubnetRegistry = SubnetRegistry {
+        nets: Mutex::new(Vec::new()),
+        generation: AtomicU64::new(0),
+    };
+    &REGISTRY
+}
+
+/// See [`container_subnets`]. Readers check the generation (one relaxed
+/// load) and copy the list only when it changed, so the frame path takes no
+/// lock in the steady state.
+#[derive(Debug)]
+pub struct SubnetRegistry {
+    nets: Mutex<Vec<Ipv4Net>>,
+    generation: AtomicU64,
+}
+
+impl SubnetRegistry {
+    /// Register `net` until the guard is dropped.
+    pub fn register(&'static self, net: Ipv4Net) -> SubnetGuard {
+        let net = net.trunc();
+        self.lock().push(net);
+        self.generation.fetch_add(1, Relaxed);
+        SubnetGuard {
+            registry: self,
+            net,
+        }
+    }
+
+    /// The current generation (changes with every register and drop).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+
+    /// A copy of the registered subnets.
+    pub fn snapshot(&self) -> Vec<Ipv4Net> {
+        let mut nets = self.lock().clone();
+        nets.sort();
+        nets.dedup();
+        nets
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Ipv4Net>> {
+        self.nets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Keeps a subnet registered; see [`SubnetRegistry::register`].
+#[derive(Debug)]
+pub struct SubnetGuard {
+    registry: &'static SubnetRegistry,
+    net: Ipv4Net,
+}
+
+impl Drop for SubnetGuard {
+    fn drop(&mut self) {
+        let mut nets = self.registry.lock();
+        if let Some(i) = nets.iter().position(|n| *n == self.net) {
+            nets.swap_remove(i);
+        }
+        drop(nets);
+        self.registry.generation.fetch_add(1, Relaxed);
+    }
+}
+
+/// Counters of one network's NAT. Relaxed atomics: the switch thread
+/// writes, the control plane reads.
+#[derive(Debug, Default)]
+pub struct NatCounters {
+    /// Live TCP flows (connecting included).
+    pub tcp_flows: AtomicU64,
+    /// Live UDP flows.
+    pub udp_flows: AtomicU64,
+    /// Live ICMP echo flows.
+    pub icmp_flows: AtomicU64,
+    /// TCP flows whose host connect succeeded.
+    pub tcp_opened: AtomicU64,
+    /// UDP flows opened.
+    pub udp_opened: AtomicU64,
+    /// Host connects refused (the sandbox got a RST).
+    pub refused: AtomicU64,
+    /// Host connects that failed otherwise or timed out.
+    pub unreachable: AtomicU64,
+    /// Flows refused by the per-sandbox or daemon-wide limit.
+    pub limited: AtomicU64,
+    /// Packets to container subnets or the host's loopback, refused.
+    pub prohibited: AtomicU64,
+    /// Echo requests refused because ping sockets are not allowed.
+    pub ping_prohibited: AtomicU64,
+    /// Frames dropped: malformed, unsupported protocol, queue full, or a
+    /// host socket error.
+    pub dropped: AtomicU64,
+    /// Bytes from sandboxes written to host sockets.
+    pub tx_bytes: AtomicU64,
+    /// Bytes from host sockets handed to sandboxes.
+    pub rx_bytes: AtomicU64,
+}
+
+impl NatCounters {
+    /// A copy for reporting.
+    pub fn snapshot(&self) -> NatStats {
+        NatStats {
+            tcp_flows: self.tcp_flows.load(Relaxed),
+            udp_flows: self.udp_flows.load(Relaxed),
+            icmp_flows: self.icmp_flows.load(Relaxed),
+            tcp_opened: self.tcp_opened.load(Relaxed),
+            udp_opened: self.udp_opened.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            unreachable: self.unreachable.load(Relaxed),
+            limited: self.limited.load(Relaxed),
+            prohibited: self.prohibited.load(Relaxed),
+            ping_prohibited: self.ping_prohibited.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            tx_bytes: self.tx_bytes.load(Relaxed),
+            rx_bytes: self.rx_bytes.load(Relaxed),
+        }
+    }
+}
+
+/// A snapshot of [`NatCounters`] (the `nat` object of `network stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct NatStats {
+    pub tcp_flows: u64,
+    pub udp_flows: u64,
+    pub icmp_flows: u64,
+    pub tcp_opened: u64,
+    pub udp_opened: u64,
+    pub refused: u64,
+    pub unreachable: u64,
+    pub limited: u64,
+    pub prohibited: u64,
+    pub ping_prohibited: u64,
+    pub dropped: u64,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_wide_limit() {
+        let nat = Nat::new(Limits {
+            per_sandbox: 10,
+            total: 2,
+        });
+        assert!(nat.try_take_flow());
+        assert!(nat.try_take_flow());
+        assert!(!nat.try_take_flow());
+        nat.release_flow();
+        assert!(nat.try_take_flow());
+        assert_eq!(nat.flows(), 2);
+        nat.release_flow();
+        nat.release_flow();
+        nat.release_flow();
+        assert_eq!(nat.flows(), 0, "never below zero");
+    }
+
+    #[test]
+    fn subnet_registry_follows_guards() {
+        let registry = container_subnets();
+        let net: Ipv4Net = "10.250.3.7/24".parse().expect("net");
+        let g0 = registry.generation();
+        let guard = registry.register(net);
+        assert!(registry.generation() > g0);
+        assert!(registry
+            .snapshot()
+            .contains(&"10.250.3.0/24".parse().expect("net")));
+        let g1 = registry.generation();
+        drop(guard);
+        assert!(registry.generation() > g1);
+        assert!(!registry
+            .snapshot()
+            .contains(&"10.250.3.0/24".parse().expect("net")));
+    }
+
+    #[test]
+    fn internal_networks_have_no_nat() {
+        let mut options = std::collections::BTreeMap::new();
+        assert!(NetworkNat::for_network(true, &options).is_none());
+        let nat = NetworkNat::for_network(false, &options).expect("nat");
+        assert!(!nat.host_loopback);
+        options.insert(HOST_LOOPBACK_OPTION.to_string(), "true".to_string());
+        assert!(
+            NetworkNat::for_network(false, &options)
+                .expect("nat")
+                .host_loopback
+        );
+    }
+}

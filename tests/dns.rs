@@ -1,0 +1,582 @@
+//! End-to-end tests of the embedded DNS server (issue 3): real daemons, real
+//! sandboxes, `dig` inside them asking their gateway.
+//!
+//! Every daemon here is started with `--dns-upstream` pointing at a tiny
+//! resolver this test process runs on 127.0.0.1, so no query ever leaves
+//! the machine: names under `outside.test.` resolve to 198.51.100.7 (an
+//! address that is only ever *named*, never contacted), names starting with
+//! `nx` and every other name get NXDOMAIN.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{tool, Env};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record};
+
+const SLEEP: &[&str] = &["sleep", "600"];
+const OUTSIDE_ADDR: &str = "198.51.100.7";
+
+/// The test's upstream resolver on loopback.
+struct Upstream {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+    silent: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let silent = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen2, silent2, stop2) = (seen.clone(), silent.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop2.load(Ordering::SeqCst) {
+                let Ok((len, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(query) = Message::from_vec(&buf[..len]) else {
+                    continue;
+                };
+                let Some(q) = query.queries().first().cloned() else {
+                    continue;
+                };
+                let name = q.name().to_lowercase().to_ascii();
+                seen2.lock().unwrap().push(name.clone());
+                if silent2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let mut answer = Message::new();
+                answer
+                    .set_id(query.id())
+                    .set_message_type(MessageType::Response)
+                    .set_recursion_desired(query.recursion_desired())
+                    .set_recursion_available(true);
+                answer.add_query(q.clone());
+                if name.ends_with("outside.test.") && !name.starts_with("nx") {
+                    answer.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::A(A(OUTSIDE_ADDR.parse().unwrap())),
+                    ));
+                } else {
+                    answer.set_response_code(ResponseCode::NXDomain);
+                }
+                let _ = socket.send_to(&answer.to_vec().unwrap(), from);
+            }
+        });
+        Upstream {
+            addr,
+            seen,
+            silent,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn arg(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Names asked so far (lower case, absolute).
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn asked(&self, name: &str) -> bool {
+        self.seen().iter().any(|n| n == name)
+    }
+
+    /// Keep receiving but never answer.
+    fn go_silent(&self) {
+        self.silent.store(true, Ordering::SeqCst);
+    }
+
+    /// Close the socket: queries are refused by the kernel.
+    fn shut(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+/// What `dig` printed.
+#[derive(Debug)]
+struct Dig {
+    status: String,
+    /// The rdata of each answer record, in order.
+    answers: Vec<String>,
+    took: Duration,
+    /// dig's whole output, shown when an assertion fails.
+    #[allow(dead_code)]
+    raw: String,
+}
+
+fn need_dig() {
+    let ok = Command::new("sh")
+        .args(["-c", "command -v dig"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "dig is needed by the DNS tests: run scripts/install-deps (bind9-dnsutils)"
+    );
+}
+
+/// `dig @server ARGS` inside `sandbox`.
+fn dig(env: &Env, sandbox: &str, server: &str, args: &[&str]) -> Dig {
+    let at = format!("@{server}");
+    let mut cmd = vec![
+        "dig",
+        at.as_str(),
+        "+tries=1",
+        "+timeout=6",
+        "+noall",
+        "+comments",
+        "+answer",
+    ];
+    cmd.extend_from_slice(args);
+    let start = Instant::now();
+    let out = env.exec(sandbox, &cmd);
+    let took = start.elapsed();
+    let raw =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let status = raw
+        .lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or("NO-ANSWER")
+        .to_string();
+    let answers = raw
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    Dig {
+        status,
+        answers,
+        took,
+        raw,
+    }
+}
+
+/// The addresses `name` resolves to from `sandbox` (sorted), requiring
+/// NOERROR.
+fn resolve(env: &Env, sandbox: &str, server: &str, name: &str) -> Vec<String> {
+    let d = dig(env, sandbox, server, &[name]);
+    assert_eq!(d.status, "NOERROR", "{name} from {sandbox}: {d:?}");
+    let mut v = d.answers;
+    v.sort();
+    v
+}
+
+/// CPU time (utime + stime, clock ticks) of `pid`.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat; `after` starts at field 3.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// The daemon uses (almost) no CPU over one second: nothing spins.
+fn assert_daemon_idle(env: &Env) {
+    let pid = env.daemon_pid().expect("daemon pid");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used <= 10,
+        "the daemon used {used} ticks of CPU in 1 s while idle"
+    );
+}
+
+/// An env whose daemon forwards to `up`.
+fn env_with(up: &Upstream) -> Env {
+    need_dig();
+    let env = Env::new();
+    env.start_daemon(&["--dns-upstream", &up.arg()]);
+    env
+}
+
+fn run_aliased(env: &Env, name: &str, network: &str, alias: &str) {
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        network,
+        "--network-alias",
+        alias,
+        "--",
+        "sleep",
+        "600",
+    ]);
+}
+
+#[test]
+fn seed_walkthrough_names_aliases_round_robin_scope_ptr() {
+    let up = Upstream::start();
+    let env = env_with(&up);
+    env.ok(&["network", "create", "dev"]);
+    env.ok(&["network", "create", "prod"]);
+    env.start("es", &["dev"], SLEEP);
+    env.start("dev-client", &["dev"], SLEEP);
+    run_aliased(&env, "prod-es-1", "prod", "es");
+    run_aliased(&env, "prod-es-2", "prod", "es");
+    env.start("hello", &["prod"], SLEEP);
+    env.start("both", &["dev", "prod"], SLEEP);
+    env.start("plain", &[], SLEEP);
+    let dev_gw = env.gateway("dev-client", "dev");
+    let prod_gw = env.gateway("hello", "prod");
+    let bridge_gw = env.gateway("plain", "bridge");
+    let es = env.ip("es", "dev");
+    let mut prod_es = vec![env.ip("prod-es-1", "prod"), env.ip("prod-es-2", "prod")];
+    prod_es.sort();
+
+    // On dev, `es` is the sandbox named es; by name, short id, any case,
+    // absolute or not, over UDP and TCP.
+    assert_eq!(resolve(&env, "dev-client", &dev_gw, "es"), vec![es.clone()]);
+    assert_eq!(
+        resolve(&env, "dev-client", &dev_gw, "ES."),
+        vec![es.clone()]
+    );
+    let short_id = env.inspect("es")["Id"].as_str().unwrap()[..12].to_string();
+    assert_eq!(
+        resolve(&env, "dev-client", &dev_gw, &short_id),
+        vec![es.clone()]
+    );
+    let tcp = dig(&env, "dev-client", &dev_gw, &["+tcp", "es"]);
+    assert_eq!(
+        (tcp.status.as_str(), tcp.answers.clone()),
+        ("NOERROR", vec![es.clone()]),
+        "{tcp:?}"
+    );
+    let aaaa = dig(&env, "dev-client", &dev_gw, &["es", "AAAA"]);
+    assert_eq!(
+        (aaaa.status.as_str(), aaaa.answers.len()),
+        ("NOERROR", 0),
+        "{aaaa:?}"
+    );
+
+    // On prod, the alias `es` is both prod-es sandboxes, in varying order.
+    let script = format!(
+        "for i in $(seq 24); do dig @{prod_gw} +tries=1 +timeout=3 +short es | tr '\\n' ' '; echo; done"
+    );
+    let out = env.exec_ok("hello", &["sh", "-c", &script]);
+    let mut orders = HashSet::new();
+    for line in out.lines() {
+        let addrs: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        let mut sorted = addrs.clone();
+        sorted.sort();
+        assert_eq!(sorted, prod_es, "every answer has both: {out}");
+        orders.insert(addrs);
+    }
+    assert_eq!(orders.len(), 2, "both orders show up across queries: {out}");
+
+    // From the default bridge, `es` is no container name: it goes upstream.
+    let d = dig(&env, "plain", &bridge_gw, &["es"]);
+    assert_eq!(d.status, "NXDOMAIN", "{d:?}");
+    assert!(d.answers.is_empty());
+    assert!(up.asked("es."), "the bridge forwards: {:?}", up.seen());
+    assert_eq!(
+        dig(&env, "plain", &bridge_gw, &["es-unused.outside.test"]).answers,
+        vec![OUTSIDE_ADDR.to_string()]
+    );
+
+    // A sandbox on dev and prod: bare names search dev first, qualified
+    // names pick the network.
+    assert_eq!(resolve(&env, "both", &dev_gw, "es"), vec![es.clone()]);
+    assert_eq!(resolve(&env, "both", &prod_gw, "es"), vec![es.clone()]);
+    assert_eq!(resolve(&env, "both", &dev_gw, "es.prod"), prod_es);
+    assert_eq!(resolve(&env, "both", &prod_gw, "es.dev"), vec![es.clone()]);
+    assert_eq!(
+        resolve(&env, "both", &dev_gw, "hello.prod"),
+        vec![env.ip("hello", "prod")]
+    );
+    // A dev-only sandbox cannot see prod's names, qualified or not.
+    let before = up.seen().len();
+    assert_eq!(
+        dig(&env, "dev-client", &dev_gw, &["es.prod"]).status,
+        "NXDOMAIN"
+    );
+    assert_eq!(
+        dig(&env, "dev-client", &dev_gw, &["hello"]).status,
+        "NXDOMAIN"
+    );
+    assert_eq!(up.seen().len(), before + 2, "not local, so forwarded");
+
+    // Reverse: the PTR of hello on prod is hello.prod.
+    let hello = env.ip("hello", "prod");
+    let d = dig(&env, "prod-es-1", &prod_gw, &["-x", &hello]);
+    assert_eq!(
+        (d.status.as_str(), d.answers.clone()),
+        ("NOERROR", vec!["hello.prod.".to_string()]),
+        "{d:?}"
+    );
+    let both_prod = env.ip("both", "prod");
+    let d = dig(&env, "hello", &prod_gw, &["-x", &both_prod]);
+    assert_eq!(d.answers, vec!["both.prod.".to_string()], "{d:?}");
+
+    let stats = env.stats("dev");
+    assert!(
+        stats["dns"]["answered_local"].as_u64().unwrap() >= 5,
+        "{stats}"
+    );
+    assert!(
+        stats["dns"]["tcp_connections"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+}
+
+#[test]
+fn forwarding_servfail_and_internal_networks() {
+    let mut up = Upstream::start();
+    let env = env_with(&up);
+    env.ok(&["network", "create", "pub"]);
+    env.ok(&["network", "create", "--internal", "priv"]);
+    env.start("web", &["pub"], SLEEP);
+    env.start("vault", &["priv"], SLEEP);
+    env.start("spy", &["priv"], SLEEP);
+    let pub_gw = env.gateway("web", "pub");
+    let priv_gw = env.gateway("spy", "priv");
+
+    // Outside names resolve through the upstream; NXDOMAIN passes through;
+    // over TCP too.
+    assert_eq!(
+        resolve(&env, "web", &pub_gw, "www.outside.test"),
+        vec![OUTSIDE_ADDR]
+    );
+    assert!(up.asked("www.outside.test."));
+    let d = dig(&env, "web", &pub_gw, &["nx.outside.test"]);
+    assert_eq!(d.status, "NXDOMAIN", "{d:?}");
+    let d = dig(&env, "web", &pub_gw, &["+tcp", "tcp.outside.test"]);
+    assert_eq!(
+        (d.status.as_str(), d.answers.clone()),
+        ("NOERROR", vec![OUTSIDE_ADDR.to_string()]),
+        "{d:?}"
+    );
+
+    // Internal: local names resolve, nothing else, and nothing is asked upstream.
+    assert_eq!(
+        resolve(&env, "spy", &priv_gw, "vault"),
+        vec![env.ip("vault", "priv")]
+    );
+    let d = dig(&env, "spy", &priv_gw, &["leak.outside.test"]);
+    assert_eq!(d.status, "NXDOMAIN", "{d:?}");
+    let d = dig(&env, "spy", &priv_gw, &["+tcp", "leak2.outside.test"]);
+    assert_eq!(d.status, "NXDOMAIN", "{d:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let seen = up.seen();
+    assert!(
+        !seen.iter().any(|n| n.starts_with("leak")),
+        "an internal network asked upstream: {seen:?}"
+    );
+
+    // An upstream that never answers: SERVFAIL within the timeout (2.5 s).
+    up.go_silent();
+    let d = dig(&env, "web", &pub_gw, &["silent.outside.test"]);
+    assert_eq!(d.status, "SERVFAIL", "{d:?}");
+    assert!(d.took < Duration::from_secs(5), "{d:?}");
+    assert!(up.asked("silent.outside.test."));
+
+    // An upstream that is gone: SERVFAIL, at once.
+    up.shut();
+    let d = dig(&env, "web", &pub_gw, &["gone.outside.test"]);
+    assert_eq!(d.status, "SERVFAIL", "{d:?}");
+    assert!(d.took < Duration::from_secs(4), "{d:?}");
+    // Local names do not need the upstream.
+    assert_eq!(
+        resolve(&env, "web", &pub_gw, "web"),
+        vec![env.ip("web", "pub")]
+    );
+
+    let stats = env.stats("pub")["dns"].clone();
+    assert!(stats["forwarded"].as_u64().unwrap() >= 5, "{stats}");
+    assert!(stats["servfail"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(stats["nxdomain"].as_u64().unwrap() >= 1, "{stats}");
+    let stats = env.stats("priv")["dns"].clone();
+    assert_eq!(stats["forwarded"].as_u64(), Some(0), "{stats}");
+    assert_daemon_idle(&env);
+}
+
+#[test]
+fn names_follow_rm_connect_and_disconnect_at_once() {
+    let up = Upstream::start();
+    let env = env_with(&up);
+    env.ok(&["network", "create", "dev"]);
+    env.start("alpha", &["dev"], SLEEP);
+    env.start("bravo", &["dev"], SLEEP);
+    env.start("charlie", &[], SLEEP);
+    let gw = env.gateway("alpha", "dev");
+    assert_eq!(
+        resolve(&env, "alpha", &gw, "bravo"),
+        vec![env.ip("bravo", "dev")]
+    );
+
+    env.ok(&["rm", "-f", "bravo"]);
+    let d = dig(&env, "alpha", &gw, &["bravo"]);
+    assert_eq!(
+        d.status, "NXDOMAIN",
+        "a removed sandbox still resolves: {d:?}"
+    );
+
+    env.ok(&["network", "connect", "--alias", "late", "dev", "charlie"]);
+    let charlie = env.ip("charlie", "dev");
+    assert_eq!(resolve(&env, "alpha", &gw, "late"), vec![charlie.clone()]);
+    assert_eq!(resolve(&env, "alpha", &gw, "charlie"), vec![charlie]);
+    env.ok(&["network", "disconnect", "dev", "charlie"]);
+    let d = dig(&env, "alpha", &gw, &["late"]);
+    assert_eq!(
+        d.status, "NXDOMAIN",
+        "a disconnected sandbox still resolves: {d:?}"
+    );
+}
+
+/// The `NAME: RESULT` lines of the hostile tool.
+fn probe(env: &Env, sandbox: &str, gw: &str, mode: &str) -> Vec<(String, String)> {
+    let script = tool("dns_hostile.py");
+    let out = env.exec_ok(sandbox, &["python3", &script, gw, mode]);
+    out.lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn result<'a>(results: &'a [(String, String)], name: &str) -> &'a str {
+    results
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no result for {name}: {results:?}"))
+}
+
+/// Seconds in "closed after 5.0s".
+fn closed_after(text: &str) -> f64 {
+    text.strip_prefix("closed after ")
+        .and_then(|t| t.strip_suffix('s'))
+        .and_then(|t| f64::from_str(t).ok())
+        .unwrap_or_else(|| panic!("not closed: {text}"))
+}
+
+fn hostile_env() -> (Upstream, Env, String) {
+    let up = Upstream::start();
+    let env = env_with(&up);
+    env.ok(&["network", "create", "dev"]);
+    env.start("es", &["dev"], SLEEP);
+    env.start("x", &["dev"], SLEEP);
+    let gw = env.gateway("x", "dev");
+    (up, env, gw)
+}
+
+#[test]
+fn hostile_udp_queries_are_answered_or_dropped() {
+    let (_up, env, gw) = hostile_env();
+    let r = probe(&env, "x", &gw, "udp");
+    let formerr = [
+        "pointer-to-itself",
+        "pointer-loop",
+        "pointer-forward",
+        "truncated-question",
+        "truncated-type",
+        "label-64",
+        "name-over-255",
+        "qdcount-0",
+        "qdcount-2",
+        "qdcount-65535",
+        "arcount-65535",
+        "oversize",
+        "reserved-label-type",
+    ];
+    for name in formerr {
+        assert_eq!(result(&r, name), "rcode=1", "{name}: {r:?}");
+    }
+    assert_eq!(result(&r, "opcode-update"), "rcode=4", "NOTIMP: {r:?}");
+    for name in ["truncated-header", "response-bit", "empty"] {
+        assert_eq!(result(&r, name), "no-answer", "{name}: {r:?}");
+    }
+    // Still serving.
+    assert_eq!(resolve(&env, "x", &gw, "es"), vec![env.ip("es", "dev")]);
+    let stats = env.stats("dev")["dns"].clone();
+    assert!(stats["malformed"].as_u64().unwrap() >= 17, "{stats}");
+    assert!(stats["dropped"].as_u64().unwrap() >= 3, "{stats}");
+    assert_daemon_idle(&env);
+}
+
+#[test]
+fn hostile_tcp_messages_are_answered_or_closed() {
+    let (_up, env, gw) = hostile_env();
+    let r = probe(&env, "x", &gw, "tcp");
+    for name in [
+        "pointer-loop",
+        "label-64",
+        "qdcount-0",
+        "qdcount-65535",
+        "truncated-question",
+    ] {
+        assert_eq!(result(&r, name), "rcode=1", "{name}: {r:?}");
+    }
+    for name in ["truncated-header", "response-bit", "empty", "oversize"] {
+        assert_eq!(result(&r, name), "closed", "{name}: {r:?}");
+    }
+    assert_eq!(resolve(&env, "x", &gw, "es"), vec![env.ip("es", "dev")]);
+    assert_daemon_idle(&env);
+}
+
+#[test]
+fn tcp_abuse_idle_reset_and_fairness() {
+    let (_up, env, gw) = hostile_env();
+    let r = probe(&env, "x", &gw, "tcp-abuse");
+    assert!(closed_after(result(&r, "length-0")) < 1.0, "{r:?}");
+    assert!(closed_after(result(&r, "length-65535")) < 1.0, "{r:?}");
+    assert_eq!(result(&r, "prefix-then-reset"), "sent");
+    for name in ["half-query", "idle"] {
+        let t = closed_after(result(&r, name));
+        assert!((3.0..9.0).contains(&t), "{name} closed after {t}s: {r:?}");
+    }
+    // Idle connections never hold up another client.
+    let r = probe(&env, "x", &gw, "tcp-fair");
+    let line = result(&r, "second-connection");
+    let secs: f64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|t| t.strip_suffix('s'))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(99.0);
+    assert!(line.starts_with("rcode=0") && secs < 1.0, "{line}");
+    // Every TCP socket is free again: eight queries in a row over TCP.
+    for _ in 0..8 {
+        let d = dig(&env, "x", &gw, &["+tcp", "es"]);
+        assert_eq!(d.status, "NOERROR", "{d:?}");
+    }
+    let stats = env.stats("dev")["dns"].clone();
+    assert!(stats["tcp_idle_closed"].as_u64().unwrap() >= 2, "{stats}");
+    assert_daemon_idle(&env);
+}

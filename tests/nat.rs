@@ -1,0 +1,541 @@
+//! End-to-end tests of NAT egress (issue 4): sandboxes reach "the outside
+//! world" through the daemon's host sockets.
+//!
+//! The outside world here is only ever a server the test starts on the
+//! host's 127.0.0.1, reached from networks created with
+//! `--opt host-loopback=true` through the mapped address 169.254.1.2. No
+//! other address is ever contacted.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{tool, Env};
+
+/// The address that stands for the host's loopback (see `gateway::nat`).
+const HOST: &str = "169.254.1.2";
+
+/// A server on the host's 127.0.0.1, killed on drop.
+struct HostServer {
+    child: Child,
+    port: u16,
+    file: PathBuf,
+}
+
+impl HostServer {
+    fn start(env: &Env, kind: &str) -> HostServer {
+        let file = env.dir.join(format!("{kind}-server.port"));
+        let child = Command::new("python3")
+            .arg(tool("nat_server.py"))
+            .arg(kind)
+            .arg(&file)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut port = None;
+        Env::wait_until(Duration::from_secs(10), || {
+            port = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            port.is_some()
+        });
+        HostServer {
+            child,
+            port: port.expect("the server announced its port"),
+            file,
+        }
+    }
+
+    fn port(&self) -> String {
+        self.port.to_string()
+    }
+
+    /// Connections the `hold` server has open.
+    fn open(&self) -> u64 {
+        let path = format!("{}.open", self.file.display());
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for HostServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port on 127.0.0.1 nobody listens on.
+fn closed_port() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    port.to_string()
+}
+
+/// `nat_client.py connect`: (outcome, seconds).
+fn connect(env: &Env, from: &str, ip: &str, port: &str, timeout: &str) -> (String, f64) {
+    let out = env.exec_ok(
+        from,
+        &[
+            "python3",
+            &tool("nat_client.py"),
+            "connect",
+            ip,
+            port,
+            timeout,
+        ],
+    );
+    let (outcome, secs) = out.trim().rsplit_once(' ').expect("outcome and time");
+    (outcome.to_string(), secs.parse().expect("seconds"))
+}
+
+fn nat_stats(env: &Env, network: &str) -> serde_json::Value {
+    env.stats(network)["nat"].clone()
+}
+
+fn daemon_fds(env: &Env) -> usize {
+    let pid = env.daemon_pid().expect("daemon pid");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn tcp_download_upload_and_refused_through_host_loopback() {
+    let env = Env::new();
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
+    env.start("c", &["web"], &["sleep", "600"]);
+    let http = HostServer::start(&env, "http");
+
+    // A few MB each way, byte for byte.
+    let out = env.exec_ok(
+        "c",
+        &[
+            "python3",
+            &tool("nat_client.py"),
+            "http",
+            HOST,
+            &http.port(),
+            "4000000",
+        ],
+    );
+    assert_eq!(out.trim(), "ok 4000000");
+    let nat = nat_stats(&env, "web");
+    assert!(nat["tcp_opened"].as_u64().unwrap() >= 1, "{nat}");
+    assert!(nat["tx_bytes"].as_u64().unwrap() >= 4_000_000, "{nat}");
+    assert!(nat["rx_bytes"].as_u64().unwrap() >= 4_000_000, "{nat}");
+
+    // A closed port: refused, at once (a RST, not a timeout).
+    let (outcome, secs) = connect(&env, "c", HOST, &closed_port(), "10");
+    assert_eq!(outcome, "refused");
+    assert!(secs < 2.0, "refused after {secs} s");
+    assert!(nat_stats(&env, "web")["refused"].as_u64().unwrap() >= 1);
+
+    // The flows end when the connections do.
+    assert!(
+        Env::wait_until(Duration::from_secs(10), || nat_stats(&env, "web")
+            ["tcp_flows"]
+            .as_u64()
+            == Some(0)),
+        "TCP flows freed: {}",
+        nat_stats(&env, "web")
+    );
+    // Nothing was lost on the way (a flow's last ACK included).
+    assert_eq!(nat_stats(&env, "web")["dropped"], 0);
+}
+
+#[test]
+fn half_close_and_resets_cross_both_ways() {
+    let env = Env::new();
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
+    env.start("c", &["web"], &["sleep", "600"]);
+    let echo = HostServer::start(&env, "echo");
+    let reset = HostServer::start(&env, "reset");
+
+    // The client sends 3 MB, shuts its write side, and reads the echo to
+    // EOF: the sandbox's FIN reaches the server only after the data, and the
+    // server's FIN (after its last byte) reaches the client.
+    let out = env.exec_ok(
+        "c",
+        &[
+            "python3",
+            &tool("tcp_client.py"),
+            HOST,
+            &echo.port(),
+            "--bytes",
+            "3000000",
+            "20",
+        ],
+    );
+    assert_eq!(out.trim(), "3000000");
+
+    // A RST from the host reaches the sandbox's socket.
+    let out = env.exec_ok(
+        "c",
+        &[
+            "python3",
+            &tool("nat_client.py"),
+            "reset-from-host",
+            HOST,
+            &reset.port(),
+        ],
+    );
+    assert_eq!(out.trim(), "reset");
+
+    // A RST from the sandbox reaches the host's server.
+    env.exec_ok(
+        "c",
+        &[
+            "python3",
+            &tool("nat_client.py"),
+            "reset-from-sandbox",
+            HOST,
+            &reset.port(),
+        ],
+    );
+    let seen = format!("{}.seen", reset.file.display());
+    assert!(
+        Env::wait_until(Duration::from_secs(5), || std::fs::metadata(&seen).is_ok()),
+        "the server saw the connection end"
+    );
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "reset");
+    assert!(
+        Env::wait_until(Duration::from_secs(10), || nat_stats(&env, "web")
+            ["tcp_flows"]
+            .as_u64()
+            == Some(0)),
+        "TCP flows freed: {}",
+        nat_stats(&env, "web")
+    );
+}
+
+#[test]
+fn slow_readers_stall_the_sender_both_ways() {
+    // Without back-pressure the daemon would buffer whatever the fast side
+    // sends; with it, each side's sender stalls after the socket buffers
+    // and the flow's two 256 KiB smoltcp buffers are full.
+    const BOUND: u64 = 64 << 20;
+    let env = Env::new();
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
+    env.start("c", &["web"], &["sleep", "600"]);
+    let sink = HostServer::start(&env, "sink");
+    let source = HostServer::start(&env, "source");
+
+    // Sandbox → a host peer that never reads.
+    let out = env.exec_ok(
+        "c",
+        &[
+            "python3",
+            &tool("nat_client.py"),
+            "push",
+            HOST,
+            &sink.port(),
+        ],
+    );
+    let pushed: u64 = out.trim().parse().unwrap();
+    eprintln!("sandbox → stalled host peer: {pushed} bytes accepted");
+    assert!(
+        pushed > 0 && pushed < BOUND,
+        "the sandbox sent {pushed} bytes"
+    );
+
+    // Host peer → a sandbox that never reads.
+    let out = env.exec_ok(
+        "c",
+        &[
+            "python3",
+            &tool("nat_client.py"),
+            "idle",
+            HOST,
+            &source.port(),
+            "8",
+        ],
+    );
+    assert_eq!(out.trim(), "done");
+    let sent_file = format!("{}.sent", source.file.display());
+    let sent: i64 = std::fs::read_to_string(&sent_file)
+        .expect("the source stalled while the sandbox did not read")
+        .trim()
+        .parse()
+        .unwrap();
+    eprintln!("host peer → stalled sandbox: {sent} bytes accepted");
+    assert!(
+        sent > 0 && (sent as u64) < BOUND,
+        "the host peer sent {sent} bytes"
+    );
+}
+
+#[test]
+fn udp_echo_zero_length_and_largest_datagram() {
+    let env = Env::new();
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
+    env.start("c", &["web"], &["sleep", "600"]);
+    let udp = HostServer::start(&env, "udp");
+    let out = env.exec_ok(
+        "c",
+        &["python3", &tool("nat_client.py"), "udp", HOST, &udp.port()],
+    );
+    assert_eq!(out.trim(), "echo 5 0 65507");
+    let nat = nat_stats(&env, "web");
+    assert!(nat["udp_opened"].as_u64().unwrap() >= 1, "{nat}");
+
+    // A closed UDP port: the peer's port unreachable comes back.
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port().to_string()
+    };
+    let out = env.exec_ok(
+        "c",
+        &[
+            "python3",
+            &tool("nat_client.py"),
+            "udp-closed",
+            HOST,
+            &closed,
+        ],
+    );
+    assert_eq!(out.trim(), "refused");
+}
+
+#[test]
+fn ping_to_the_outside_fails_fast_without_ping_sockets() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    let bounds: Vec<i64> = range
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let gid = common::test_ids().map_or_else(|| nix::unistd::getegid().as_raw(), |(_, g)| g);
+    if bounds.len() == 2 && bounds[0] <= i64::from(gid) && i64::from(gid) <= bounds[1] {
+        eprintln!("skipped: ping sockets are allowed for gid {gid} on this host ({range})");
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
+    env.start("c", &["web"], &["sleep", "600"]);
+    let start = Instant::now();
+    let out = env.exec("c", &["ping", "-c", "1", "-W", "5", HOST]);
+    let took = start.elapsed();
+    assert!(
+        !out.status.success(),
+        "ping cannot succeed without ping sockets"
+    );
+    assert!(took < Duration::from_secs(3), "ping failed after {took:?}");
+    // The gateway itself still answers.
+    let gw = env.inspect("c")["NetworkSettings"]["Networks"]["web"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.exec_ok("c", &["ping", "-c", "1", "-W", "2", &gw]);
+    assert!(nat_stats(&env, "web")["ping_prohibited"].as_u64().unwrap() >= 1);
+    let log = std::fs::read_to_string(env.runtime.join("daemon.log")).unwrap_or_default();
+    assert_eq!(
+        log.matches("does not allow unprivileged ICMP sockets")
+            .count(),
+        1,
+        "one warning in the log"
+    );
+}
+
+#[test]
+fn ping_to_the_outside_works_where_ping_sockets_are_allowed() {
+    // The daemon runs in a network namespace this test makes, where the
+    // test (as root) allows ping sockets; the "outside" is that namespace's
+    // loopback. The host's own sysctl is never touched.
+    let Some((uid, gid)) = common::test_ids() else {
+        eprintln!("skipped: needs root to make the daemon's network namespace");
+        return;
+    };
+    let env = Env::new();
+    let log = std::fs::File::create(env.dir.join("netns-daemon.log")).unwrap();
+    let script = format!(
+        "ip link set lo up && sysctl -q -w net.ipv4.ping_group_range='0 2147483647' \
+         && exec setpriv --reuid {uid} --regid {gid} --clear-groups {} daemon",
+        tool("warren")
+    );
+    let mut daemon = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("HOME", &env.dir)
+        .env("WARREN_STATE_DIR", &env.state)
+        .env("WARREN_RUNTIME_DIR", &env.runtime)
+        .env("WARREN_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("unshare");
+    let ready = Env::wait_until(Duration::from_secs(10), || {
+        env.runtime.join("warren.sock").exists()
+    });
+    assert!(ready, "the daemon in its own namespace is up");
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
+    env.start("c", &["web"], &["sleep", "600"]);
+    let out = env.exec("c", &["ping", "-c", "2", "-W", "3", HOST]);
+    let nat = nat_stats(&env, "web");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        out.status.success(),
+        "ping through a ping socket: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 received"));
+    assert_eq!(nat["icmp_flows"], 1, "{nat}");
+    assert_eq!(nat["ping_prohibited"], 0, "{nat}");
+}
+
+#[test]
+fn internal_other_networks_and_unmapped_loopback_are_unreachable() {
+    let env = Env::new();
+    let hold = HostServer::start(&env, "hold");
+    let port = hold.port();
+    env.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--opt",
+        "host-loopback=true",
+        "sealed",
+    ]);
+    env.ok(&["network", "create", "dev"]);
+    env.ok(&["network", "create", "prod"]);
+    env.start("i", &["sealed"], &["sleep", "600"]);
+    env.start("d", &["dev"], &["sleep", "600"]);
+    env.start("p", &["prod"], &["python3", &tool("tcp_echo.py"), "8080"]);
+    let prod_ip = env.ip("p", "prod");
+    let dev_gw = env.inspect("d")["NetworkSettings"]["Networks"]["dev"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Internal: nothing leaves, even with host-loopback set.
+    let (outcome, _) = connect(&env, "i", HOST, &port, "2");
+    assert_ne!(outcome, "connected", "an internal network never egresses");
+    assert!(
+        nat_stats(&env, "sealed").is_null(),
+        "no NAT on internal networks"
+    );
+
+    // dev → prod's subnet: refused by the gateway, promptly.
+    let (outcome, secs) = connect(&env, "d", &prod_ip, "8080", "5");
+    assert_eq!(outcome, "error EHOSTUNREACH", "dev must not reach prod");
+    assert!(secs < 2.0);
+    assert!(!env
+        .exec("d", &["ping", "-c", "1", "-W", "1", &prod_ip])
+        .status
+        .success());
+
+    // The host's loopback without the option: neither the mapped address
+    // nor the gateway's address reaches it.
+    let (outcome, secs) = connect(&env, "d", HOST, &port, "5");
+    assert_eq!(outcome, "error EHOSTUNREACH", "host loopback is opt-in");
+    assert!(secs < 2.0);
+    let (outcome, _) = connect(&env, "d", &dev_gw, &port, "2");
+    assert_ne!(outcome, "connected", "the gateway is not the host");
+    assert!(nat_stats(&env, "dev")["prohibited"].as_u64().unwrap() >= 2);
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(hold.open(), 0, "nothing reached the host's server");
+}
+
+#[test]
+fn flow_limit_refuses_the_excess_and_fds_return_to_baseline() {
+    let env = Env::new();
+    let hold = HostServer::start(&env, "hold");
+    let http = HostServer::start(&env, "http");
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
+    env.start("a", &["web"], &["sleep", "600"]);
+    env.start("b", &["web"], &["sleep", "600"]);
+    // Warm up (lazily opened things such as the ping probe are not leaks).
+    let (outcome, _) = connect(&env, "b", HOST, &hold.port(), "5");
+    assert_eq!(outcome, "connected");
+    assert!(Env::wait_until(Duration::from_secs(10), || {
+        nat_stats(&env, "web")["tcp_flows"].as_u64() == Some(0)
+    }));
+    let baseline = daemon_fds(&env);
+
+    // 2000 connections from one sandbox, held open.
+    let mut flood = env
+        .cmd(&[
+            "exec",
+            "a",
+            "--",
+            "python3",
+            &tool("nat_client.py"),
+            "many",
+            HOST,
+            &hold.port(),
+            "2000",
+            "15",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(flood.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a line").unwrap();
+    let counts: Vec<u64> = first
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (open, refused, other) = (counts[0], counts[1], counts[2]);
+    assert_eq!(open, 1024, "the per-sandbox limit: {first}");
+    assert_eq!(refused, 2000 - 1024, "the excess is refused: {first}");
+    assert_eq!(other, 0, "{first}");
+    let nat = nat_stats(&env, "web");
+    assert!(nat["limited"].as_u64().unwrap() >= refused, "{nat}");
+
+    // Meanwhile the daemon and the other sandbox work.
+    let out = env.exec_ok(
+        "b",
+        &[
+            "python3",
+            &tool("nat_client.py"),
+            "http",
+            HOST,
+            &http.port(),
+            "100000",
+        ],
+    );
+    assert_eq!(out.trim(), "ok 100000");
+    env.ok(&["network", "ls"]);
+    assert!(Env::wait_until(Duration::from_secs(5), || hold.open() == 1024));
+
+    // When they close, the flows and their fds go.
+    assert_eq!(lines.next().expect("closed").unwrap(), "closed");
+    assert!(flood.wait().unwrap().success());
+    assert!(
+        Env::wait_until(Duration::from_secs(20), || daemon_fds(&env) <= baseline
+            && nat_stats(&env, "web")["tcp_flows"].as_u64() == Some(0)),
+        "fds back to {baseline}: now {}, {}",
+        daemon_fds(&env),
+        nat_stats(&env, "web")
+    );
+
+    // And the daemon is idle again (no socket left spinning its loop).
+    let before = daemon_cpu_ticks(&env);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = daemon_cpu_ticks(&env) - before;
+    assert!(used < 20, "the idle daemon used {used} ticks in 2 s");
+}
+
+/// utime + stime of the daemon, in clock ticks.
+fn daemon_cpu_ticks(env: &Env) -> u64 {
+    let pid = env.daemon_pid().expect("daemon pid");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5), counted from the state (field 3).
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
