@@ -285,3 +285,57 @@ fn host_and_none_modes_show_in_ps_and_inspect() {
     assert_eq!(json[0]["Name"], "bridge");
     assert_eq!(json[0]["Driver"], "bridge");
 }
+
+#[test]
+fn chosen_gateway_mac_and_aliases_on_every_network() {
+    let env = Env::new();
+    env.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.77.0.0/24",
+        "--gateway",
+        "10.77.0.254",
+        "lab",
+    ]);
+    env.ok(&["network", "create", "office"]);
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "lab",
+        "--network",
+        "office",
+        "--network-alias",
+        "store",
+        "--mac-address",
+        "02:11:22:33:44:55",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    // The gateway is the one asked for, answers, and carries the default route.
+    assert_eq!(env.gateway("db", "lab"), "10.77.0.254");
+    assert!(env.ping("db", "10.77.0.254"));
+    assert_default_route(&env, "db", "lab", "eth0");
+    // The MAC is the one asked for, inside and in inspect.
+    assert_eq!(
+        endpoint(&env, "db", "lab")["MacAddress"],
+        "02:11:22:33:44:55"
+    );
+    let link = env.exec_ok("db", &["ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains("02:11:22:33:44:55"), "{link}");
+    // --network-alias applies on every network given to run.
+    env.start("client-lab", &["lab"], &["sleep", "600"]);
+    env.start("client-office", &["office"], &["sleep", "600"]);
+    assert_eq!(
+        resolve(&env, "client-lab", "store"),
+        Some(env.ip("db", "lab"))
+    );
+    assert_eq!(
+        resolve(&env, "client-office", "store"),
+        Some(env.ip("db", "office"))
+    );
+}
