@@ -14,6 +14,7 @@
 pub mod error;
 pub mod ipam;
 pub mod paths;
+pub mod record;
 pub mod state;
 pub mod store;
 pub mod util;
@@ -101,6 +102,9 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
     let listener = tokio::net::UnixListener::bind(&sock)
         .with_context(|| format!("binding {}", sock.display()))?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    for (id, pidfd, netns) in daemon.take_recovered() {
+        crate::api::watch_exit(daemon.clone(), id, pidfd, netns);
+    }
     if let Some(mut gone) = daemon.take_port_gone() {
         let d = daemon.clone();
         tokio::spawn(async move {

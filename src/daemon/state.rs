@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use super::error::ApiError;
 use super::ipam::{self, Ipam};
 use super::paths::Paths;
+use super::record::{self, EndpointRecord, SandboxRecord};
 use super::store::{NetworkDef, Store};
 use super::util;
 use crate::api::types::*;
@@ -63,6 +64,9 @@ pub struct Daemon {
     /// Forwards non-local DNS names to the upstream resolvers, for every
     /// network (internal networks never use it).
     forwarder: Arc<Forwarder>,
+    /// Sandboxes taken over from a previous daemon, whose exit watchers the
+    /// API layer starts once its runtime runs.
+    recovered: Mutex<Vec<Watch>>,
     gone_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, PortId)>>>,
 }
 
@@ -93,6 +97,10 @@ struct Sandbox {
     attached: bool,
     /// The runner's id for it (CNI's container id).
     external_id: Option<String>,
+    /// Start time of `target.pid`, to tell it from a reused pid later.
+    pid_start: Option<u64>,
+    /// The netns path's identity, for sandboxes given by path.
+    netns_watch: Option<NetnsWatch>,
     hostname: String,
     created: SystemTime,
     command: Vec<String>,
@@ -111,10 +119,16 @@ struct Endpoint {
     aliases: Vec<String>,
     /// Whether the sandbox's default route goes through this endpoint.
     default_route: bool,
+    /// A second fd of the endpoint's (persistent) TAP, kept to clear its
+    /// persistence when the endpoint goes, so the interface goes with it.
+    tap: Option<Arc<OwnedFd>>,
 }
 
 /// What the API layer needs after a create: the answer, and the pidfd to
 /// watch for the sandbox's exit.
+/// What to watch to notice a sandbox's end: `(id, pidfd, netns path)`.
+pub type Watch = (String, Option<Arc<OwnedFd>>, Option<NetnsWatch>);
+
 pub struct Created {
     pub answer: SandboxCreated,
     pub pidfd: Option<Arc<OwnedFd>>,
@@ -163,6 +177,7 @@ impl NsTarget {
             setup,
             interfaces,
             route,
+            reopen: Vec::new(),
         }
     }
 }
@@ -190,6 +205,7 @@ impl Daemon {
             gone_tx,
             gone_rx: Mutex::new(Some(gone_rx)),
             forwarder,
+            recovered: Mutex::new(Vec::new()),
         };
         {
             let mut st = daemon.lock();
@@ -215,6 +231,7 @@ impl Daemon {
                 .create_network(req)
                 .map_err(|e| anyhow::anyhow!("creating the default network: {e}"))?;
         }
+        daemon.recover();
         Ok(daemon)
     }
 
@@ -494,6 +511,8 @@ impl Daemon {
                 pidfd: pidfd.clone(),
                 attached: req.attached,
                 external_id: req.external_id,
+                pid_start: (req.pid > 0).then(|| record::start_time(req.pid)).flatten(),
+                netns_watch: netns_watch.clone(),
                 hostname: hostname.clone(),
                 created: SystemTime::now(),
                 command: req.command,
@@ -502,6 +521,7 @@ impl Daemon {
             },
         );
         self.publish_names(&st);
+        self.save_record(&st, &id);
         Ok(Created {
             answer: SandboxCreated {
                 id,
@@ -592,7 +612,8 @@ impl Daemon {
         Ok(binds)
     }
 
-    /// Rewrites a running sandbox's files after its endpoints changed.
+    /// Rewrites a running sandbox's files and its record after its
+    /// endpoints changed.
     fn refresh_files(&self, st: &State, id: &str) {
         let Some(s) = st.sandboxes.get(id) else {
             return;
@@ -605,6 +626,7 @@ impl Daemon {
         if let Err(e) = self.write_files(id, &s.hostname, &s.name, &s.endpoints, dns) {
             warn!(sandbox = %s.name, error = %e, "cannot update the sandbox's files");
         }
+        self.save_record(st, id);
     }
 
     /// `network connect`: hot-plugs a new interface into a running sandbox.
@@ -730,6 +752,7 @@ impl Daemon {
             let Some(net) = st.networks.get(&ep.network) else {
                 continue;
             };
+            ep.tap = fd.try_clone().ok().map(Arc::new);
             let spec = PortSpec {
                 fd,
                 mac: ep.mac.0,
@@ -910,6 +933,156 @@ impl Daemon {
         }
         self.forget_sandbox(&id, if attached { "detached" } else { "removed" });
         Ok(name)
+    }
+
+    /// Writes the sandbox's record (see [`record`]); failures are logged:
+    /// the sandbox works, only a daemon restart could not take it over.
+    fn save_record(&self, st: &State, id: &str) {
+        let Some(s) = st.sandboxes.get(id) else {
+            return;
+        };
+        let rec = SandboxRecord {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            hostname: s.hostname.clone(),
+            created: util::rfc3339(s.created),
+            command: s.command.clone(),
+            mode: s.mode.clone(),
+            attached: s.attached,
+            external_id: s.external_id.clone(),
+            pid: s.target.pid,
+            pid_start: s.pid_start,
+            netns: s.target.netns.clone(),
+            netns_dev: s.netns_watch.as_ref().map_or(0, |w| w.dev),
+            netns_ino: s.netns_watch.as_ref().map_or(0, |w| w.ino),
+            userns: s.target.userns.clone(),
+            endpoints: s
+                .endpoints
+                .iter()
+                .map(|e| EndpointRecord {
+                    id: e.id.clone(),
+                    network: e.network.clone(),
+                    ifname: e.ifname.clone(),
+                    mac: e.mac,
+                    ip: e.ip,
+                    aliases: e.aliases.clone(),
+                    default_route: e.default_route,
+                })
+                .collect(),
+        };
+        if let Err(e) = record::save(&self.paths.sandbox_dir(id), &rec) {
+            warn!(sandbox = %s.name, error = %format!("{e:#}"), "cannot record the sandbox");
+        }
+    }
+
+    /// Takes over the sandboxes a previous daemon left: live ones get their
+    /// TAPs re-opened, addresses re-reserved and names re-published; the
+    /// records of dead ones are removed.
+    fn recover(&self) {
+        let (records, bad) = record::load_all(&self.paths.runtime.join("sandboxes"));
+        for dir in bad {
+            warn!(dir = %dir.display(), "removing an unreadable sandbox record");
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        for rec in records {
+            if !rec.alive() {
+                info!(sandbox = %rec.name, "sandbox ended while no daemon ran; cleaning up");
+                let _ = std::fs::remove_dir_all(self.paths.sandbox_dir(&rec.id));
+                continue;
+            }
+            match self.take_over(&rec) {
+                Ok(watch) => self
+                    .recovered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(watch),
+                Err(e) => {
+                    warn!(sandbox = %rec.name, error = %format!("{e:#}"), "cannot take over the sandbox; forgetting it");
+                    let _ = std::fs::remove_dir_all(self.paths.sandbox_dir(&rec.id));
+                }
+            }
+        }
+    }
+
+    fn take_over(&self, rec: &SandboxRecord) -> anyhow::Result<Watch> {
+        let pidfd = match rec.pid {
+            p if p > 0 => Some(Arc::new(crate::sys::pidfd::open(p)?)),
+            _ => None,
+        };
+        let target = NsTarget {
+            pid: rec.pid,
+            netns: rec.netns.clone(),
+            userns: rec.userns.clone(),
+        };
+        let netns_watch = rec.netns.as_ref().map(|path| NetnsWatch {
+            path: path.clone(),
+            dev: rec.netns_dev,
+            ino: rec.netns_ino,
+        });
+        // Re-reserve the addresses first: they are the sandbox's.
+        let mut endpoints = Vec::new();
+        {
+            let mut st = self.lock();
+            for e in &rec.endpoints {
+                let Some(net) = st.networks.get_mut(&e.network) else {
+                    warn!(sandbox = %rec.name, network = %e.network, "network gone; dropping the endpoint");
+                    continue;
+                };
+                if let Err(err) = net.ipam.allocate(Some(e.ip)) {
+                    warn!(sandbox = %rec.name, network = %e.network, error = %err, "address taken; dropping the endpoint");
+                    continue;
+                }
+                endpoints.push(Endpoint {
+                    id: e.id.clone(),
+                    network: e.network.clone(),
+                    ifname: e.ifname.clone(),
+                    mac: e.mac,
+                    ip: e.ip,
+                    port: None,
+                    aliases: e.aliases.clone(),
+                    default_route: e.default_route,
+                    tap: None,
+                });
+            }
+        }
+        let mut req = target.request(false, vec![], None);
+        req.reopen = endpoints.iter().map(|e| e.ifname.clone()).collect();
+        let fds = match helper::run(&self.exe, &req) {
+            Ok(fds) => fds,
+            Err(e) => {
+                release_endpoints(&mut self.lock(), &endpoints);
+                return Err(e);
+            }
+        };
+        let mut st = self.lock();
+        self.add_ports(&st, &rec.name, &mut endpoints, fds);
+        let created = humantime::parse_rfc3339(&rec.created).unwrap_or_else(|_| SystemTime::now());
+        st.sandboxes.insert(
+            rec.id.clone(),
+            Sandbox {
+                id: rec.id.clone(),
+                name: rec.name.clone(),
+                target,
+                pidfd: pidfd.clone(),
+                attached: rec.attached,
+                external_id: rec.external_id.clone(),
+                pid_start: rec.pid_start,
+                netns_watch: netns_watch.clone(),
+                hostname: rec.hostname.clone(),
+                created,
+                command: rec.command.clone(),
+                mode: rec.mode.clone(),
+                endpoints,
+            },
+        );
+        self.publish_names(&st);
+        info!(sandbox = %rec.name, "sandbox taken over from the previous daemon");
+        Ok((rec.id.clone(), pidfd, netns_watch))
+    }
+
+    /// The sandboxes taken over at start, for the API layer to watch.
+    pub fn take_recovered(&self) -> Vec<Watch> {
+        std::mem::take(&mut *self.recovered.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The receiver of vanished ports, taken once by the API layer.
@@ -1446,6 +1619,7 @@ fn reserve_endpoints(
                 port: None,
                 aliases: r.aliases.clone(),
                 default_route,
+                tap: None,
             });
         }
         Ok(())
@@ -1461,6 +1635,12 @@ fn reserve_endpoints(
 
 fn release_endpoints(st: &mut State, eps: &[Endpoint]) {
     for ep in eps {
+        // Not persistent any more: the TAP goes when its last fd closes.
+        if let Some(tap) = &ep.tap {
+            if let Err(e) = crate::sys::tap::set_persist(&**tap, false) {
+                warn!(network = %ep.network, ifname = %ep.ifname, error = %e, "cannot clear TAP persistence");
+            }
+        }
         if let Some(net) = st.networks.get_mut(&ep.network) {
             if let Some(port) = ep.port {
                 net.switch.remove_port(port);

@@ -12,8 +12,11 @@
 //!    `ping_group_range` so unprivileged processes in the sandbox can bind low
 //!    ports and ping;
 //! 4. create each TAP, disable IPv6 on it (IPv4 only for now, so no router
-//!    solicitations or DAD noise reach the switch), configure it over netlink;
-//! 5. send the reply with the fds, and exit.
+//!    solicitations or DAD noise reach the switch), configure it over
+//!    netlink, and make it persistent, so it outlives a daemon that dies;
+//! 5. re-open the persistent TAPs named in `reopen` (a new daemon taking
+//!    over), after checking they exist;
+//! 6. send the reply with the fds (new ones first, then re-opened), and exit.
 //!
 //! Any failure is sent back as text in the reply, so the daemon can put the
 //! real reason in its API error; the helper never leaves a half-made TAP
@@ -64,6 +67,10 @@ pub struct Request {
     /// disconnect took away the one that had it).
     #[serde(default)]
     pub route: Option<RouteConfig>,
+    /// Existing (persistent) TAPs to re-open, already configured: a new
+    /// daemon taking over the sandboxes of one that died.
+    #[serde(default)]
+    pub reopen: Vec<String>,
 }
 
 /// The helper's answer. On success the message carries one fd per interface.
@@ -76,7 +83,7 @@ pub struct Reply {
 /// Daemon side: runs the helper for `req` and returns one TAP fd per
 /// requested interface, in order. Blocking; call it off the async runtime.
 pub fn run(exe: &Path, req: &Request) -> Result<Vec<OwnedFd>> {
-    if req.interfaces.len() > MAX_IFACES {
+    if req.interfaces.len() + req.reopen.len() > MAX_IFACES {
         bail!("at most {MAX_IFACES} interfaces per request");
     }
     let (ours, theirs) = socketpair(
@@ -118,11 +125,11 @@ fn exchange(sock: &OwnedFd, req: &Request) -> Result<Vec<OwnedFd>> {
     if let Some(e) = reply.error {
         bail!("{e}");
     }
-    if fds.len() != req.interfaces.len() {
+    if fds.len() != req.interfaces.len() + req.reopen.len() {
         bail!(
             "the netns helper returned {} fds for {} interfaces",
             fds.len(),
-            req.interfaces.len()
+            req.interfaces.len() + req.reopen.len()
         );
     }
     Ok(fds)
@@ -202,6 +209,9 @@ fn serve(req: &Request) -> Result<(Vec<u32>, Vec<OwnedFd>)> {
             write_sysctl("net/ipv4/ping_group_range", &format!("{low} {high}"))?;
         }
     }
+    // Re-opened TAPs must exist: TUNSETIFF would otherwise make a new,
+    // unconfigured one.
+    netlink::require_links(&req.reopen)?;
     let mut fds = Vec::with_capacity(req.interfaces.len());
     for cfg in &req.interfaces {
         let fd = crate::sys::tap::create_tap(&cfg.ifname)?;
@@ -210,6 +220,14 @@ fn serve(req: &Request) -> Result<(Vec<u32>, Vec<OwnedFd>)> {
         fds.push(fd);
     }
     let indexes = netlink::configure(req.setup, &req.interfaces, req.route.as_ref())?;
+    // Persistent only once fully configured: a failure above drops the fds
+    // and with them every TAP this request made.
+    for fd in &fds {
+        crate::sys::tap::set_persist(fd, true)?;
+    }
+    for name in &req.reopen {
+        fds.push(crate::sys::tap::create_tap(name)?);
+    }
     Ok((indexes, fds))
 }
 

@@ -117,6 +117,25 @@ async fn default_route(
         .with_context(|| format!("default route via {gateway} on {ifname}"))
 }
 
+/// Fails unless every interface in `names` exists (in the current netns).
+pub fn require_links(names: &[String]) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("tokio runtime for netlink")?;
+    rt.block_on(async {
+        let (conn, handle, _) = rtnetlink::new_connection().context("netlink socket")?;
+        tokio::spawn(conn);
+        for name in names {
+            link_index(&handle, name).await?;
+        }
+        Ok(())
+    })
+}
+
 async fn link_index(handle: &rtnetlink::Handle, name: &str) -> Result<u32> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     let msg = links

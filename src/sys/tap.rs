@@ -9,6 +9,11 @@
 //! the host. The returned fd keeps working after it is passed to the daemon,
 //! which lives in the host namespace.
 //!
+//! TAPs are made persistent ([`set_persist`]): if the daemon dies, the
+//! sandbox keeps its configured interface (without carrier), and the next
+//! daemon re-opens it by name with the same `TUNSETIFF`, which attaches to
+//! an existing TAP instead of creating one.
+//!
 //! We use direct ioctls rather than the `tun-tap` crate because we need the
 //! fd itself (to pass it over SCM_RIGHTS), and later `TUNSETPERSIST`,
 //! `TUNSETOFFLOAD` and `IFF_VNET_HDR`, which that crate does not expose.
@@ -33,6 +38,7 @@ struct IfReqFlags {
 }
 
 nix::ioctl_write_int!(tunsetiff, b'T', 202);
+nix::ioctl_write_int!(tunsetpersist, b'T', 203);
 
 /// Creates a TAP device named `name` (no packet-info header) in the caller's
 /// current network namespace and returns its fd (close-on-exec, blocking).
@@ -72,6 +78,17 @@ pub fn create_tap(name: &str) -> io::Result<OwnedFd> {
     let rc = unsafe { tunsetiff(file.as_raw_fd(), &mut req as *mut IfReqFlags as u64) };
     rc.map_err(|e| io::Error::other(format!("TUNSETIFF {name}: {e}")))?;
     Ok(file.into())
+}
+
+/// Makes the TAP behind `fd` persistent (it outlives its fds, so a daemon
+/// restart does not take the sandbox's interface away) or not (it goes away
+/// when the last fd closes).
+pub fn set_persist(fd: &impl AsRawFd, persist: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its argument by value and reads no memory
+    // of ours; an fd that is not a TAP is reported as an error.
+    unsafe { tunsetpersist(fd.as_raw_fd(), u64::from(persist)) }
+        .map(drop)
+        .map_err(|e| io::Error::other(format!("TUNSETPERSIST: {e}")))
 }
 
 #[cfg(test)]

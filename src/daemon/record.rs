@@ -1,0 +1,155 @@
+//! Live sandboxes on disk, so a new daemon can take over.
+//!
+//! Every change to a sandbox (attach, connect, disconnect, a vanished
+//! interface) rewrites `RUNTIME/sandboxes/ID/sandbox.json` atomically; its
+//! removal deletes the directory. The TAPs are persistent, so when the daemon
+//! dies the sandboxes keep their configured interfaces, only without carrier.
+//! The next daemon reads the records ([`load_all`]) and, for each sandbox
+//! that is still alive ([`SandboxRecord::alive`]: same process, by pid *and*
+//! start time, or the same namespace inode at its path), re-opens its TAPs
+//! through the setns helper, re-reserves its addresses and re-publishes its
+//! names. Traffic resumes where it stopped: a TCP connection between two
+//! sandboxes sees a pause and retransmits, nothing more. Records of dead
+//! sandboxes are deleted (their namespaces, and the TAPs in them, are gone).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::Mac;
+
+/// File name of a record inside the sandbox's runtime directory.
+pub const RECORD_FILE: &str = "sandbox.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: String,
+    pub name: String,
+    pub hostname: String,
+    pub created: String,
+    pub command: Vec<String>,
+    pub mode: String,
+    pub attached: bool,
+    pub external_id: Option<String>,
+    pub pid: i32,
+    /// The process's start time (`/proc/PID/stat` field 22), so a reused pid
+    /// is never mistaken for the sandbox.
+    pub pid_start: Option<u64>,
+    pub netns: Option<PathBuf>,
+    pub netns_dev: u64,
+    pub netns_ino: u64,
+    pub userns: Option<PathBuf>,
+    pub endpoints: Vec<EndpointRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    pub id: String,
+    pub network: String,
+    pub ifname: String,
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub aliases: Vec<String>,
+    pub default_route: bool,
+}
+
+impl SandboxRecord {
+    /// Whether the sandbox this record describes still exists.
+    pub fn alive(&self) -> bool {
+        if self.pid > 0 {
+            return self.pid_start.is_some() && start_time(self.pid) == self.pid_start;
+        }
+        match &self.netns {
+            Some(path) => {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(path)
+                    .is_ok_and(|m| m.dev() == self.netns_dev && m.ino() == self.netns_ino)
+            }
+            None => false,
+        }
+    }
+}
+
+/// The start time of process `pid` in clock ticks since boot, if it exists.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: the
+    // fields that follow start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // rest starts at field 3 (state); starttime is field 22.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Writes `record` into `dir` atomically.
+pub fn save(dir: &Path, record: &SandboxRecord) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let body = serde_json::to_vec_pretty(record)?;
+    super::store::write_atomic(&dir.join(RECORD_FILE), &body)
+}
+
+/// Every record under `sandboxes_dir`, with the directories of unreadable
+/// ones (to be removed by the caller).
+pub fn load_all(sandboxes_dir: &Path) -> (Vec<SandboxRecord>, Vec<PathBuf>) {
+    let mut records = Vec::new();
+    let mut bad = Vec::new();
+    let Ok(entries) = std::fs::read_dir(sandboxes_dir) else {
+        return (records, bad);
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let parsed = std::fs::read(dir.join(RECORD_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<SandboxRecord>(&b).ok());
+        match parsed {
+            Some(r) => records.push(r),
+            None => bad.push(dir),
+        }
+    }
+    (records, bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_ourselves_is_stable_and_others_absent() {
+        let me = std::process::id() as i32;
+        let a = start_time(me).unwrap();
+        assert_eq!(start_time(me), Some(a));
+        assert_eq!(start_time(i32::MAX), None);
+    }
+
+    #[test]
+    fn a_record_of_a_dead_process_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let start = start_time(pid);
+        child.wait().unwrap();
+        let r = SandboxRecord {
+            id: "a".repeat(64),
+            name: "x".into(),
+            hostname: "x".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            command: vec![],
+            mode: "bridge".into(),
+            attached: false,
+            external_id: None,
+            pid,
+            pid_start: start,
+            netns: None,
+            netns_dev: 0,
+            netns_ino: 0,
+            userns: None,
+            endpoints: vec![],
+        };
+        assert!(!r.alive());
+        let me = SandboxRecord {
+            pid: std::process::id() as i32,
+            pid_start: start_time(std::process::id() as i32),
+            ..r
+        };
+        assert!(me.alive());
+    }
+}
