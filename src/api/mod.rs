@@ -8,6 +8,7 @@
 //! hands its work to a blocking thread: the state lock and the setns helper
 //! never stall the runtime.
 
+pub mod ports;
 pub mod types;
 
 use std::sync::Arc;

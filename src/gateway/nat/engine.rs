@@ -1006,10 +1006,14 @@ impl NatEngine {
                 Some(Flow::Tcp(f)) => f.syn.take().map(|syn| (syn, f.key.src.0)),
                 _ => None,
             };
+            // The MAC before freeing: the sandbox's last flow takes it along.
+            let mac = held
+                .as_ref()
+                .and_then(|(_, src)| self.macs.get(src).copied());
             self.free_flow(slot, true);
-            if let Some((syn, src)) = held {
+            if let Some((syn, _)) = held {
                 self.counters.unreachable.fetch_add(1, Relaxed);
-                if let Some(&mac) = self.macs.get(&src) {
+                if let Some(mac) = mac {
                     let link = self.link(mac);
                     self.craft(|out| policy::tcp_rst_for_syn(link, &syn, out));
                 }
@@ -1580,6 +1584,89 @@ mod tests {
         assert_eq!((u8::from(icmp.msg_type()), icmp.msg_code()), (3, 13));
         assert_eq!(nat.counters().snapshot().prohibited, 1);
         assert_eq!(nat.counters().snapshot().tcp_flows, 0);
+    }
+
+    fn udp_frame(src_port: u16, dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
+        use smoltcp::wire::{UdpPacket, UdpRepr};
+        let udp = UdpRepr {
+            src_port,
+            dst_port: dst.1,
+        };
+        let ip_repr = Ipv4Repr {
+            src_addr: SB_IP,
+            dst_addr: dst.0,
+            next_header: IpProtocol::Udp,
+            payload_len: udp.header_len() + payload.len(),
+            hop_limit: 64,
+        };
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress(SB_MAC),
+            dst_addr: EthernetAddress(GW_MAC),
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let mut frame = vec![0u8; 14 + ip_repr.buffer_len() + ip_repr.payload_len];
+        let mut e = EthernetFrame::new_unchecked(&mut frame[..]);
+        eth.emit(&mut e);
+        let mut ip = Ipv4Packet::new_unchecked(e.payload_mut());
+        ip_repr.emit(&mut ip, &Default::default());
+        udp.emit(
+            &mut UdpPacket::new_unchecked(ip.payload_mut()),
+            &SB_IP.into(),
+            &dst.0.into(),
+            payload.len(),
+            |buf| buf.copy_from_slice(payload),
+            &Default::default(),
+        );
+        frame
+    }
+
+    #[test]
+    fn udp_round_trip_and_idle_expiry() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let port = server.local_addr().expect("addr").port();
+        let mut nat = engine(Limits::default());
+        let t0 = Instant::now();
+        assert!(nat.receive(t0, &udp_frame(5353, (HOST_LOOPBACK_ADDR, port), b"ping")));
+        poll(&mut nat);
+        let mut buf = [0u8; 16];
+        let (n, peer) = server.recv_from(&mut buf).expect("datagram at the host");
+        assert_eq!(&buf[..n], b"ping");
+        server.send_to(b"pong", peer).expect("reply");
+        let out = wait_frames(&mut nat);
+        let eth = EthernetFrame::new_checked(&out[0][..]).expect("eth");
+        let ip = Ipv4Packet::new_checked(eth.payload()).expect("ip");
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (HOST_LOOPBACK_ADDR, SB_IP));
+        let udp = smoltcp::wire::UdpPacket::new_checked(ip.payload()).expect("udp");
+        assert_eq!((udp.src_port(), udp.dst_port()), (port, 5353));
+        assert_eq!(udp.payload(), b"pong");
+        assert_eq!(nat.counters().snapshot().udp_flows, 1);
+
+        // Idle past UDP_IDLE: the flow and its socket go.
+        let later = Instant::now() + UDP_IDLE + Duration::from_secs(2);
+        nat.poll(later, &mut |_| {});
+        assert_eq!(nat.counters().snapshot().udp_flows, 0);
+        assert_eq!(nat.net.nat.flows(), 0);
+        assert!(nat.udp_binds.is_empty());
+    }
+
+    #[test]
+    fn a_connect_that_never_finishes_is_reset() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        let mut nat = engine(Limits::default());
+        assert!(nat.receive(Instant::now(), &syn(40006, (HOST_LOOPBACK_ADDR, port))));
+        // The host side is never serviced; time passes.
+        let mut out = Vec::new();
+        let later = Instant::now() + CONNECT_TIMEOUT + Duration::from_secs(2);
+        nat.poll(later, &mut |f| out.push(f.to_vec()));
+        let (_, _, flags, ack) = tcp_of(&out[0]);
+        assert_eq!(flags, (false, true, true), "RST|ACK");
+        assert_eq!(ack, 1001);
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.unreachable, stats.tcp_flows), (1, 0));
     }
 
     #[test]
