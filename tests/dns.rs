@@ -580,3 +580,31 @@ fn tcp_abuse_idle_reset_and_fairness() {
     assert!(stats["tcp_idle_closed"].as_u64().unwrap() >= 2, "{stats}");
     assert_daemon_idle(&env);
 }
+
+#[test]
+fn host_warren_internal_resolves_only_where_host_loopback_is_on() {
+    let env = Env::new();
+    env.ok(&[
+        "network",
+        "create",
+        "--opt",
+        "host-loopback=true",
+        "withhost",
+    ]);
+    env.ok(&["network", "create", "plain"]);
+    env.start("a", &["withhost"], &["sleep", "600"]);
+    env.start("b", &["plain"], &["sleep", "600"]);
+    let got = env.exec("a", &["getent", "hosts", "host.warren.internal"]);
+    let text = String::from_utf8_lossy(&got.stdout);
+    assert_eq!(
+        text.split_whitespace().next(),
+        Some("169.254.1.2"),
+        "{text}"
+    );
+    let got = env.exec("b", &["getent", "hosts", "host.warren.internal"]);
+    assert!(
+        !got.status.success(),
+        "not on a network without host loopback: {}",
+        String::from_utf8_lossy(&got.stdout)
+    );
+}

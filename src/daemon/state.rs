@@ -31,7 +31,7 @@ use super::store::{NetworkDef, Store};
 use super::util;
 use crate::api::types::*;
 use crate::gateway::dns::{EndpointInfo, Forwarder, NameTable, NetworkInfo, SandboxInfo};
-use crate::gateway::GatewayConfig;
+use crate::gateway::{nat, GatewayConfig};
 use crate::sandbox::helper;
 use crate::sandbox::netlink::{IfaceConfig, RouteConfig};
 use crate::sandbox::Mac;
@@ -798,7 +798,25 @@ impl Daemon {
                     .collect(),
             })
             .collect();
-        let table = Arc::new(NameTable::build(&networks, &sandboxes));
+        // host.warren.internal where the NAT maps it to the host's loopback
+        // (never on internal networks, which have no NAT).
+        let host_loopback = st
+            .networks
+            .values()
+            .filter(|n| {
+                !n.def.internal
+                    && nat::policy::host_loopback_enabled(
+                        n.def
+                            .options
+                            .get(nat::HOST_LOOPBACK_OPTION)
+                            .map(String::as_str),
+                    )
+            })
+            .map(|n| n.def.name.clone());
+        let table = Arc::new(
+            NameTable::build(&networks, &sandboxes)
+                .with_host(host_loopback, nat::HOST_LOOPBACK_ADDR),
+        );
         for n in st.networks.values() {
             n.switch.set_names(table.clone());
         }

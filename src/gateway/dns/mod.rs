@@ -88,7 +88,7 @@ pub use self::forward::{
     FORWARD_TIMEOUT,
 };
 pub use self::server::{DnsServer, ForwardOut, DNS_PORT, MAX_PENDING, TCP_IDLE, TCP_SOCKETS};
-pub use self::table::{EndpointInfo, NameTable, NetworkInfo, SandboxInfo};
+pub use self::table::{EndpointInfo, NameTable, NetworkInfo, SandboxInfo, HOST_NAME};
 
 /// Counters of one network's DNS server. Relaxed atomics: the switch thread
 /// (and the forwarder's reply path) write, anyone reads.

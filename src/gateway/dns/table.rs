@@ -67,7 +67,14 @@ pub struct NameTable {
     net_names: Vec<String>,
     /// Every network's gateway address: never a forwarding target.
     gateways: HashSet<Ipv4Addr>,
+    /// Per network that opted in to reaching the host's loopback: the
+    /// address [`HOST_NAME`] answers with there.
+    host: HashMap<String, Vec<Ipv4Addr>>,
 }
+
+/// The name of the host's loopback, on networks that opted in
+/// (`--opt host-loopback=true`).
+pub const HOST_NAME: &str = "host.warren.internal";
 
 /// One network's names.
 #[derive(Debug)]
@@ -161,6 +168,23 @@ impl NameTable {
         table
     }
 
+    /// Answers [`HOST_NAME`] with `addr` for queries arriving on each of
+    /// `networks` (those whose NAT maps `addr` to the host's loopback).
+    /// Only there: elsewhere the name is not local and is forwarded (or
+    /// NXDOMAIN on internal networks), like any other.
+    pub fn with_host(
+        mut self,
+        networks: impl IntoIterator<Item = String>,
+        addr: Ipv4Addr,
+    ) -> NameTable {
+        for n in networks {
+            if self.networks.contains_key(&n) {
+                self.host.insert(n, vec![addr]);
+            }
+        }
+        self
+    }
+
     /// Whether `ip` is the gateway of any network (never forwarded to).
     pub fn is_gateway(&self, ip: Ipv4Addr) -> bool {
         self.gateways.contains(&ip)
@@ -201,6 +225,11 @@ impl NameTable {
     /// a bare name is searched in its networks in connection order, first
     /// match wins; `name.network` picks one of its networks.
     pub(crate) fn lookup(&self, network: &str, asker: Ipv4Addr, name: &str) -> Option<&[Ipv4Addr]> {
+        if name == HOST_NAME {
+            if let Some(addrs) = self.host.get(network) {
+                return Some(addrs);
+            }
+        }
         let scope = self.scope(network, asker);
         if let Some(addrs) = scope.iter().find_map(|n| n.names.get(name)) {
             return Some(addrs);
@@ -227,6 +256,20 @@ impl NameTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_name_only_where_opted_in() {
+        let nets = [net("dev", 18), net("prod", 19)];
+        let addr = Ipv4Addr::new(169, 254, 1, 2);
+        let t =
+            NameTable::build(&nets, &[]).with_host(["dev".to_string(), "nosuch".to_string()], addr);
+        let asker = Ipv4Addr::new(172, 18, 0, 2);
+        assert_eq!(t.lookup("dev", asker, HOST_NAME), Some(&[addr][..]));
+        assert_eq!(
+            t.lookup("prod", Ipv4Addr::new(172, 19, 0, 2), HOST_NAME),
+            None
+        );
+    }
 
     fn net(name: &str, third: u8) -> NetworkInfo {
         NetworkInfo {
