@@ -257,6 +257,10 @@ fn networks_survive_a_daemon_kill_and_bad_arguments_change_nothing() {
             "invalid MTU",
         ),
         (&["network", "create", "bad name"], "invalid network name"),
+        (
+            &["network", "create", "--opt", "host-loopback=maybe", "n6"],
+            "invalid --opt host-loopback",
+        ),
         (&["network", "rm", "dev"], "active endpoints (s)"),
         (&["network", "rm", "bridge"], "cannot be removed"),
         (&["network", "rm", "nosuch"], "not found"),

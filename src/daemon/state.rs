@@ -1471,6 +1471,15 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
         aux.insert(k.clone(), ip);
     }
     let mut options = req.options.clone();
+    if let Some(v) = options.get(nat::HOST_LOOPBACK_OPTION) {
+        let known = ["true", "1", "yes", "on", "false", "0", "no", "off"];
+        if !known.contains(&v.to_ascii_lowercase().as_str()) {
+            return Err(ApiError::bad_request(
+                format!("invalid --opt {}={v:?}", nat::HOST_LOOPBACK_OPTION),
+                "use true or false",
+            ));
+        }
+    }
     let mut mtu = req.mtu;
     if let Some(m) = options.remove(MTU_OPTION) {
         let parsed = m.parse().map_err(|_| {
