@@ -1,0 +1,101 @@
+"""Writes the seed corpora under fuzz/corpus/: real frames and messages
+that each target's parser accepts, for the fuzzer to start from.
+
+Usage: python3 fuzz/make_corpus.py   (from the repository root or fuzz/)
+"""
+import os
+import struct
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(here, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def mac(s):
+    return bytes(int(x, 16) for x in s.split(":"))
+
+
+A = mac("02:42:ac:11:00:02")
+B = mac("02:42:ac:11:00:03")
+GW = mac("02:42:ac:11:00:01")
+GW18 = mac("02:42:ac:12:00:01")
+BC = b"\xff" * 6
+
+
+def ip(s):
+    return bytes(int(x) for x in s.split("."))
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(f"!{len(b)//2}H", b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def ipv4(src, dst, proto, payload):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0, ip(src), ip(dst))
+    h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+    return h + payload
+
+
+def arp(op, smac, sip, tmac, tip):
+    return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, smac, ip(sip), tmac, ip(tip))
+
+
+def udp(sport, dport, payload):
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+def icmp_echo():
+    body = struct.pack("!BBHHH", 8, 0, 0, 1, 1) + b"warren"
+    return body[:2] + struct.pack("!H", csum(body)) + body[4:]
+
+
+def dns_query(name, qtype=1, edns=False):
+    q = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 1 if edns else 0)
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\0" + struct.pack("!HH", qtype, 1)
+    if edns:
+        q += b"\0" + struct.pack("!HHIH", 41, 4096, 0, 0)
+    return q
+
+
+# switch_ingress: frames from port A (172.17.0.2).
+write("switch_ingress", "arp-request", BC + A + b"\x08\x06" + arp(1, A, "172.17.0.2", b"\0" * 6, "172.17.0.3"))
+write("switch_ingress", "udp-unicast", B + A + b"\x08\x00" + ipv4("172.17.0.2", "172.17.0.3", 17, udp(1000, 2000, b"hi")))
+write("switch_ingress", "ping-gateway", GW + A + b"\x08\x00" + ipv4("172.17.0.2", "172.17.0.1", 1, icmp_echo()))
+write("switch_ingress", "spoofed-ip", BC + A + b"\x08\x00" + ipv4("172.17.0.9", "172.17.0.1", 17, udp(1, 2, b"")))
+write("switch_ingress", "runt", b"\xff" * 10)
+
+# gateway_frames: a sandbox at 172.18.0.2 talking to the gateway 172.18.0.1;
+# frames are separated by 0xff in the fuzz input, so use one frame per file
+# plus one ARP+ping sequence joined by 0xff (the MACs contain no 0xff).
+S = mac("02:42:ac:12:00:02")
+arp_gw = BC + S + b"\x08\x06" + arp(1, S, "172.18.0.2", b"\0" * 6, "172.18.0.1")
+write("gateway_frames", "arp-for-gateway", arp_gw[6:])  # leading broadcast would split
+write("gateway_frames", "dns-udp", GW18 + S + b"\x08\x00" + ipv4("172.18.0.2", "172.18.0.1", 17, udp(5353, 53, dns_query("es"))))
+write("gateway_frames", "ping", GW18 + S + b"\x08\x00" + ipv4("172.18.0.2", "172.18.0.1", 1, icmp_echo()))
+
+# dns_query: messages as they arrive.
+write("dns_query", "a-es", dns_query("es"))
+write("dns_query", "a-qualified", dns_query("es-2.dev"))
+write("dns_query", "aaaa", dns_query("es", 28))
+write("dns_query", "ptr", dns_query("2.0.18.172.in-addr.arpa", 12))
+write("dns_query", "edns", dns_query("es", 1, edns=True))
+write("dns_query", "external", dns_query("example.org"))
+
+# api_requests: bodies and port specs.
+write("api_requests", "network", b'{"name":"dev","subnet":"10.66.0.0/16","gateway":"10.66.0.1","aux_addresses":{"p":"10.66.0.9"},"labels":{"a":"b"}}')
+write("api_requests", "sandbox", b'{"pid":1,"name":"web","networks":[{"network":"dev","aliases":["www"],"ip":"10.66.1.2"}]}')
+write("api_requests", "connect", b'{"sandbox":"web","ip":"10.66.1.3","aliases":["db"]}')
+write("api_requests", "port-spec", b"127.0.0.1:8000-8009:80-89/udp")
+write("api_requests", "port-v6", b"[::1]:8080:80")
