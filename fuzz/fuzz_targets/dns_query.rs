@@ -37,7 +37,11 @@ fn table() -> &'static NameTable {
 
 fuzz_target!(|data: &[u8]| {
     let mut rng = Rng::new(7);
-    for transport in [Transport::Udp { max: 512 }, Transport::Udp { max: 4096 }, Transport::Tcp] {
+    for transport in [
+        Transport::Udp { max: 512 },
+        Transport::Udp { max: 4096 },
+        Transport::Tcp,
+    ] {
         let req = Request {
             network: "dev",
             asker: Ipv4Addr::new(172, 18, 0, 2),

@@ -14,8 +14,14 @@ const GW: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x01];
 fuzz_target!(|data: &[u8]| {
     let mut core = Core::new(&CoreConfig::new(GW));
     let (Ok(a), Ok(_b)): (Result<PortId, _>, Result<PortId, _>) = (
-        core.add_port([0x02, 0x42, 0xac, 0x11, 0x00, 0x02], Ipv4Addr::new(172, 17, 0, 2)),
-        core.add_port([0x02, 0x42, 0xac, 0x11, 0x00, 0x03], Ipv4Addr::new(172, 17, 0, 3)),
+        core.add_port(
+            [0x02, 0x42, 0xac, 0x11, 0x00, 0x02],
+            Ipv4Addr::new(172, 17, 0, 2),
+        ),
+        core.add_port(
+            [0x02, 0x42, 0xac, 0x11, 0x00, 0x03],
+            Ipv4Addr::new(172, 17, 0, 3),
+        ),
     ) else {
         return;
     };
