@@ -38,13 +38,7 @@ pub fn configure(
     ifaces: &[IfaceConfig],
     route: Option<&RouteConfig>,
 ) -> Result<Vec<u32>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .context("tokio runtime for netlink")?;
-    rt.block_on(async {
-        let (conn, handle, _) = rtnetlink::new_connection().context("netlink socket")?;
-        tokio::spawn(conn);
+    with_netlink(|handle| async move {
         if setup_lo {
             let lo = link_index(&handle, "lo").await?;
             handle
@@ -99,6 +93,24 @@ pub fn configure(
     })
 }
 
+/// Runs `f` with a netlink handle on a current-thread runtime (the helper
+/// must stay single-threaded), for the namespace the process is in now.
+fn with_netlink<T, F, Fut>(f: F) -> Result<T>
+where
+    F: FnOnce(rtnetlink::Handle) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("tokio runtime for netlink")?;
+    rt.block_on(async {
+        let (conn, handle, _) = rtnetlink::new_connection().context("netlink socket")?;
+        tokio::spawn(conn);
+        f(handle).await
+    })
+}
+
 async fn default_route(
     handle: &rtnetlink::Handle,
     idx: u32,
@@ -122,13 +134,7 @@ pub fn require_links(names: &[String]) -> Result<()> {
     if names.is_empty() {
         return Ok(());
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .context("tokio runtime for netlink")?;
-    rt.block_on(async {
-        let (conn, handle, _) = rtnetlink::new_connection().context("netlink socket")?;
-        tokio::spawn(conn);
+    with_netlink(|handle| async move {
         for name in names {
             link_index(&handle, name).await?;
         }
