@@ -195,28 +195,6 @@ fn resolve(env: &Env, sandbox: &str, server: &str, name: &str) -> Vec<String> {
     v
 }
 
-/// CPU time (utime + stime, clock ticks) of `pid`.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of stat; `after` starts at field 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-/// The daemon uses (almost) no CPU over one second: nothing spins.
-fn assert_daemon_idle(env: &Env) {
-    let pid = env.daemon_pid().expect("daemon pid");
-    std::thread::sleep(Duration::from_millis(300));
-    let before = cpu_ticks(pid);
-    std::thread::sleep(Duration::from_secs(1));
-    let used = cpu_ticks(pid) - before;
-    assert!(
-        used <= 10,
-        "the daemon used {used} ticks of CPU in 1 s while idle"
-    );
-}
-
 /// An env whose daemon forwards to `up`.
 fn env_with(up: &Upstream) -> Env {
     need_dig();
@@ -424,7 +402,7 @@ fn forwarding_servfail_and_internal_networks() {
     assert!(stats["nxdomain"].as_u64().unwrap() >= 1, "{stats}");
     let stats = env.stats("priv")["dns"].clone();
     assert_eq!(stats["forwarded"].as_u64(), Some(0), "{stats}");
-    assert_daemon_idle(&env);
+    env.assert_daemon_idle();
 }
 
 #[test]
@@ -527,7 +505,7 @@ fn hostile_udp_queries_are_answered_or_dropped() {
     let stats = env.stats("dev")["dns"].clone();
     assert!(stats["malformed"].as_u64().unwrap() >= 17, "{stats}");
     assert!(stats["dropped"].as_u64().unwrap() >= 3, "{stats}");
-    assert_daemon_idle(&env);
+    env.assert_daemon_idle();
 }
 
 #[test]
@@ -547,7 +525,7 @@ fn hostile_tcp_messages_are_answered_or_closed() {
         assert_eq!(result(&r, name), "closed", "{name}: {r:?}");
     }
     assert_eq!(resolve(&env, "x", &gw, "es"), vec![env.ip("es", "dev")]);
-    assert_daemon_idle(&env);
+    env.assert_daemon_idle();
 }
 
 #[test]
@@ -578,7 +556,7 @@ fn tcp_abuse_idle_reset_and_fairness() {
     }
     let stats = env.stats("dev")["dns"].clone();
     assert!(stats["tcp_idle_closed"].as_u64().unwrap() >= 2, "{stats}");
-    assert_daemon_idle(&env);
+    env.assert_daemon_idle();
 }
 
 #[test]

@@ -524,18 +524,8 @@ fn flow_limit_refuses_the_excess_and_fds_return_to_baseline() {
     );
 
     // And the daemon is idle again (no socket left spinning its loop).
-    let before = daemon_cpu_ticks(&env);
+    let before = env.daemon_cpu_ticks();
     std::thread::sleep(Duration::from_secs(2));
-    let used = daemon_cpu_ticks(&env) - before;
+    let used = env.daemon_cpu_ticks() - before;
     assert!(used < 20, "the idle daemon used {used} ticks in 2 s");
-}
-
-/// utime + stime of the daemon, in clock ticks.
-fn daemon_cpu_ticks(env: &Env) -> u64 {
-    let pid = env.daemon_pid().expect("daemon pid");
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5), counted from the state (field 3).
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }

