@@ -35,6 +35,11 @@ fn daemon_starts_itself_unprivileged_with_private_socket() {
     );
     let pid = env.daemon_pid().expect("pid file");
     assert_ne!(uid_of(pid), 0, "the daemon must not run as root");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status.contains("NoNewPrivs:\t1"),
+        "the daemon sets no_new_privs"
+    );
     let sock = std::fs::metadata(env.runtime.join("warren.sock")).unwrap();
     assert_eq!(sock.permissions().mode() & 0o777, 0o600);
     let dir = std::fs::metadata(&env.runtime).unwrap();

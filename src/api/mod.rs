@@ -65,6 +65,11 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             "/v1/sandboxes/{id}",
             get(inspect_sandbox).delete(remove_sandbox),
         )
+        .route(
+            "/v1/sandboxes/{id}/ports",
+            get(list_ports).post(publish_ports),
+        )
+        .route("/v1/sandboxes/{id}/ports/remove", post(unpublish_ports))
         .fallback(|| async {
             ApiError::not_found(
                 "no such API route",
@@ -277,4 +282,55 @@ async fn remove_sandbox(
             .map(|n| serde_json::json!({ "removed": n }))
     })
     .await
+}
+
+async fn list_ports(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<ports::PortMapping>> {
+    blocking(&d, move |d| d.list_ports(&id)).await
+}
+
+/// The mappings of a [`types::PortsRequest`]: its specs parsed, then its
+/// mappings.
+fn port_mappings(req: types::PortsRequest) -> Result<Vec<ports::PortMapping>, ApiError> {
+    let mut out = Vec::new();
+    for spec in &req.specs {
+        out.extend(ports::parse(spec).map_err(|e| {
+            ApiError::bad_request(e, "e.g. 8080:80, 127.0.0.1::80, 53/udp, 8000-8009:80-89")
+        })?);
+    }
+    out.extend(req.ports);
+    if out.is_empty() {
+        return Err(ApiError::bad_request(
+            "no ports given",
+            "send {\"specs\": [\"8080:80\"]}",
+        ));
+    }
+    if out.len() > ports::MAX_RANGE {
+        return Err(ApiError::bad_request(
+            format!("too many ports ({})", out.len()),
+            format!("at most {} per request", ports::MAX_RANGE),
+        ));
+    }
+    Ok(out)
+}
+
+async fn publish_ports(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let maps = port_mappings(parse(body)?)?;
+    let added = blocking(&d, move |d| d.publish_ports(&id, maps)).await?;
+    Ok((StatusCode::CREATED, added).into_response())
+}
+
+async fn unpublish_ports(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Vec<ports::PortMapping>> {
+    let specs = port_mappings(parse(body)?)?;
+    blocking(&d, move |d| d.unpublish_ports(&id, specs)).await
 }

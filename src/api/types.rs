@@ -177,6 +177,9 @@ pub struct SandboxCreate {
     pub networks: Vec<EndpointRequest>,
     #[serde(default)]
     pub command: Vec<String>,
+    /// Ports to publish on the first network (`-p`), one per port.
+    #[serde(default)]
+    pub ports: Vec<crate::api::ports::PortMapping>,
 }
 
 /// The answer to `POST /v1/sandboxes`: what the init needs before exec.
@@ -187,6 +190,22 @@ pub struct SandboxCreated {
     pub hostname: String,
     /// Files to bind-mount inside the sandbox, `(source, target)`.
     pub binds: Vec<(String, String)>,
+    /// The published ports, as bound (a port chosen by the daemon shows
+    /// here).
+    #[serde(default)]
+    pub ports: Vec<crate::api::ports::PortMapping>,
+}
+
+/// `POST /v1/sandboxes/{id}/ports` and `…/ports/remove`: ports to publish
+/// or unpublish, as `-p` specs and/or mappings.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsRequest {
+    /// `-p` specs, e.g. `"8080:80"`, `"53/udp"`, `"8000-8009:80-89"`.
+    #[serde(default)]
+    pub specs: Vec<String>,
+    #[serde(default)]
+    pub ports: Vec<crate::api::ports::PortMapping>,
 }
 
 /// One row of `GET /v1/sandboxes` (`ps`).

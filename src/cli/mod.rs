@@ -14,6 +14,7 @@
 pub mod attach;
 pub mod client;
 pub mod network;
+pub mod port;
 pub mod run;
 pub mod sandbox;
 
@@ -57,6 +58,8 @@ pub enum Command {
     Exec(sandbox::ExecArgs),
     /// Remove sandboxes
     Rm(sandbox::RmArgs),
+    /// List a sandbox's published ports, or add/rm them: port SANDBOX | port add|rm SANDBOX SPEC...
+    Port(port::PortArgs),
     /// Attach namespaces a runner made (by process or netns path) to networks
     Attach(attach::AttachArgs),
     /// Take the networks away from attached sandboxes (their processes keep running)
@@ -77,6 +80,14 @@ pub struct DaemonArgs {
         value_delimiter = ','
     )]
     pub dns_upstream: Vec<String>,
+    /// Host address of published ports that name none, e.g. 127.0.0.1 on a laptop
+    #[arg(
+        long = "publish-address",
+        value_name = "IP",
+        env = "WARREN_PUBLISH_ADDRESS",
+        default_value = "0.0.0.0"
+    )]
+    pub publish_address: std::net::IpAddr,
     /// Start a new session (used when the CLI starts the daemon)
     #[arg(long, hide = true)]
     pub setsid: bool,
@@ -103,6 +114,7 @@ pub fn main() -> i32 {
                 let opts = crate::daemon::Options {
                     setsid: args.setsid,
                     dns_upstreams,
+                    publish_address: Some(args.publish_address),
                 };
                 crate::daemon::run(paths, opts).map(|()| 0)
             })
@@ -113,6 +125,7 @@ pub fn main() -> i32 {
         Command::Inspect(args) => sandbox::inspect(&paths, args),
         Command::Exec(args) => sandbox::exec(&paths, args),
         Command::Rm(args) => sandbox::rm(&paths, args),
+        Command::Port(args) => port::main(&paths, args),
         Command::Attach(args) => attach::attach(&paths, args),
         Command::Detach(args) => attach::detach(&paths, args),
         Command::Init(args) => {

@@ -25,6 +25,9 @@ pub struct RunArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub net: NetArgs,
+    /// Publish a port: [HOSTIP:][HOSTPORT:]PORT[/tcp|/udp], ranges as 8000-8009:80-89 (repeatable)
+    #[arg(long = "publish", short = 'p', value_name = "SPEC")]
+    pub publish: Vec<String>,
     /// Hostname inside the sandbox [default: the short id]
     #[arg(long)]
     pub hostname: Option<String>,
@@ -60,6 +63,16 @@ pub struct NetArgs {
 
 pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
     let (mode, net_mode, networks) = a.net.plan()?;
+    let mut ports = Vec::new();
+    for spec in &a.publish {
+        match crate::api::ports::parse(spec) {
+            Ok(p) => ports.extend(p),
+            Err(e) => {
+                eprintln!("warren: {e}");
+                return Ok(EXIT_ABORTED);
+            }
+        }
+    }
     let client = Client::connect(paths)?;
     let id = random_id();
     let stdio = if a.detach {
@@ -90,6 +103,7 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
         network_mode: Some(mode.to_string()),
         networks,
         command: a.cmd.clone(),
+        ports,
         ..Default::default()
     };
     let created: SandboxCreated = match client.post("/v1/sandboxes", &req) {

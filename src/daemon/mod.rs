@@ -11,9 +11,11 @@
 //! half-open clients cannot pile up. SIGTERM and SIGINT stop it cleanly; the socket and pid file
 //! are removed on the way out.
 
+pub mod confine;
 pub mod error;
 pub mod ipam;
 pub mod paths;
+pub mod publish;
 pub mod record;
 pub mod state;
 pub mod store;
@@ -46,6 +48,8 @@ pub struct Options {
     pub setsid: bool,
     /// DNS servers to forward to; empty means the host's `/etc/resolv.conf`.
     pub dns_upstreams: Vec<std::net::SocketAddr>,
+    /// Host address of published ports that name none (default 0.0.0.0).
+    pub publish_address: Option<std::net::IpAddr>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -78,11 +82,13 @@ pub fn run(paths: Paths, opts: Options) -> Result<()> {
     raise_fd_limit();
 
     let exe = std::env::current_exe().context("locating the warren binary")?;
-    let daemon = Arc::new(state::Daemon::open(
-        paths.clone(),
-        exe,
-        opts.dns_upstreams.clone(),
-    )?);
+    // Still single-threaded: the confinement covers every thread and helper.
+    confine::confine()?;
+    let mut daemon = state::Daemon::open(paths.clone(), exe, opts.dns_upstreams.clone())?;
+    if let Some(ip) = opts.publish_address {
+        daemon.set_publish_address(ip);
+    }
+    let daemon = Arc::new(daemon);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -41,6 +41,17 @@ pub struct SandboxRecord {
     pub netns_ino: u64,
     pub userns: Option<PathBuf>,
     pub endpoints: Vec<EndpointRecord>,
+    /// Published ports, as bound (absent in records of older daemons).
+    #[serde(default)]
+    pub ports: Vec<PortRecord>,
+}
+
+/// A published port: the network whose switch serves it, and the mapping
+/// as bound (host address and port resolved).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortRecord {
+    pub network: String,
+    pub mapping: crate::api::ports::PortMapping,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,6 +154,7 @@ mod tests {
             netns_ino: 0,
             userns: None,
             endpoints: vec![],
+            ports: vec![],
         };
         assert!(!r.alive());
         let me = SandboxRecord {

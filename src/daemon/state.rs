@@ -4,16 +4,17 @@
 //! runs on a blocking thread (the API hands it over with `spawn_blocking`),
 //! takes the lock for its bookkeeping only, and never holds it across the
 //! slow part of an attach (spawning the setns helper): a create first
-//! *reserves* its name and addresses under the lock, runs the helper without
-//! it, then commits or releases. So a failed attach leaves nothing behind,
-//! and `ps` never waits for another sandbox's start-up.
+//! *reserves* its name and addresses (and binds the host listeners of its
+//! published ports, see [`publish`]) under the lock, runs the helper
+//! without it, then commits or releases. So a failed attach leaves nothing
+//! behind, and `ps` never waits for another sandbox's start-up.
 //!
 //! The data plane is reached only through each network's
 //! [`SwitchHandle`]: ports are added and removed as whole commands, so the
 //! forwarding thread never shares a lock with this module.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,11 +27,14 @@ use tracing::{info, warn};
 use super::error::ApiError;
 use super::ipam::{self, Ipam};
 use super::paths::Paths;
-use super::record::{self, EndpointRecord, SandboxRecord};
+use super::publish;
+use super::record::{self, EndpointRecord, PortRecord, SandboxRecord};
 use super::store::{NetworkDef, Store};
 use super::util;
+use crate::api::ports::PortMapping;
 use crate::api::types::*;
 use crate::gateway::dns::{EndpointInfo, Forwarder, NameTable, NetworkInfo, SandboxInfo};
+use crate::gateway::nat::{ForwardId, ForwardSpec};
 use crate::gateway::{nat, GatewayConfig};
 use crate::sandbox::helper;
 use crate::sandbox::netlink::{IfaceConfig, RouteConfig};
@@ -67,6 +71,8 @@ pub struct Daemon {
     /// Sandboxes taken over from a previous daemon, whose exit watchers the
     /// API layer starts once its runtime runs.
     recovered: Mutex<Vec<Watch>>,
+    /// Host address of published ports that name none.
+    publish_address: IpAddr,
     gone_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, PortId)>>>,
 }
 
@@ -106,6 +112,18 @@ struct Sandbox {
     command: Vec<String>,
     mode: String,
     endpoints: Vec<Endpoint>,
+    /// Published ports (see [`publish`]).
+    ports: Vec<Published>,
+}
+
+/// A published port of a sandbox.
+struct Published {
+    /// As bound: host address and port resolved.
+    mapping: PortMapping,
+    /// The network whose switch serves it.
+    network: String,
+    /// The switch's forward.
+    forward: ForwardId,
 }
 
 #[derive(Clone)]
@@ -206,6 +224,7 @@ impl Daemon {
             gone_rx: Mutex::new(Some(gone_rx)),
             forwarder,
             recovered: Mutex::new(Vec::new()),
+            publish_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
         {
             let mut st = daemon.lock();
@@ -233,6 +252,12 @@ impl Daemon {
         }
         daemon.recover();
         Ok(daemon)
+    }
+
+    /// The host address of published ports that name none (default
+    /// 0.0.0.0, as Docker).
+    pub fn set_publish_address(&mut self, ip: IpAddr) {
+        self.publish_address = ip;
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -417,6 +442,12 @@ impl Daemon {
                 "use bridge, none or host",
             ));
         }
+        if mode != "bridge" && !req.ports.is_empty() {
+            return Err(ApiError::bad_request(
+                format!("--network {mode} has no network to publish ports on"),
+                "run it on a network (the default bridge, or --network NAME) to use -p",
+            ));
+        }
         if mode != "bridge" && !req.networks.is_empty() {
             return Err(ApiError::bad_request(
                 format!("--network {mode} cannot be combined with other networks"),
@@ -442,7 +473,7 @@ impl Daemon {
         }
 
         // Reserve the name and addresses.
-        let (name, endpoints, ifaces) = {
+        let (name, endpoints, ifaces, bound) = {
             let mut st = self.lock();
             if st.sandboxes.len() + st.pending_names.len() >= MAX_SANDBOXES {
                 return Err(ApiError::conflict(
@@ -464,9 +495,24 @@ impl Daemon {
                     ..Default::default()
                 });
             }
-            match reserve_endpoints(&mut st, &requests, &[], false) {
-                Ok((eps, ifaces)) => (name, eps, ifaces),
+            let (eps, ifaces) = match reserve_endpoints(&mut st, &requests, &[], false) {
+                Ok(x) => x,
                 Err(e) => {
+                    st.pending_names.remove(&name);
+                    return Err(e);
+                }
+            };
+            // The host ports, before anything is committed: a port in use
+            // fails the create with nothing left bound.
+            let bound = if req.ports.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.bind_ports(&st, &name, eps.first(), &req.ports)
+            };
+            match bound {
+                Ok(bound) => (name, eps, ifaces, bound),
+                Err(e) => {
+                    release_endpoints(&mut st, &eps);
                     st.pending_names.remove(&name);
                     return Err(e);
                 }
@@ -501,7 +547,12 @@ impl Daemon {
         };
         let mut endpoints = endpoints;
         self.add_ports(&st, &name, &mut endpoints, fds);
-        info!(sandbox = %name, id = %&id[..12], pid = req.pid, netns = ?target.netns, networks = endpoints.len(), "sandbox attached");
+        let ports = match endpoints.first() {
+            Some(ep) => self.start_forwards(&st, &name, ep, bound),
+            None => Vec::new(),
+        };
+        let published: Vec<PortMapping> = ports.iter().map(|p| p.mapping.clone()).collect();
+        info!(sandbox = %name, id = %&id[..12], pid = req.pid, netns = ?target.netns, networks = endpoints.len(), ports = published.len(), "sandbox attached");
         st.sandboxes.insert(
             id.clone(),
             Sandbox {
@@ -518,6 +569,7 @@ impl Daemon {
                 command: req.command,
                 mode,
                 endpoints,
+                ports,
             },
         );
         self.publish_names(&st);
@@ -528,6 +580,7 @@ impl Daemon {
                 name,
                 hostname,
                 binds,
+                ports: published,
             },
             pidfd,
             netns_watch,
@@ -717,6 +770,12 @@ impl Daemon {
                 ));
             };
             let ep = s.endpoints.remove(pos);
+            // Its published ports go with it.
+            let (unpublished, kept): (Vec<Published>, Vec<Published>) =
+                std::mem::take(&mut s.ports)
+                    .into_iter()
+                    .partition(|p| p.network == net);
+            s.ports = kept;
             let mut reroute = None;
             if ep.default_route {
                 if let Some(next) = s
@@ -732,6 +791,7 @@ impl Daemon {
                 }
             }
             let (name, target) = (s.name.clone(), s.target.clone());
+            stop_forwards(&st, &unpublished);
             release_endpoints(&mut st, std::slice::from_ref(&ep));
             self.refresh_files(&st, &id);
             self.publish_names(&st);
@@ -850,7 +910,7 @@ impl Daemon {
                         status: format!("Up {age}"),
                         pid: s.target.pid,
                         networks,
-                        ports: String::new(),
+                        ports: publish::ps_column(&mappings(&s.ports)),
                         external_id: s.external_id.clone().unwrap_or_default(),
                         attached: s.attached,
                     },
@@ -915,7 +975,7 @@ impl Daemon {
             },
             network_settings: NetworkSettings {
                 networks,
-                ports: BTreeMap::new(),
+                ports: publish::inspect_map(&mappings(&s.ports)),
             },
         })
     }
@@ -953,6 +1013,192 @@ impl Daemon {
         Ok(name)
     }
 
+    // ---- published ports -----------------------------------------------
+
+    /// Binds the host listeners of `maps`, all or none. `first` is the
+    /// endpoint they will forward to (its network must have NAT); `who`
+    /// names the sandbox in errors.
+    fn bind_ports(
+        &self,
+        st: &State,
+        who: &str,
+        first: Option<&Endpoint>,
+        maps: &[PortMapping],
+    ) -> Result<Vec<(PortMapping, OwnedFd)>, ApiError> {
+        let Some(ep) = first else {
+            return Err(ApiError::bad_request(
+                format!("sandbox {who} has no network to publish ports on"),
+                "connect it to a network first",
+            ));
+        };
+        if st.networks.get(&ep.network).is_some_and(|n| n.def.internal) {
+            return Err(ApiError::bad_request(
+                format!("network {} is internal: it publishes no ports", ep.network),
+                "put a non-internal network first (--network), or drop -p",
+            ));
+        }
+        let mut bound: Vec<(PortMapping, OwnedFd)> = Vec::new();
+        for m in maps {
+            let ip = m.host_ip.unwrap_or(self.publish_address);
+            let wanted = PortMapping {
+                host_ip: Some(ip),
+                ..m.clone()
+            };
+            let what = format!(
+                "{}/{}",
+                SocketAddr::new(ip, m.host_port.unwrap_or(0)),
+                m.proto
+            );
+            if bound.iter().any(|(b, _)| publish::clash(b, &wanted)) {
+                return Err(ApiError::bad_request(
+                    format!("host port {what} is given twice"),
+                    "give each host port once",
+                ));
+            }
+            let e = match publish::bind(m, self.publish_address) {
+                Ok(b) => {
+                    bound.push(b);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let holder = st
+                .sandboxes
+                .values()
+                .find(|s| s.ports.iter().any(|p| publish::clash(&p.mapping, &wanted)))
+                .map(|s| s.name.clone());
+            return Err(match (e.kind(), holder) {
+                (std::io::ErrorKind::AddrInUse, Some(h)) => ApiError::conflict(
+                    format!("host port {what} is already published by sandbox {h}"),
+                    format!("choose another host port (or -p {} for a free one), or free it with `warren port rm {h} {}` or `warren rm -f {h}`", m.port, m.port),
+                ),
+                (std::io::ErrorKind::AddrInUse, None) => ApiError::conflict(
+                    format!("host port {what} is already in use by another program"),
+                    format!("choose another host port, or -p {} for a free one", m.port),
+                ),
+                (std::io::ErrorKind::PermissionDenied, _) => ApiError::new(
+                    403,
+                    format!("cannot bind host port {what}: permission denied"),
+                    "ports below net.ipv4.ip_unprivileged_port_start (usually 1024) need privileges; choose a higher host port",
+                ),
+                (std::io::ErrorKind::Unsupported, _) => ApiError::bad_request(
+                    format!("cannot publish {what}: {e}"),
+                    "use an IPv4 host address",
+                ),
+                _ => ApiError::bad_request(
+                    format!("cannot bind host port {what}: {e}"),
+                    "the host address must be one of this host's (or 0.0.0.0)",
+                ),
+            });
+        }
+        Ok(bound)
+    }
+
+    /// Hands bound listeners to the switch of `ep`'s network, forwarding
+    /// to `ep`'s address. A listener the switch refuses is closed and
+    /// logged (only an unexpected failure: internal networks are refused
+    /// before binding).
+    fn start_forwards(
+        &self,
+        st: &State,
+        who: &str,
+        ep: &Endpoint,
+        bound: Vec<(PortMapping, OwnedFd)>,
+    ) -> Vec<Published> {
+        let Some(net) = st.networks.get(&ep.network) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (mapping, fd) in bound {
+            let spec = ForwardSpec {
+                transport: publish::transport(mapping.proto),
+                listener: fd,
+                target: SocketAddrV4::new(ep.ip, mapping.port),
+                sandbox_mac: ep.mac.0,
+            };
+            match net.switch.add_forward(spec) {
+                Ok(forward) => out.push(Published {
+                    mapping,
+                    network: ep.network.clone(),
+                    forward,
+                }),
+                Err(e) => {
+                    warn!(sandbox = %who, port = %mapping, error = %e, "cannot publish the port")
+                }
+            }
+        }
+        out
+    }
+
+    /// `port SANDBOX`: the published ports, as bound.
+    pub fn list_ports(&self, key: &str) -> Result<Vec<PortMapping>, ApiError> {
+        let st = self.lock();
+        let id = find_sandbox(&st, key)?;
+        Ok(mappings(&st.sandboxes[&id].ports))
+    }
+
+    /// `port add`: publishes more ports of a running sandbox, on its first
+    /// network; all or none. Returns them as bound.
+    pub fn publish_ports(
+        &self,
+        key: &str,
+        maps: Vec<PortMapping>,
+    ) -> Result<Vec<PortMapping>, ApiError> {
+        let mut st = self.lock();
+        let id = find_sandbox(&st, key)?;
+        check_not_busy(&st, &id)?;
+        let s = &st.sandboxes[&id];
+        let (name, first) = (s.name.clone(), s.endpoints.first().cloned());
+        let bound = self.bind_ports(&st, &name, first.as_ref(), &maps)?;
+        let Some(ep) = first else {
+            return Ok(Vec::new());
+        };
+        let ports = self.start_forwards(&st, &name, &ep, bound);
+        let added = mappings(&ports);
+        if let Some(s) = st.sandboxes.get_mut(&id) {
+            s.ports.extend(ports);
+        }
+        self.save_record(&st, &id);
+        info!(sandbox = %name, ports = added.len(), "ports published");
+        Ok(added)
+    }
+
+    /// `port rm`: stops publishing the ports `specs` select (see
+    /// [`publish::selects`]); their host ports are free when this returns.
+    pub fn unpublish_ports(
+        &self,
+        key: &str,
+        specs: Vec<PortMapping>,
+    ) -> Result<Vec<PortMapping>, ApiError> {
+        let mut st = self.lock();
+        let id = find_sandbox(&st, key)?;
+        let Some(s) = st.sandboxes.get_mut(&id) else {
+            return Err(ApiError::internal("sandbox vanished"));
+        };
+        let (gone, kept): (Vec<Published>, Vec<Published>) = std::mem::take(&mut s.ports)
+            .into_iter()
+            .partition(|p| specs.iter().any(|spec| publish::selects(spec, &p.mapping)));
+        s.ports = kept;
+        let name = s.name.clone();
+        if gone.is_empty() {
+            let asked: Vec<String> = specs
+                .iter()
+                .map(|m| format!("{}/{}", m.port, m.proto))
+                .collect();
+            return Err(ApiError::not_found(
+                format!(
+                    "sandbox {name} publishes no port matching {}",
+                    asked.join(", ")
+                ),
+                format!("see its ports with `warren port {name}`"),
+            ));
+        }
+        stop_forwards(&st, &gone);
+        self.save_record(&st, &id);
+        info!(sandbox = %name, ports = gone.len(), "ports unpublished");
+        Ok(mappings(&gone))
+    }
+
     /// Writes the sandbox's record (see [`record`]); failures are logged:
     /// the sandbox works, only a daemon restart could not take it over.
     fn save_record(&self, st: &State, id: &str) {
@@ -985,6 +1231,14 @@ impl Daemon {
                     ip: e.ip,
                     aliases: e.aliases.clone(),
                     default_route: e.default_route,
+                })
+                .collect(),
+            ports: s
+                .ports
+                .iter()
+                .map(|p| PortRecord {
+                    network: p.network.clone(),
+                    mapping: p.mapping.clone(),
                 })
                 .collect(),
         };
@@ -1074,6 +1328,20 @@ impl Daemon {
         };
         let mut st = self.lock();
         self.add_ports(&st, &rec.name, &mut endpoints, fds);
+        // The previous daemon's listeners died with it: bind the same
+        // host ports again.
+        let mut ports = Vec::new();
+        for p in &rec.ports {
+            let Some(ep) = endpoints.iter().find(|e| e.network == p.network) else {
+                continue;
+            };
+            match publish::bind(&p.mapping, self.publish_address) {
+                Ok(bound) => ports.extend(self.start_forwards(&st, &rec.name, ep, vec![bound])),
+                Err(e) => {
+                    warn!(sandbox = %rec.name, port = %p.mapping, error = %e, "cannot publish the port again; dropping it")
+                }
+            }
+        }
         let created = humantime::parse_rfc3339(&rec.created).unwrap_or_else(|_| SystemTime::now());
         st.sandboxes.insert(
             rec.id.clone(),
@@ -1091,6 +1359,7 @@ impl Daemon {
                 command: rec.command.clone(),
                 mode: rec.mode.clone(),
                 endpoints,
+                ports,
             },
         );
         self.publish_names(&st);
@@ -1121,12 +1390,23 @@ impl Daemon {
                 .endpoints
                 .iter()
                 .position(|e| e.network == network && e.port == Some(port))?;
-            Some((id.clone(), s.name.clone(), s.endpoints.remove(pos)))
+            let (unpublished, kept): (Vec<Published>, Vec<Published>) =
+                std::mem::take(&mut s.ports)
+                    .into_iter()
+                    .partition(|p| p.network == network);
+            s.ports = kept;
+            Some((
+                id.clone(),
+                s.name.clone(),
+                s.endpoints.remove(pos),
+                unpublished,
+            ))
         });
-        let Some((id, name, mut ep)) = found else {
+        let Some((id, name, mut ep, unpublished)) = found else {
             return;
         };
         ep.port = None; // the switch already dropped it
+        stop_forwards(&st, &unpublished);
         release_endpoints(&mut st, std::slice::from_ref(&ep));
         self.refresh_files(&st, &id);
         self.publish_names(&st);
@@ -1140,11 +1420,27 @@ impl Daemon {
         let Some(s) = st.sandboxes.remove(id) else {
             return;
         };
+        stop_forwards(&st, &s.ports);
         release_endpoints(&mut st, &s.endpoints);
         self.publish_names(&st);
         drop(st);
         let _ = std::fs::remove_dir_all(self.paths.sandbox_dir(id));
         info!(sandbox = %s.name, id = %&s.id[..12], why, "sandbox gone, endpoints freed");
+    }
+}
+
+/// The mappings of published ports.
+fn mappings(ports: &[Published]) -> Vec<PortMapping> {
+    ports.iter().map(|p| p.mapping.clone()).collect()
+}
+
+/// Closes published ports' listeners (and their flows); the host ports are
+/// free when this returns.
+fn stop_forwards(st: &State, ports: &[Published]) {
+    for p in ports {
+        if let Some(net) = st.networks.get(&p.network) {
+            net.switch.remove_forward(p.forward);
+        }
     }
 }
 

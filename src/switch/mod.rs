@@ -50,7 +50,12 @@
 //! takes IPv4 to outside addresses; the rest goes to the gateway as before.
 //! The engine's host sockets live in an epoll of its own, registered here
 //! under `NAT_TOKEN`; it is polled with the gateway and its frames are
-//! forwarded the same way. A removed port's flows are dropped with it. Every
+//! forwarded the same way. Published ports reach the engine as whole
+//! listeners ([`SwitchHandle::add_forward`], a command like any other), and
+//! leave with [`SwitchHandle::remove_forward`], which closes the listener
+//! before it answers, so the host port is free again when it returns. A
+//! removed port's flows, and the forwards to its address, are dropped with
+//! it. Every
 //! switch, with or without NAT, registers its subnet with
 //! [`nat::container_subnets`] while it runs, so no NAT forwards into it.
 //!
@@ -93,7 +98,9 @@ pub use self::core::{DropReason, PortError, PortId, DEFAULT_MAC_AGE, DEFAULT_MAC
 use crate::gateway::dns::{
     DnsCounters, DnsStats, ForwardError, ForwardJob, ForwardResult, Forwarder, NameTable,
 };
-use crate::gateway::nat::{self, NatCounters, NatEngine, NatStats, NetworkNat, SubnetGuard};
+use crate::gateway::nat::{
+    self, ForwardId, ForwardSpec, NatCounters, NatEngine, NatStats, NetworkNat, SubnetGuard,
+};
 use crate::gateway::{Gateway, GatewayConfig, GatewayCounters, GatewayStats};
 
 /// Size of the one frame buffer: the largest TAP frame (IP MTU 65535 plus
@@ -249,6 +256,36 @@ impl SwitchHandle {
     pub fn remove_port(&self, id: PortId) {
         let (reply, answer) = mpsc::channel();
         if self.command(Command::RemovePort(id, reply)).is_err() {
+            return;
+        }
+        if thread::current().id() != self.thread_id {
+            let _ = answer.recv();
+        }
+    }
+
+    /// Serve a published port on this network (see
+    /// [`crate::gateway::nat`]); returns once the listener is polled.
+    /// Errors: the network has no NAT (internal networks), the listener
+    /// cannot be polled, or the switch has stopped. On error the listener
+    /// is closed.
+    pub fn add_forward(&self, spec: ForwardSpec) -> io::Result<ForwardId> {
+        if thread::current().id() == self.thread_id {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "add_forward called from the switch's own thread",
+            ));
+        }
+        let (reply, answer) = mpsc::channel();
+        self.command(Command::AddForward(spec, reply))?;
+        answer.recv().map_err(|_| stopped())?
+    }
+
+    /// Stop serving a published port: its listener is closed and its flows
+    /// reset before this returns (so the host port can be bound again at
+    /// once). Unknown ids are ignored.
+    pub fn remove_forward(&self, id: ForwardId) {
+        let (reply, answer) = mpsc::channel();
+        if self.command(Command::RemoveForward(id, reply)).is_err() {
             return;
         }
         if thread::current().id() != self.thread_id {
@@ -425,6 +462,8 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 enum Command {
     AddPort(PortSpec, mpsc::Sender<io::Result<PortId>>),
     RemovePort(PortId, mpsc::Sender<()>),
+    AddForward(ForwardSpec, mpsc::Sender<io::Result<ForwardId>>),
+    RemoveForward(ForwardId, mpsc::Sender<()>),
     SetNames(Arc<NameTable>),
     Stop,
 }
@@ -583,6 +622,22 @@ impl Engine {
                 Ok(Command::RemovePort(id, reply)) => {
                     if self.remove_port(id) {
                         debug!(network = %self.name, port = %id, "switch: port removed");
+                    }
+                    let _ = reply.send(());
+                }
+                Ok(Command::AddForward(spec, reply)) => {
+                    let result = match self.nat.as_mut() {
+                        Some(nat) => nat.add_forward(spec),
+                        None => Err(io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            "the network has no NAT (internal networks publish no ports)",
+                        )),
+                    };
+                    let _ = reply.send(result);
+                }
+                Ok(Command::RemoveForward(id, reply)) => {
+                    if let Some(nat) = self.nat.as_mut() {
+                        nat.remove_forward(id);
                     }
                     let _ = reply.send(());
                 }

@@ -15,7 +15,10 @@
 //!   frames for the sandboxes to a callback;
 //! - [`NatEngine::poll_delay`] to bound its epoll wait;
 //! - [`NatEngine::forget_sandbox`] when a port goes away, so a dead
-//!   sandbox's flows (and their fds) go with it.
+//!   sandbox's flows (and their fds) go with it;
+//! - [`NatEngine::add_forward`] and [`NatEngine::remove_forward`] for
+//!   published ports, whose listeners share the engine's epoll (their
+//!   tokens have [`FORWARD_TOKEN`] set).
 //!
 //! Epoll interest follows back-pressure: `EPOLLIN` only while the smoltcp
 //! socket has room, `EPOLLOUT` only while a host write is blocked, and a
@@ -24,7 +27,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
+};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -48,7 +53,8 @@ use tracing::{debug, trace};
 
 use super::policy::{self, FlowCounts, FlowKey, Link};
 use super::{
-    container_subnets, NatCounters, NetworkNat, CONNECT_TIMEOUT, ICMP_IDLE, TCP_BUFFER, UDP_IDLE,
+    container_subnets, ForwardId, ForwardSpec, NatCounters, NetworkNat, Transport, CONNECT_TIMEOUT,
+    FORWARD_PENDING, ICMP_IDLE, TCP_BUFFER, UDP_IDLE,
 };
 use crate::gateway::GatewayConfig;
 
@@ -76,6 +82,14 @@ const UDP_BUFFER: usize = 256 * 1024;
 /// smoltcp's retransmission give-up and keep-alive on the sandbox side.
 const TCP_TIMEOUT: Duration = Duration::from_secs(180);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// Bit set in the epoll tokens of forward listeners (flow tokens keep
+/// their generation to 31 bits, so they never have it).
+const FORWARD_TOKEN: u64 = 1 << 63;
+/// Most clients accepted (or datagrams read) per listener per wakeup.
+const ACCEPTS_PER_WAKEUP: usize = 64;
+/// Host loopback clients of published ports that must be given another
+/// source port get one from here.
+const REMAP_PORTS: std::ops::Range<u16> = 32768..61000;
 
 /// See the module documentation.
 pub struct NatEngine {
@@ -108,6 +122,36 @@ pub struct NatEngine {
     counters: Arc<NatCounters>,
     start: Instant,
     last_expire: Instant,
+    /// Published ports served by this engine.
+    forwards: HashMap<ForwardId, Forward>,
+    next_forward: ForwardId,
+    /// UDP forward flows by (forward, real client address).
+    forward_udp: HashMap<(ForwardId, SocketAddr), usize>,
+}
+
+/// A published port: its host listener and where its clients go.
+struct Forward {
+    listener: Listener,
+    target: SocketAddrV4,
+    mac: EthernetAddress,
+    /// TCP flows whose handshake with the sandbox is under way.
+    pending: usize,
+    /// The listener is out of epoll because `pending` hit the bound.
+    paused: bool,
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+impl Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Udp(u) => u.as_fd(),
+        }
+    }
 }
 
 struct Slot {
@@ -146,12 +190,25 @@ struct TcpFlow {
     write_blocked: bool,
     /// The smoltcp socket was aborted; free it after its RST went out.
     aborting: bool,
+    /// The published port this flow came in through (`stream` is the
+    /// accepted client), or `None` for egress.
+    forward: Option<ForwardId>,
+    /// A forward flow's handshake with the sandbox completed.
+    connected: bool,
 }
 
 struct UdpFlow {
     key: FlowKey,
-    socket: UdpSocket,
+    out: UdpOut,
     last: Instant,
+}
+
+/// Where a UDP flow's datagrams from the sandbox go.
+enum UdpOut {
+    /// Egress: a host socket connected to the destination.
+    Host(UdpSocket),
+    /// A published port's client: `sendto` on the forward's listener.
+    Forward(ForwardId, SocketAddr),
 }
 
 struct PingFlow {
@@ -215,6 +272,9 @@ impl NatEngine {
             counters: Arc::new(NatCounters::default()),
             start,
             last_expire: start,
+            forwards: HashMap::new(),
+            next_forward: 0,
+            forward_udp: HashMap::new(),
         })
     }
 
@@ -243,11 +303,13 @@ impl NatEngine {
             return false;
         };
         let dst = ip.dst_addr();
-        if dst == self.gateway_ip
-            || self.own_subnet.contains(&dst)
-            || dst.is_broadcast()
-            || dst.is_multicast()
-        {
+        if dst == self.gateway_ip {
+            // Only replies to host loopback clients of published ports,
+            // which appear to come from the gateway's address.
+            if !self.claims(&ip) {
+                return false;
+            }
+        } else if self.own_subnet.contains(&dst) || dst.is_broadcast() || dst.is_multicast() {
             return false;
         }
         let mac = eth.src_addr();
@@ -280,9 +342,13 @@ impl NatEngine {
         };
         for event in &events[..n] {
             let token = event.data();
+            if token & FORWARD_TOKEN != 0 {
+                self.forward_ready(now, (token & 0xffff_ffff) as ForwardId);
+                continue;
+            }
             let slot = (token & 0xffff_ffff) as usize;
             let generation = (token >> 32) as u32;
-            if self.slots.get(slot).map(|s| s.generation) != Some(generation) {
+            if self.slots.get(slot).map(|s| s.generation & GENERATION_MASK) != Some(generation) {
                 continue;
             }
             self.host_ready(now, slot, event.events());
@@ -342,6 +408,382 @@ impl NatEngine {
             self.free_flow(slot, true);
         }
         self.macs.remove(&sandbox);
+        let forwards: Vec<ForwardId> = self
+            .forwards
+            .iter()
+            .filter(|(_, f)| *f.target.ip() == sandbox)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in forwards {
+            self.remove_forward(id);
+        }
+    }
+
+    // ---- published ports -------------------------------------------------
+
+    /// Serve a published port: from now on the engine accepts on
+    /// `spec.listener` and forwards each client to `spec.target`.
+    pub fn add_forward(&mut self, spec: ForwardSpec) -> io::Result<ForwardId> {
+        let listener = match spec.transport {
+            Transport::Tcp => {
+                let l = TcpListener::from(spec.listener);
+                l.set_nonblocking(true)?;
+                Listener::Tcp(l)
+            }
+            Transport::Udp => {
+                let u = UdpSocket::from(spec.listener);
+                u.set_nonblocking(true)?;
+                Listener::Udp(u)
+            }
+        };
+        let id = self.next_forward;
+        self.next_forward = self.next_forward.wrapping_add(1);
+        let event = EpollEvent::new(EpollFlags::EPOLLIN, FORWARD_TOKEN | u64::from(id));
+        self.epoll.add(listener.as_fd(), event)?;
+        self.forwards.insert(
+            id,
+            Forward {
+                listener,
+                target: spec.target,
+                mac: EthernetAddress(spec.sandbox_mac),
+                pending: 0,
+                paused: false,
+            },
+        );
+        self.counters.forwards.fetch_add(1, Relaxed);
+        debug!(id, target = %spec.target, transport = ?spec.transport, "nat: forward added");
+        Ok(id)
+    }
+
+    /// Stop serving a published port: its listener is closed and every
+    /// flow of it reset. Unknown ids are ignored; returns whether it was
+    /// there.
+    pub fn remove_forward(&mut self, id: ForwardId) -> bool {
+        let Some(forward) = self.forwards.remove(&id) else {
+            return false;
+        };
+        let slots: Vec<usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| match &s.flow {
+                Some(Flow::Tcp(f)) => f.forward == Some(id),
+                Some(Flow::Udp(f)) => matches!(f.out, UdpOut::Forward(fid, _) if fid == id),
+                _ => false,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for slot in slots {
+            self.free_flow(slot, true);
+        }
+        if !forward.paused {
+            let _ = self.epoll.delete(forward.listener.as_fd());
+        }
+        self.counters.forwards.fetch_sub(1, Relaxed);
+        debug!(id, "nat: forward removed");
+        true
+    }
+
+    /// A forward's listener is readable: accept clients or read datagrams.
+    fn forward_ready(&mut self, now: Instant, id: ForwardId) {
+        let Some(forward) = self.forwards.get(&id) else {
+            return;
+        };
+        match &forward.listener {
+            Listener::Tcp(_) => self.accept_tcp(now, id),
+            Listener::Udp(_) => self.forward_datagrams(now, id),
+        }
+    }
+
+    fn accept_tcp(&mut self, now: Instant, id: ForwardId) {
+        for _ in 0..ACCEPTS_PER_WAKEUP {
+            let Some(forward) = self.forwards.get_mut(&id) else {
+                return;
+            };
+            if forward.pending >= FORWARD_PENDING {
+                // Clients wait in the kernel's backlog until handshakes
+                // finish (`resume_forwards`).
+                let _ = self.epoll.delete(forward.listener.as_fd());
+                forward.paused = true;
+                return;
+            }
+            let Listener::Tcp(listener) = &forward.listener else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EMFILE and friends: the client stays queued; try
+                    // again at the next wakeup.
+                    debug!(error = %e, "nat: accept failed");
+                    return;
+                }
+            };
+            let (target, mac) = (forward.target, forward.mac);
+            self.counters.forward_accepted.fetch_add(1, Relaxed);
+            if self
+                .open_forward_tcp(now, id, stream, peer, target, mac)
+                .is_err()
+            {
+                self.counters.forward_refused.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// A TCP flow for an accepted client: a smoltcp socket that connects
+    /// from the client's address to the sandbox. On error the client is
+    /// reset (the stream dropped with `SO_LINGER` 0).
+    fn open_forward_tcp(
+        &mut self,
+        now: Instant,
+        id: ForwardId,
+        stream: TcpStream,
+        peer: SocketAddr,
+        target: SocketAddrV4,
+        mac: EthernetAddress,
+    ) -> Result<(), ()> {
+        let reset = |stream: &TcpStream| {
+            let _ = socket::setsockopt(
+                stream,
+                sockopt::Linger,
+                &nix::libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                },
+            );
+        };
+        let Some(client) = self.client_source(peer, *target.ip(), target.port(), Transport::Tcp)
+        else {
+            trace!(%peer, "nat: no source for a forwarded client");
+            reset(&stream);
+            return Err(());
+        };
+        let key = FlowKey {
+            src: (*target.ip(), target.port()),
+            dst: client,
+        };
+        if stream.set_nonblocking(true).is_err() || !self.take_flow(key.src.0) {
+            self.counters.limited.fetch_add(1, Relaxed);
+            reset(&stream);
+            return Err(());
+        }
+        let mut sock = tcp_socket();
+        // Timestamps from one clock: a new connection on the 4-tuple of one
+        // the sandbox still holds in TIME_WAIT (a host client port reused)
+        // is accepted by its kernel, where a random ISN alone would be
+        // refused half the time (and retried after a second).
+        sock.set_tsval_generator(Some(forward_tsval));
+        let local = IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(client.0)),
+            port: client.1,
+        };
+        let remote = IpEndpoint::new(IpAddress::Ipv4(key.src.0), key.src.1);
+        if sock.connect(self.iface.context(), remote, local).is_err() {
+            self.release_flow(key.src.0);
+            reset(&stream);
+            return Err(());
+        }
+        let _ = stream.set_nodelay(true);
+        self.macs.insert(key.src.0, mac);
+        let handle = self.sockets.add(sock);
+        let slot = self.insert(Flow::Tcp(TcpFlow {
+            key,
+            stream,
+            started: now,
+            syn: None,
+            handle: Some(handle),
+            interest: EpollFlags::empty(),
+            registered: false,
+            host_eof: false,
+            host_wr_shut: false,
+            host_dead: false,
+            write_blocked: false,
+            aborting: false,
+            forward: Some(id),
+            connected: false,
+        }));
+        self.tcp_index.insert(key, slot);
+        self.counters.tcp_flows.fetch_add(1, Relaxed);
+        self.counters.forward_flows.fetch_add(1, Relaxed);
+        if let Some(fw) = self.forwards.get_mut(&id) {
+            fw.pending += 1;
+        }
+        trace!(%peer, ?key, "nat: forwarded client connecting");
+        Ok(())
+    }
+
+    /// Datagrams from clients of a UDP forward: each client address gets
+    /// its own flow, so the sandbox's replies go back to it alone.
+    fn forward_datagrams(&mut self, now: Instant, id: ForwardId) {
+        for _ in 0..DATAGRAMS_PER_WAKEUP {
+            let Some(Forward {
+                listener: Listener::Udp(socket),
+                target,
+                mac,
+                ..
+            }) = self.forwards.get(&id)
+            else {
+                return;
+            };
+            let (target, mac) = (*target, *mac);
+            let (n, peer) = match socket.recv_from(&mut self.datagram) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here; skip.
+                    trace!(error = %e, "nat: forward recv failed");
+                    continue;
+                }
+            };
+            let slot = match self.forward_udp.get(&(id, peer)).copied() {
+                Some(slot) => slot,
+                None => match self.open_forward_udp(now, id, peer, target, mac) {
+                    Some(slot) => slot,
+                    None => {
+                        self.counters.forward_refused.fetch_add(1, Relaxed);
+                        self.counters.dropped.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                },
+            };
+            let Some(Flow::Udp(f)) = &mut self.slots[slot].flow else {
+                continue;
+            };
+            f.last = now;
+            let key = f.key;
+            let Some(&(handle, _)) = self.udp_binds.get(&key.dst) else {
+                continue;
+            };
+            let mut meta =
+                udp::UdpMetadata::from(IpEndpoint::new(IpAddress::Ipv4(key.src.0), key.src.1));
+            meta.local_address = Some(IpAddress::Ipv4(key.dst.0));
+            let sock = self.sockets.get_mut::<udp::Socket>(handle);
+            if sock.send_slice(&self.datagram[..n], meta).is_ok() {
+                self.counters.rx_bytes.fetch_add(n as u64, Relaxed);
+            } else {
+                self.counters.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn open_forward_udp(
+        &mut self,
+        now: Instant,
+        id: ForwardId,
+        peer: SocketAddr,
+        target: SocketAddrV4,
+        mac: EthernetAddress,
+    ) -> Option<usize> {
+        let client = self.client_source(peer, *target.ip(), target.port(), Transport::Udp)?;
+        let key = FlowKey {
+            src: (*target.ip(), target.port()),
+            dst: client,
+        };
+        if !self.take_flow(key.src.0) {
+            self.counters.limited.fetch_add(1, Relaxed);
+            return None;
+        }
+        if !self.bind_udp(key.dst) {
+            self.release_flow(key.src.0);
+            return None;
+        }
+        self.macs.insert(key.src.0, mac);
+        let slot = self.insert(Flow::Udp(UdpFlow {
+            key,
+            out: UdpOut::Forward(id, peer),
+            last: now,
+        }));
+        self.udp_index.insert(key, slot);
+        self.forward_udp.insert((id, peer), slot);
+        self.counters.udp_flows.fetch_add(1, Relaxed);
+        self.counters.forward_flows.fetch_add(1, Relaxed);
+        self.counters.forward_accepted.fetch_add(1, Relaxed);
+        trace!(%peer, ?key, "nat: forwarded UDP client");
+        Some(slot)
+    }
+
+    /// The address a forwarded client is shown to the sandbox as: its own,
+    /// or, for the host's loopback (and IPv6, which the sandbox lacks), the
+    /// gateway's address with the client's port where that is free.
+    /// `None` when no free 4-tuple is found.
+    fn client_source(
+        &self,
+        peer: SocketAddr,
+        target: Ipv4Addr,
+        target_port: u16,
+        transport: Transport,
+    ) -> Option<(Ipv4Addr, u16)> {
+        let index = match transport {
+            Transport::Tcp => &self.tcp_index,
+            Transport::Udp => &self.udp_index,
+        };
+        let free = |src: (Ipv4Addr, u16)| {
+            !index.contains_key(&FlowKey {
+                src: (target, target_port),
+                dst: src,
+            })
+        };
+        let real = match peer.ip() {
+            IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Some(ip),
+            IpAddr::V6(ip) => ip
+                .to_ipv4_mapped()
+                .filter(|v4| !v4.is_loopback() && !v4.is_unspecified()),
+            IpAddr::V4(_) => None,
+        };
+        if let Some(ip) = real {
+            // The real client: never remapped (its port is part of what the
+            // service sees); a clash is refused.
+            return free((ip, peer.port())).then_some((ip, peer.port()));
+        }
+        // Never a port the gateway serves itself (DNS).
+        let wanted = (self.gateway_ip, peer.port());
+        if peer.port() != 53 && free(wanted) {
+            return Some(wanted);
+        }
+        let span = REMAP_PORTS.end - REMAP_PORTS.start;
+        let start = peer.port() % span;
+        (0..span)
+            .map(|i| REMAP_PORTS.start + (start + i) % span)
+            .map(|port| (self.gateway_ip, port))
+            .take(4096)
+            .find(|&src| free(src))
+    }
+
+    /// Whether a packet to the gateway's own address belongs to a forward
+    /// flow of a host loopback client (see [`NatEngine::client_source`]).
+    fn claims(&self, ip: &Ipv4Packet<&[u8]>) -> bool {
+        if ip.frag_offset() != 0 {
+            return false;
+        }
+        let payload = ip.payload();
+        if payload.len() < 4 {
+            return false;
+        }
+        let port = |i: usize| u16::from_be_bytes([payload[i], payload[i + 1]]);
+        let key = FlowKey {
+            src: (ip.src_addr(), port(0)),
+            dst: (ip.dst_addr(), port(2)),
+        };
+        match ip.next_header() {
+            IpProtocol::Tcp => self.tcp_index.contains_key(&key),
+            IpProtocol::Udp => self.udp_index.contains_key(&key),
+            _ => false,
+        }
+    }
+
+    /// Put paused listeners back into epoll once their handshakes drained.
+    fn resume_forwards(&mut self) {
+        for (&id, fw) in &mut self.forwards {
+            if fw.paused && fw.pending < FORWARD_PENDING {
+                let event = EpollEvent::new(EpollFlags::EPOLLIN, FORWARD_TOKEN | u64::from(id));
+                if self.epoll.add(fw.listener.as_fd(), event).is_ok() {
+                    fw.paused = false;
+                }
+            }
+        }
     }
 
     // ---- ingress ---------------------------------------------------------
@@ -433,6 +875,8 @@ impl NatEngine {
             host_dead: false,
             write_blocked: false,
             aborting: false,
+            forward: None,
+            connected: false,
         });
         let slot = self.insert(flow);
         self.tcp_index.insert(key, slot);
@@ -507,15 +951,19 @@ impl NatEngine {
         self.macs.insert(key.src.0, mac);
         let slot = self.insert(Flow::Udp(UdpFlow {
             key,
-            socket,
+            out: UdpOut::Host(socket),
             last: now,
         }));
         self.udp_index.insert(key, slot);
         self.counters.udp_flows.fetch_add(1, Relaxed);
         self.counters.udp_opened.fetch_add(1, Relaxed);
-        if let Some(Flow::Udp(f)) = &self.slots[slot].flow {
+        if let Some(Flow::Udp(UdpFlow {
+            out: UdpOut::Host(socket),
+            ..
+        })) = &self.slots[slot].flow
+        {
             let event = EpollEvent::new(EpollFlags::EPOLLIN, token(slot, &self.slots));
-            if let Err(e) = self.epoll.add(f.socket.as_fd(), event) {
+            if let Err(e) = self.epoll.add(socket.as_fd(), event) {
                 debug!(error = %e, "nat: epoll add failed");
             }
         }
@@ -656,9 +1104,12 @@ impl NatEngine {
                 let Some(&(handle, _)) = self.udp_binds.get(&f.key.dst) else {
                     return;
                 };
+                let UdpOut::Host(socket) = &f.out else {
+                    return;
+                };
                 let sock = self.sockets.get_mut::<udp::Socket>(handle);
                 for _ in 0..DATAGRAMS_PER_WAKEUP {
-                    match f.socket.recv(&mut self.datagram) {
+                    match socket.recv(&mut self.datagram) {
                         Ok(n) => {
                             f.last = now;
                             let meta = udp::UdpMetadata::from(IpEndpoint::new(
@@ -754,17 +1205,7 @@ impl NatEngine {
         let Some(Flow::Tcp(f)) = self.slots[slot].flow.as_mut() else {
             return;
         };
-        let mut sock = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
-            tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
-        );
-        sock.set_nagle_enabled(false);
-        sock.set_timeout(Some(smoltcp::time::Duration::from_secs(
-            TCP_TIMEOUT.as_secs(),
-        )));
-        sock.set_keep_alive(Some(smoltcp::time::Duration::from_secs(
-            TCP_KEEPALIVE.as_secs(),
-        )));
+        let mut sock = tcp_socket();
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(f.key.dst.0)),
             port: f.key.dst.1,
@@ -920,6 +1361,17 @@ impl NatEngine {
                 continue;
             }
             let state = sock.state();
+            if let (Some(id), false) = (f.forward, f.connected) {
+                if !matches!(
+                    state,
+                    tcp::State::SynSent | tcp::State::Closed | tcp::State::Listen
+                ) {
+                    f.connected = true;
+                    if let Some(fw) = self.forwards.get_mut(&id) {
+                        fw.pending = fw.pending.saturating_sub(1);
+                    }
+                }
+            }
             if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
                 finished.push(slot);
                 continue;
@@ -946,6 +1398,7 @@ impl NatEngine {
             };
             self.free_flow(slot, !graceful);
         }
+        self.resume_forwards();
         again
     }
 
@@ -968,7 +1421,17 @@ impl NatEngine {
                     continue;
                 };
                 f.last = now;
-                match f.socket.send(data) {
+                let sent = match &f.out {
+                    UdpOut::Host(socket) => socket.send(data),
+                    UdpOut::Forward(id, client) => match self.forwards.get(id) {
+                        Some(Forward {
+                            listener: Listener::Udp(socket),
+                            ..
+                        }) => socket.send_to(data, client),
+                        _ => Err(io::ErrorKind::NotConnected.into()),
+                    },
+                };
+                match sent {
                     Ok(n) => {
                         self.counters.tx_bytes.fetch_add(n as u64, Relaxed);
                     }
@@ -984,6 +1447,7 @@ impl NatEngine {
     fn expire(&mut self, now: Instant) {
         let mut expired = Vec::new();
         let mut timed_out = Vec::new();
+        let mut forward_timed_out = Vec::new();
         for (slot, s) in self.slots.iter().enumerate() {
             match &s.flow {
                 Some(Flow::Tcp(f))
@@ -991,6 +1455,14 @@ impl NatEngine {
                         && now.saturating_duration_since(f.started) > CONNECT_TIMEOUT =>
                 {
                     timed_out.push(slot);
+                }
+                // A forwarded client whose sandbox never answers the SYN.
+                Some(Flow::Tcp(f))
+                    if f.forward.is_some()
+                        && !f.connected
+                        && now.saturating_duration_since(f.started) > CONNECT_TIMEOUT =>
+                {
+                    forward_timed_out.push(slot);
                 }
                 Some(Flow::Udp(f)) if now.saturating_duration_since(f.last) > UDP_IDLE => {
                     expired.push(slot);
@@ -1021,6 +1493,10 @@ impl NatEngine {
         }
         for slot in expired {
             self.free_flow(slot, false);
+        }
+        for slot in forward_timed_out {
+            self.counters.unreachable.fetch_add(1, Relaxed);
+            self.free_flow(slot, true);
         }
     }
 
@@ -1178,6 +1654,15 @@ impl NatEngine {
         let src = flow.source();
         match flow {
             Flow::Tcp(f) => {
+                if let Some(id) = f.forward {
+                    self.counters.forward_flows.fetch_sub(1, Relaxed);
+                    if !f.connected {
+                        self.counters.forward_refused.fetch_add(1, Relaxed);
+                        if let Some(fw) = self.forwards.get_mut(&id) {
+                            fw.pending = fw.pending.saturating_sub(1);
+                        }
+                    }
+                }
                 self.tcp_index.remove(&f.key);
                 if f.registered {
                     let _ = self.epoll.delete(f.stream.as_fd());
@@ -1199,7 +1684,15 @@ impl NatEngine {
             }
             Flow::Udp(f) => {
                 self.udp_index.remove(&f.key);
-                let _ = self.epoll.delete(f.socket.as_fd());
+                match &f.out {
+                    UdpOut::Host(socket) => {
+                        let _ = self.epoll.delete(socket.as_fd());
+                    }
+                    UdpOut::Forward(id, peer) => {
+                        self.forward_udp.remove(&(*id, *peer));
+                        self.counters.forward_flows.fetch_sub(1, Relaxed);
+                    }
+                }
                 if let Some((handle, users)) = self.udp_binds.get_mut(&f.key.dst) {
                     *users -= 1;
                     if *users == 0 {
@@ -1254,8 +1747,38 @@ impl Drop for NatEngine {
     }
 }
 
+/// The bits of a slot's generation that go into its epoll token.
+const GENERATION_MASK: u32 = 0x7fff_ffff;
+
 fn token(slot: usize, slots: &[Slot]) -> u64 {
-    (u64::from(slots[slot].generation) << 32) | slot as u64
+    (u64::from(slots[slot].generation & GENERATION_MASK) << 32) | slot as u64
+}
+
+/// TCP timestamp values of forwarded connections: microseconds on one
+/// process-wide monotonic clock, so they only grow (modulo 2^32, which
+/// PAWS comparisons allow).
+fn forward_tsval() -> u32 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    // Truncation is the point: the value wraps like a TCP timestamp.
+    start.elapsed().as_micros() as u32
+}
+
+/// A smoltcp TCP socket for one flow: [`TCP_BUFFER`] each way, no Nagle,
+/// the sandbox side's give-up and keep-alive timers set.
+fn tcp_socket() -> tcp::Socket<'static> {
+    let mut sock = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+        tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+    );
+    sock.set_nagle_enabled(false);
+    sock.set_timeout(Some(smoltcp::time::Duration::from_secs(
+        TCP_TIMEOUT.as_secs(),
+    )));
+    sock.set_keep_alive(Some(smoltcp::time::Duration::from_secs(
+        TCP_KEEPALIVE.as_secs(),
+    )));
+    sock
 }
 
 /// A non-blocking TCP socket with its connect to `addr` under way.
@@ -1438,12 +1961,22 @@ mod tests {
     }
 
     fn tcp_frame(src_port: u16, dst: (Ipv4Addr, u16), control: TcpControl, seq: i32) -> Vec<u8> {
+        tcp_frame_ack(src_port, dst, control, seq, None)
+    }
+
+    fn tcp_frame_ack(
+        src_port: u16,
+        dst: (Ipv4Addr, u16),
+        control: TcpControl,
+        seq: i32,
+        ack: Option<u32>,
+    ) -> Vec<u8> {
         let tcp_repr = TcpRepr {
             src_port,
             dst_port: dst.1,
             control,
             seq_number: TcpSeqNumber(seq),
-            ack_number: None,
+            ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
             window_len: 64000,
             window_scale: None,
             max_seg_size: Some(1460),
@@ -1550,6 +2083,99 @@ mod tests {
         poll(&mut nat);
         assert_eq!(nat.counters().snapshot().tcp_flows, 0);
         assert_eq!(nat.net.nat.flows(), 0);
+    }
+
+    #[test]
+    fn forwarded_client_connects_from_its_address_and_a_refusal_resets_it() {
+        use std::io::Read as _;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let mut nat = engine(Limits::default());
+        let id = nat
+            .add_forward(ForwardSpec {
+                transport: Transport::Tcp,
+                listener: listener.into(),
+                target: SocketAddrV4::new(SB_IP, 8000),
+                sandbox_mac: SB_MAC,
+            })
+            .expect("forward");
+        let mut client = TcpStream::connect(addr).expect("connect");
+        let client_port = client.local_addr().expect("local").port();
+        // A loopback client is shown as the gateway, with its own port.
+        let out = wait_frames(&mut nat);
+        let eth = EthernetFrame::new_checked(&out[0][..]).expect("eth");
+        let ip = Ipv4Packet::new_checked(eth.payload()).expect("ip");
+        let tcp = TcpPacket::new_checked(ip.payload()).expect("tcp");
+        assert_eq!((tcp.src_port(), tcp.dst_port()), (client_port, 8000));
+        let (src, dst, flags, _) = tcp_of(&out[0]);
+        assert_eq!((src, dst, flags), (GW_IP, SB_IP, (true, false, false)));
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.forward_accepted, stats.forward_flows), (1, 1));
+
+        // Nothing listens in the sandbox: its RST|ACK, to the gateway's
+        // address, is the engine's (not the gateway's) and resets the client.
+        let syn_seq = tcp.seq_number().0 as u32;
+        let rst = tcp_frame_ack(
+            8000,
+            (GW_IP, client_port),
+            TcpControl::Rst,
+            0,
+            Some(syn_seq.wrapping_add(1)),
+        );
+        assert!(nat.receive(Instant::now(), &rst), "claimed for the forward");
+        poll(&mut nat);
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.forward_flows, stats.forward_refused), (0, 1));
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let err = client.read(&mut [0u8; 16]).expect_err("reset");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        // That port is not claimed any more.
+        assert!(!nat.receive(Instant::now(), &rst));
+
+        assert!(nat.remove_forward(id));
+        assert_eq!(nat.counters().snapshot().forwards, 0);
+        assert!(TcpStream::connect(addr).is_err(), "listener closed");
+    }
+
+    #[test]
+    fn pending_handshakes_are_bounded_per_forward() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let mut nat = engine(Limits::default());
+        let id = nat
+            .add_forward(ForwardSpec {
+                transport: Transport::Tcp,
+                listener: listener.into(),
+                target: SocketAddrV4::new(SB_IP, 8000),
+                sandbox_mac: SB_MAC,
+            })
+            .expect("forward");
+        // The sandbox never answers: handshakes pile up to the bound, then
+        // the listener is paused (clients wait in the backlog).
+        let clients: Vec<TcpStream> = (0..FORWARD_PENDING + 8)
+            .map(|_| {
+                let client = TcpStream::connect(addr).expect("connect");
+                nat.service_host(Instant::now());
+                poll(&mut nat);
+                client
+            })
+            .collect();
+        for _ in 0..3 {
+            nat.service_host(Instant::now());
+            poll(&mut nat);
+        }
+        let stats = nat.counters().snapshot();
+        assert_eq!(stats.forward_accepted, FORWARD_PENDING as u64);
+        assert_eq!(stats.forward_flows, FORWARD_PENDING as u64);
+        assert!(nat.forwards.get(&id).is_some_and(|f| f.paused));
+        // Removing the forward frees every flow and every limit slot.
+        assert!(nat.remove_forward(id));
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.forward_flows, stats.tcp_flows), (0, 0));
+        assert_eq!(nat.net.nat.flows(), 0);
+        drop(clients);
     }
 
     #[test]

@@ -76,6 +76,42 @@
 //! excess UDP datagram or echo is dropped, and both are counted as
 //! `limited`. Every TCP flow costs one host fd and two smoltcp buffers of
 //! [`TCP_BUFFER`] bytes, so the limits also bound fds and memory.
+//!
+//! # Published ports (forwards)
+//!
+//! The same engine carries ingress: the daemon binds a host listener for
+//! each published port (so a port in use is an error before the sandbox is
+//! committed) and hands its fd over with [`ForwardSpec`]. The listener sits
+//! in the engine's epoll like any host socket:
+//!
+//! - **TCP**: each accepted client gets a smoltcp socket that `connect`s
+//!   *from the client's own address and port* to the sandbox's address and
+//!   port, so the service sees who is really calling. The flow is indexed
+//!   the way an egress flow is (sandbox endpoint → client endpoint), so the
+//!   sandbox's replies, which leave through its default route to the
+//!   gateway MAC, are recognised by [`NatEngine::receive`] and fed to that
+//!   socket; from there on the flow is pumped, half-closed and reset exactly
+//!   like an egress flow. A sandbox that resets the SYN (nothing listens)
+//!   makes the client's connection close with a RST at once; one that
+//!   never answers, after [`CONNECT_TIMEOUT`]. At most
+//!   [`FORWARD_PENDING`] handshakes per forward are in flight; beyond that
+//!   the listener is paused and clients wait in the kernel's backlog.
+//! - **UDP**: one flow per client address, with a smoltcp UDP socket bound
+//!   to that client endpoint (shared with egress flows to the same
+//!   endpoint); the sandbox's replies go back with `sendto` on the
+//!   listener, to that client only. Idle flows expire after [`UDP_IDLE`].
+//! - **Host loopback clients** (127.0.0.0/8), and IPv6 clients of IPv6
+//!   listeners (IPv4-mapped ones excepted), cannot be shown to
+//!   the sandbox as they are (127.0.0.1 would be the sandbox's own
+//!   loopback): they arrive from the **gateway's address**, with their own
+//!   port where it is free. Frames from the sandbox to the gateway's
+//!   address are taken by the engine only for the exact flows it opened
+//!   that way; everything else for the gateway (DNS, ping) is untouched.
+//!
+//! Forward flows count against the same per-sandbox and daemon-wide limits
+//! as egress flows (one host fd each). Removing a forward closes its
+//! listener and resets every flow of it; a sandbox's port going away
+//! removes its forwards too.
 
 pub mod engine;
 pub mod policy;
@@ -102,6 +138,34 @@ pub const ICMP_IDLE: Duration = Duration::from_secs(10);
 
 /// Size of each of a TCP flow's two smoltcp buffers.
 pub const TCP_BUFFER: usize = 256 * 1024;
+
+/// Most forwarded TCP connections per published port whose handshake with
+/// the sandbox is still under way; more wait in the listener's backlog.
+pub const FORWARD_PENDING: usize = 128;
+
+/// The transport of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// Names one forward of one engine (see [`NatEngine::add_forward`]).
+pub type ForwardId = u32;
+
+/// A published port to serve: a bound, listening host socket (a
+/// `SOCK_STREAM` listener for TCP, a bound datagram socket for UDP) and
+/// the sandbox endpoint its clients are forwarded to.
+#[derive(Debug)]
+pub struct ForwardSpec {
+    pub transport: Transport,
+    /// The host socket; the engine makes it non-blocking and owns it.
+    pub listener: std::os::fd::OwnedFd,
+    /// The sandbox's address and port on this network.
+    pub target: std::net::SocketAddrV4,
+    /// The sandbox's MAC on this network.
+    pub sandbox_mac: [u8; 6],
+}
 
 /// Environment variable overriding [`policy::DEFAULT_MAX_FLOWS_PER_SANDBOX`].
 pub const ENV_MAX_FLOWS_PER_SANDBOX: &str = "WARREN_NAT_MAX_FLOWS_PER_SANDBOX";
@@ -321,6 +385,15 @@ pub struct NatCounters {
     pub tx_bytes: AtomicU64,
     /// Bytes from host sockets handed to sandboxes.
     pub rx_bytes: AtomicU64,
+    /// Published ports being served (host listeners).
+    pub forwards: AtomicU64,
+    /// Live flows through published ports (TCP and UDP).
+    pub forward_flows: AtomicU64,
+    /// TCP clients accepted and UDP client flows opened on published ports.
+    pub forward_accepted: AtomicU64,
+    /// Forwarded connections the sandbox refused (RST to the SYN, nothing
+    /// listening) or that a flow limit turned away.
+    pub forward_refused: AtomicU64,
 }
 
 impl NatCounters {
@@ -340,6 +413,10 @@ impl NatCounters {
             dropped: self.dropped.load(Relaxed),
             tx_bytes: self.tx_bytes.load(Relaxed),
             rx_bytes: self.rx_bytes.load(Relaxed),
+            forwards: self.forwards.load(Relaxed),
+            forward_flows: self.forward_flows.load(Relaxed),
+            forward_accepted: self.forward_accepted.load(Relaxed),
+            forward_refused: self.forward_refused.load(Relaxed),
         }
     }
 }
@@ -361,6 +438,10 @@ pub struct NatStats {
     pub dropped: u64,
     pub tx_bytes: u64,
     pub rx_bytes: u64,
+    pub forwards: u64,
+    pub forward_flows: u64,
+    pub forward_accepted: u64,
+    pub forward_refused: u64,
 }
 
 #[cfg(test)]
