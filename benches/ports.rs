@@ -5,8 +5,8 @@
 //! (`-t`) and slirp4netns (`add_hostfwd` on its API socket), all with MTU
 //! 65520, side by side in one run; then short connections per second
 //! through each (connect, one byte each way, close). Not a timed test: it
-//! prints figures and ratios. rootlesskit is not packaged here; it is
-//! skipped like any missing tool.
+//! prints figures and ratios. rootlesskit's builtin port driver (the
+//! issue's reference) is not measured yet.
 //!
 //! `cargo bench --bench ports` (WARREN_BENCH_SECS=N to change the 5 s runs).
 
