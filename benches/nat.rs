@@ -11,12 +11,13 @@
 //! `cargo bench --bench nat` (WARREN_BENCH_SECS=N to change the 5 s runs).
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+mod common;
+
+use common::{free_port, have, parse_iperf, user, Warren};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -50,11 +51,11 @@ fn main() {
     std::thread::sleep(Duration::from_millis(300));
 
     let mut rows: Vec<(&str, Option<f64>, Option<f64>)> = Vec::new();
-    let w = Warren::start(&dir, &warren);
+    let w = start_warren(&dir, &warren);
     rows.push((
         "warren",
-        w.iperf(port, secs, false),
-        w.iperf(port, secs, true),
+        warren_iperf(&w, port, secs, false),
+        warren_iperf(&w, port, secs, true),
     ));
     drop(w);
     if have("pasta") {
@@ -95,34 +96,26 @@ fn main() {
     }
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
+/// A warren installation with a network `bench` that reaches the host's
+/// loopback (169.254.1.2).
+fn start_warren(dir: &Path, bin: &Path) -> Warren {
+    let w = Warren::new(dir, bin);
+    let ok = w
+        .cmd(&["network", "create", "--opt", "host-loopback=true", "bench"])
         .stdout(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    assert!(ok, "warren network create");
+    w
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// A command as the unprivileged user (uid 65534 when run as root).
-fn user(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
-    let mut c = Command::new(program);
-    c.env_clear().env("PATH", PATH).env("HOME", home);
-    if nix::unistd::geteuid().is_root() {
-        c.uid(65534).gid(65534);
-    }
-    c
-}
-
-/// Bits per second received, from iperf3's JSON.
-fn parse_iperf(out: &[u8]) -> Option<f64> {
-    let v: serde_json::Value = serde_json::from_slice(out).ok()?;
-    v["end"]["sum_received"]["bits_per_second"].as_f64()
+/// One iperf3 run from a sandbox on `bench` to the host.
+fn warren_iperf(w: &Warren, port: u16, secs: u32, reverse: bool) -> Option<f64> {
+    let mut args = vec!["run", "--network", "bench", "--", "iperf3"];
+    let iperf = iperf_args("169.254.1.2", port, secs, reverse);
+    args.extend(iperf.iter().map(String::as_str));
+    let out = w.cmd(&args).output().ok()?;
+    parse_iperf(&out.stdout)
 }
 
 fn iperf_args(server: &str, port: u16, secs: u32, reverse: bool) -> Vec<String> {
@@ -139,59 +132,6 @@ fn iperf_args(server: &str, port: u16, secs: u32, reverse: bool) -> Vec<String> 
         args.push("-R".into());
     }
     args
-}
-
-struct Warren {
-    bin: PathBuf,
-    dir: PathBuf,
-}
-
-impl Warren {
-    fn start(dir: &Path, bin: &Path) -> Warren {
-        let w = Warren {
-            bin: bin.to_path_buf(),
-            dir: dir.join("warren-home"),
-        };
-        std::fs::create_dir_all(&w.dir).unwrap();
-        std::fs::set_permissions(&w.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let ok = w
-            .cmd(&["network", "create", "--opt", "host-loopback=true", "bench"])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "warren network create");
-        w
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = user(&self.bin, &self.dir);
-        c.args(args)
-            .env("WARREN_STATE_DIR", self.dir.join("state"))
-            .env("WARREN_RUNTIME_DIR", self.dir.join("run"))
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn iperf(&self, port: u16, secs: u32, reverse: bool) -> Option<f64> {
-        let mut args = vec!["run", "--network", "bench", "--", "iperf3"];
-        let iperf = iperf_args("169.254.1.2", port, secs, reverse);
-        args.extend(iperf.iter().map(String::as_str));
-        let out = self.cmd(&args).output().ok()?;
-        parse_iperf(&out.stdout)
-    }
-}
-
-impl Drop for Warren {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("run/warren.pid")) {
-            if let Ok(pid) = pid.trim().parse() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::SIGTERM,
-                );
-            }
-        }
-    }
 }
 
 fn pasta(dir: &Path, port: u16, secs: u32, reverse: bool) -> Option<f64> {

@@ -14,12 +14,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+mod common;
+
+use common::{free_port, have, parse_iperf, user, Warren, PATH};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -259,92 +260,10 @@ fn conns_per_sec(port: u16, secs: u32) -> Option<f64> {
     Some(n as f64 / start.elapsed().as_secs_f64())
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// A command as the unprivileged user (uid 65534 when run as root).
-fn user(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
-    let mut c = Command::new(program);
-    c.env_clear().env("PATH", PATH).env("HOME", home);
-    if nix::unistd::geteuid().is_root() {
-        c.uid(65534).gid(65534);
-    }
-    c
-}
-
 /// Kills a contender started with its own process group.
 fn kill_tree(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
-}
-
-fn parse_iperf(out: &[u8]) -> Option<f64> {
-    let v: serde_json::Value = serde_json::from_slice(out).ok()?;
-    v["end"]["sum_received"]["bits_per_second"].as_f64()
-}
-
-struct Warren {
-    bin: PathBuf,
-    dir: PathBuf,
-}
-
-impl Warren {
-    fn new(dir: &Path, bin: &Path) -> Warren {
-        let w = Warren {
-            bin: bin.to_path_buf(),
-            dir: dir.join("warren-home"),
-        };
-        std::fs::create_dir_all(&w.dir).unwrap();
-        std::fs::set_permissions(&w.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        w
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = user(&self.bin, &self.dir);
-        c.args(args)
-            .env("WARREN_STATE_DIR", self.dir.join("state"))
-            .env("WARREN_RUNTIME_DIR", self.dir.join("run"))
-            .env("WARREN_DNS_UPSTREAM", "127.0.0.1:9")
-            .stdin(Stdio::null());
-        c
-    }
-}
-
-impl Drop for Warren {
-    fn drop(&mut self) {
-        // Sandboxes first (by pid, from `ps`), then the daemon.
-        if let Ok(out) = self.cmd(&["ps", "--format", "json"]).output() {
-            if let Ok(rows) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-                for r in rows.as_array().into_iter().flatten() {
-                    if let Some(pid) = r["Pid"].as_i64() {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid as i32),
-                            nix::sys::signal::SIGKILL,
-                        );
-                    }
-                }
-            }
-        }
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("run/warren.pid")) {
-            if let Ok(pid) = pid.trim().parse() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::SIGTERM,
-                );
-            }
-        }
-    }
 }
 
 fn slirp(dir: &Path, echo: &Path, secs: u32) -> Option<Row> {
