@@ -348,37 +348,12 @@ fn ping_to_the_outside_works_where_ping_sockets_are_allowed() {
     // The daemon runs in a network namespace this test makes, where the
     // test (as root) allows ping sockets; the "outside" is that namespace's
     // loopback. The host's own sysctl is never touched.
-    let Some((uid, gid)) = common::test_ids() else {
+    let env = Env::new();
+    let prelude = "sysctl -q -w net.ipv4.ping_group_range='0 2147483647' &&";
+    let Some(mut daemon) = env.start_daemon_in_netns(prelude) else {
         eprintln!("skipped: needs root to make the daemon's network namespace");
         return;
     };
-    let env = Env::new();
-    let log = std::fs::File::create(env.dir.join("netns-daemon.log")).unwrap();
-    let script = format!(
-        "ip link set lo up && sysctl -q -w net.ipv4.ping_group_range='0 2147483647' \
-         && exec setpriv --reuid {uid} --regid {gid} --clear-groups {} daemon",
-        tool("warren")
-    );
-    let mut daemon = Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("HOME", &env.dir)
-        .env("WARREN_STATE_DIR", &env.state)
-        .env("WARREN_RUNTIME_DIR", &env.runtime)
-        .env("WARREN_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("unshare");
-    let ready = Env::wait_until(Duration::from_secs(10), || {
-        env.runtime.join("warren.sock").exists()
-    });
-    assert!(ready, "the daemon in its own namespace is up");
     env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
     env.start("c", &["web"], &["sleep", "600"]);
     let out = env.exec("c", &["ping", "-c", "2", "-W", "3", HOST]);

@@ -11,7 +11,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{tool, Env};
@@ -372,34 +372,11 @@ fn the_sandbox_sees_the_real_client_address() {
     // The daemon runs in a network namespace this test makes; a client in
     // a second one reaches it over a veth pair (10.250.0.1 → 10.250.0.2,
     // addresses that exist only in those two namespaces).
-    let Some((uid, gid)) = common::test_ids() else {
+    let env = Env::new();
+    let Some(mut daemon) = env.start_daemon_in_netns("") else {
         eprintln!("skipped: needs root to make network namespaces");
         return;
     };
-    let env = Env::new();
-    let log = std::fs::File::create(env.dir.join("netns-daemon.log")).unwrap();
-    let script = format!(
-        "ip link set lo up && exec setpriv --reuid {uid} --regid {gid} --clear-groups {} daemon",
-        tool("warren")
-    );
-    let mut daemon = Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .env_clear()
-        .env("PATH", SYSTEM_PATH)
-        .env("HOME", &env.dir)
-        .env("WARREN_STATE_DIR", &env.state)
-        .env("WARREN_RUNTIME_DIR", &env.runtime)
-        .env("WARREN_LOG", "debug")
-        .env("WARREN_DNS_UPSTREAM", "127.0.0.1:9")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("unshare");
-    let ready = Env::wait_until(Duration::from_secs(10), || {
-        env.runtime.join("warren.sock").exists()
-    });
-    assert!(ready, "the daemon in its own namespace is up");
     let pid = daemon.id().to_string();
     let ns = Netns(format!("warren-port-{}", std::process::id()));
     let (a, b) = (

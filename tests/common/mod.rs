@@ -151,15 +151,12 @@ impl Env {
         c
     }
 
-    /// Any program as the test user, with this env's directories and a clean
-    /// environment.
-    pub fn user_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    /// Any program with this env's directories and a clean environment, as
+    /// whoever runs the tests (root for set-up that needs it).
+    pub fn env_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(program);
         c.env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            .env("PATH", SANDBOX_PATH)
             .env("HOME", &self.dir)
             .env("LANG", "C.UTF-8")
             .env("WARREN_STATE_DIR", &self.state)
@@ -172,6 +169,38 @@ impl Env {
             .env("WARREN_DNS_UPSTREAM", "127.0.0.1:9")
             .current_dir(&self.dir)
             .stdin(Stdio::null());
+        c
+    }
+
+    /// Starts the daemon in a network namespace of its own (`unshare -n`,
+    /// as root; `prelude` runs there first, e.g. a sysctl), dropping to the
+    /// test user for the daemon itself; waits until it answers. `None`
+    /// unless the tests run as root.
+    pub fn start_daemon_in_netns(&self, prelude: &str) -> Option<std::process::Child> {
+        let (uid, gid) = test_ids()?;
+        let log = std::fs::File::create(self.dir.join("netns-daemon.log")).unwrap();
+        let script = format!(
+            "ip link set lo up && {prelude} exec setpriv --reuid {uid} --regid {gid} --clear-groups {} daemon",
+            self.bin.display()
+        );
+        let child = self
+            .env_cmd("unshare")
+            .args(["-n", "sh", "-c", &script])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("unshare");
+        let ready = Env::wait_until(Duration::from_secs(10), || {
+            self.runtime.join("warren.sock").exists()
+        });
+        assert!(ready, "the daemon in its own namespace is up");
+        Some(child)
+    }
+
+    /// Any program as the test user, with this env's directories and a clean
+    /// environment.
+    pub fn user_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = self.env_cmd(program);
         if let Some((uid, gid)) = test_ids() {
             // std clears the supplementary groups when root drops to `uid`.
             c.uid(uid).gid(gid);
