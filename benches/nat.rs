@@ -10,14 +10,13 @@
 //!
 //! `cargo bench --bench nat` (WARREN_BENCH_SECS=N to change the 5 s runs).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_port, have, parse_iperf, user, Warren};
+use common::{bench_dir, bench_secs, free_port, have, parse_iperf, user, Warren};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -29,17 +28,8 @@ fn main() {
             return;
         }
     }
-    let secs: u32 = std::env::var("WARREN_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let dir = std::env::temp_dir().join(format!("warren-nat-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let warren = dir.join("warren");
-    std::fs::copy(env!("CARGO_BIN_EXE_warren"), &warren).unwrap();
-    std::fs::set_permissions(&warren, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secs = bench_secs();
+    let (dir, warren) = bench_dir("nat");
 
     let port = free_port();
     let mut server = Command::new("iperf3")

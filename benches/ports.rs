@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_port, have, parse_iperf, user, Warren, PATH};
+use common::{bench_dir, bench_secs, free_port, have, parse_iperf, user, Warren, PATH};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -30,17 +30,8 @@ fn main() {
         eprintln!("ports bench skipped: iperf3 and python3 are needed");
         return;
     }
-    let secs: u32 = std::env::var("WARREN_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let dir = std::env::temp_dir().join(format!("warren-ports-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let warren = dir.join("warren");
-    std::fs::copy(env!("CARGO_BIN_EXE_warren"), &warren).unwrap();
-    std::fs::set_permissions(&warren, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secs = bench_secs();
+    let (dir, warren) = bench_dir("ports");
     let echo = dir.join("echo1.py");
     std::fs::write(&echo, ECHO).unwrap();
     std::fs::set_permissions(&echo, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -11,6 +11,28 @@ use std::process::{Command, Stdio};
 /// The PATH of every contender: system directories only.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Seconds per measurement: `WARREN_BENCH_SECS`, 5 by default.
+pub fn bench_secs() -> u32 {
+    std::env::var("WARREN_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+}
+
+/// A fresh temp dir `warren-NAME-bench-PID` every contender may use, with a
+/// copy of the warren binary in it (the checkout may be unreadable to the
+/// unprivileged user); returns (dir, binary).
+pub fn bench_dir(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("warren-{name}-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let warren = dir.join("warren");
+    std::fs::copy(env!("CARGO_BIN_EXE_warren"), &warren).unwrap();
+    std::fs::set_permissions(&warren, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, warren)
+}
+
 /// Whether `tool` is on the PATH.
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
