@@ -1946,6 +1946,22 @@ mod tests {
     const SB_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
     const SB_MAC: [u8; 6] = [0x02, 0x42, 10, 77, 0, 2];
 
+    /// A TCP forward from a fresh listener on 127.0.0.1 to the sandbox's
+    /// port 8000: its id and the address clients connect to.
+    fn tcp_forward(nat: &mut NatEngine) -> (ForwardId, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let id = nat
+            .add_forward(ForwardSpec {
+                transport: Transport::Tcp,
+                listener: listener.into(),
+                target: SocketAddrV4::new(SB_IP, 8000),
+                sandbox_mac: SB_MAC,
+            })
+            .expect("forward");
+        (id, addr)
+    }
+
     fn engine(limits: Limits) -> NatEngine {
         let net = NetworkNat {
             nat: Nat::new(limits),
@@ -2088,17 +2104,8 @@ mod tests {
     #[test]
     fn forwarded_client_connects_from_its_address_and_a_refusal_resets_it() {
         use std::io::Read as _;
-        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-        let addr = listener.local_addr().expect("addr");
         let mut nat = engine(Limits::default());
-        let id = nat
-            .add_forward(ForwardSpec {
-                transport: Transport::Tcp,
-                listener: listener.into(),
-                target: SocketAddrV4::new(SB_IP, 8000),
-                sandbox_mac: SB_MAC,
-            })
-            .expect("forward");
+        let (id, addr) = tcp_forward(&mut nat);
         let mut client = TcpStream::connect(addr).expect("connect");
         let client_port = client.local_addr().expect("local").port();
         // A loopback client is shown as the gateway, with its own port.
@@ -2141,17 +2148,8 @@ mod tests {
 
     #[test]
     fn pending_handshakes_are_bounded_per_forward() {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-        let addr = listener.local_addr().expect("addr");
         let mut nat = engine(Limits::default());
-        let id = nat
-            .add_forward(ForwardSpec {
-                transport: Transport::Tcp,
-                listener: listener.into(),
-                target: SocketAddrV4::new(SB_IP, 8000),
-                sandbox_mac: SB_MAC,
-            })
-            .expect("forward");
+        let (id, addr) = tcp_forward(&mut nat);
         // The sandbox never answers: handshakes pile up to the bound, then
         // the listener is paused (clients wait in the backlog).
         let clients: Vec<TcpStream> = (0..FORWARD_PENDING + 8)
