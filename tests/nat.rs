@@ -71,6 +71,13 @@ impl Drop for HostServer {
     }
 }
 
+/// A network `web` that reaches the host's loopback (at `HOST`), and a
+/// sandbox `c` on it.
+fn web_with_client(env: &Env) {
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
+    env.start("c", &["web"], &["sleep", "600"]);
+}
+
 /// A port on 127.0.0.1 nobody listens on.
 fn closed_port() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -110,8 +117,7 @@ fn daemon_fds(env: &Env) -> usize {
 #[test]
 fn tcp_download_upload_and_refused_through_host_loopback() {
     let env = Env::new();
-    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
-    env.start("c", &["web"], &["sleep", "600"]);
+    web_with_client(&env);
     let http = HostServer::start(&env, "http");
 
     // A few MB each way, byte for byte.
@@ -154,8 +160,7 @@ fn tcp_download_upload_and_refused_through_host_loopback() {
 #[test]
 fn half_close_and_resets_cross_both_ways() {
     let env = Env::new();
-    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
-    env.start("c", &["web"], &["sleep", "600"]);
+    web_with_client(&env);
     let echo = HostServer::start(&env, "echo");
     let reset = HostServer::start(&env, "reset");
 
@@ -223,8 +228,7 @@ fn slow_readers_stall_the_sender_both_ways() {
     // and the flow's two 256 KiB smoltcp buffers are full.
     const BOUND: u64 = 64 << 20;
     let env = Env::new();
-    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
-    env.start("c", &["web"], &["sleep", "600"]);
+    web_with_client(&env);
     let sink = HostServer::start(&env, "sink");
     let source = HostServer::start(&env, "source");
 
@@ -275,8 +279,7 @@ fn slow_readers_stall_the_sender_both_ways() {
 #[test]
 fn udp_echo_zero_length_and_largest_datagram() {
     let env = Env::new();
-    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
-    env.start("c", &["web"], &["sleep", "600"]);
+    web_with_client(&env);
     let udp = HostServer::start(&env, "udp");
     let out = env.exec_ok(
         "c",
@@ -317,8 +320,7 @@ fn ping_to_the_outside_fails_fast_without_ping_sockets() {
         return;
     }
     let env = Env::new();
-    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
-    env.start("c", &["web"], &["sleep", "600"]);
+    web_with_client(&env);
     let start = Instant::now();
     let out = env.exec("c", &["ping", "-c", "1", "-W", "5", HOST]);
     let took = start.elapsed();
@@ -354,8 +356,7 @@ fn ping_to_the_outside_works_where_ping_sockets_are_allowed() {
         eprintln!("skipped: needs root to make the daemon's network namespace");
         return;
     };
-    env.ok(&["network", "create", "--opt", "host-loopback=true", "web"]);
-    env.start("c", &["web"], &["sleep", "600"]);
+    web_with_client(&env);
     let out = env.exec("c", &["ping", "-c", "2", "-W", "3", HOST]);
     let nat = nat_stats(&env, "web");
     let _ = daemon.kill();
