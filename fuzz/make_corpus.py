@@ -5,8 +5,11 @@ Usage: python3 fuzz/make_corpus.py   (from the repository root or fuzz/)
 """
 import os
 import struct
+import sys
 
 here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "tests", "tools"))
+import frames  # noqa: E402  (the frame builders the test tools use too)
 
 
 def write(target, name, data):
@@ -31,23 +34,12 @@ def ip(s):
     return bytes(int(x) for x in s.split("."))
 
 
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b)//2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def ipv4(src, dst, proto, payload):
-    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0, ip(src), ip(dst))
-    h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
-    return h + payload
+    return frames.ipv4(ip(src), ip(dst), proto, payload)
 
 
 def arp(op, smac, sip, tmac, tip):
-    return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, smac, ip(sip), tmac, ip(tip))
+    return frames.arp(op, smac, ip(sip), tmac, ip(tip))
 
 
 def udp(sport, dport, payload):
@@ -56,7 +48,7 @@ def udp(sport, dport, payload):
 
 def icmp_echo():
     body = struct.pack("!BBHHH", 8, 0, 0, 1, 1) + b"warren"
-    return body[:2] + struct.pack("!H", csum(body)) + body[4:]
+    return body[:2] + struct.pack("!H", frames.csum(body)) + body[4:]
 
 
 def dns_query(name, qtype=1, edns=False):

@@ -13,6 +13,8 @@ import socket
 import struct
 import sys
 
+import frames as frames_lib
+
 gw_ip = socket.inet_aton(sys.argv[1])
 gw_mac = bytes(int(x, 16) for x in sys.argv[2].split(":"))
 outside = socket.inet_aton(sys.argv[3])
@@ -27,23 +29,8 @@ probe.close()
 BC = b"\xff" * 6
 
 
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    t = sum(struct.unpack(f"!{len(b)//2}H", b))
-    while t >> 16:
-        t = (t & 0xFFFF) + (t >> 16)
-    return ~t & 0xFFFF
-
-
-def ipv4(dst, proto, payload, ihl=5, total=None, frag=0, ident=1, good_sum=True):
-    total = 20 + len(payload) if total is None else total
-    h = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total, ident, frag, 64, proto, 0, my_ip, dst)
-    if good_sum:
-        h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
-    else:
-        h = h[:10] + b"\xde\xad" + h[12:]
-    return h + payload
+def ipv4(dst, proto, payload, **lies):
+    return frames_lib.ipv4(my_ip, dst, proto, payload, **lies)
 
 
 def eth(dst, kind, payload):
@@ -56,11 +43,11 @@ def tcp(sport, dport, flags, offset=5):
 
 def icmp_unreach(quoted):
     body = struct.pack("!BBHI", 3, 3, 0, 0) + quoted
-    return body[:2] + struct.pack("!H", csum(body)) + body[4:]
+    return body[:2] + struct.pack("!H", frames_lib.csum(body)) + body[4:]
 
 
 frames = {}
-frames["garp_gateway"] = [eth(BC, 0x0806, struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, me, gw_ip, BC, gw_ip))]
+frames["garp_gateway"] = [eth(BC, 0x0806, frames_lib.arp(2, me, gw_ip, BC, gw_ip))]
 ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
 ip6 = struct.pack("!IHBB16s16s", 0x60000000, len(ra), 58, 255, b"\xfe\x80" + b"\0" * 13 + b"\x01", b"\xff\x02" + b"\0" * 13 + b"\x01")
 frames["ipv6_router_advert"] = [eth(b"\x33\x33\x00\x00\x00\x01", 0x86DD, ip6 + ra)]

@@ -9,8 +9,9 @@ refuse to send frames shorter than an Ethernet header). Prints one line per
 kind: "KIND sent N" or "KIND refused: ERROR".
 """
 import socket
-import struct
 import sys
+
+import frames as frames_lib
 
 victim = socket.inet_aton(sys.argv[1])
 gateway = socket.inet_aton(sys.argv[2])
@@ -21,19 +22,11 @@ bcast = b"\xff" * 6
 
 
 def ipv4(src, dst, payload=b"hello"):
-    total = 20 + len(payload)
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0, 64, 17, 0, src, dst)
-    csum = 0
-    for i in range(0, 20, 2):
-        csum += (hdr[i] << 8) + hdr[i + 1]
-    while csum >> 16:
-        csum = (csum & 0xFFFF) + (csum >> 16)
-    hdr = hdr[:10] + struct.pack("!H", ~csum & 0xFFFF) + hdr[12:]
-    return hdr + payload
+    return frames_lib.ipv4(src, dst, 17, payload)
 
 
 def arp_reply(sender_mac, sender_ip, target_ip):
-    return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, sender_mac, sender_ip, bcast, target_ip)
+    return frames_lib.arp(2, sender_mac, sender_ip, bcast, target_ip)
 
 
 frames = {
