@@ -238,9 +238,6 @@ impl Daemon {
                 }
             }
         }
-        // Restored networks answer DNS only once they have names (an
-        // unknown network never forwards), so publish them now.
-        daemon.publish_names(&daemon.lock());
         if !daemon.lock().networks.contains_key(DEFAULT_NETWORK) {
             let req = NetworkCreate {
                 name: DEFAULT_NETWORK.into(),
@@ -251,6 +248,10 @@ impl Daemon {
                 .map_err(|e| anyhow::anyhow!("creating the default network: {e}"))?;
         }
         daemon.recover();
+        // Restored networks answer DNS only once they have names (an
+        // unknown network never forwards): publish every network and every
+        // sandbox taken over, once.
+        daemon.publish_names(&daemon.lock());
         Ok(daemon)
     }
 
@@ -1362,7 +1363,6 @@ impl Daemon {
                 ports,
             },
         );
-        self.publish_names(&st);
         info!(sandbox = %rec.name, "sandbox taken over from the previous daemon");
         Ok((rec.id.clone(), pidfd, netns_watch))
     }
