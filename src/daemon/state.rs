@@ -423,19 +423,6 @@ impl Daemon {
             }
             None => None,
         };
-        if let Some(ext) = &req.external_id {
-            if self
-                .lock()
-                .sandboxes
-                .values()
-                .any(|s| s.external_id.as_deref() == Some(ext))
-            {
-                return Err(ApiError::conflict(
-                    format!("a sandbox for {ext} is already attached"),
-                    "connect it to more networks instead",
-                ));
-            }
-        }
         let mode = req.network_mode.clone().unwrap_or_else(|| "bridge".into());
         if !matches!(mode.as_str(), "bridge" | "none" | "host") {
             return Err(ApiError::bad_request(
@@ -487,6 +474,18 @@ impl Daemon {
                     format!("sandbox id {id} is already in use"),
                     "",
                 ));
+            }
+            if let Some(ext) = &req.external_id {
+                if st
+                    .sandboxes
+                    .values()
+                    .any(|s| s.external_id.as_deref() == Some(ext))
+                {
+                    return Err(ApiError::conflict(
+                        format!("a sandbox for {ext} is already attached"),
+                        "connect it to more networks instead",
+                    ));
+                }
             }
             let name = self.reserve_name(&mut st, req.name.as_deref())?;
             let mut requests = req.networks.clone();
