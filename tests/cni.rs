@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::Env;
+use common::{tool, Env};
 
 const CONTAINER: &str = "0123456789abcdef0123456789abcdef";
 
@@ -20,12 +20,23 @@ fn cni(
     netns: &str,
     config: &serde_json::Value,
 ) -> (bool, serde_json::Value) {
+    cni_if(env, command, netns, "eth0", config)
+}
+
+/// [`cni`] with another `CNI_IFNAME` (a second network).
+fn cni_if(
+    env: &Env,
+    command: &str,
+    netns: &str,
+    ifname: &str,
+    config: &serde_json::Value,
+) -> (bool, serde_json::Value) {
     let mut child = env
         .user_cmd(env.cni_bin())
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", CONTAINER)
         .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
+        .env("CNI_IFNAME", ifname)
         .env("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=pod1")
         .env("CNI_PATH", "/opt/cni/bin")
         .stdin(Stdio::piped())
@@ -51,9 +62,16 @@ fn cni(
 }
 
 fn container(env: &Env) -> (Child, String) {
+    container_running(env, &["sleep", "600"])
+}
+
+/// A "container" running `cmd` in its own user + network namespaces.
+fn container_running(env: &Env, cmd: &[&str]) -> (Child, String) {
     let child = env
         .user_cmd("unshare")
-        .args(["-Urn", "sleep", "600"])
+        .arg("-Urn")
+        .args(cmd)
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let netns = format!("/proc/{}/ns/net", child.id());
@@ -234,6 +252,69 @@ fn versions_and_errors_follow_the_spec() {
     let (ok, res) = cni(&env, "GC", "", &gc);
     assert!(ok, "GC: {res}");
     assert!(!env.ok(&["ps"]).contains("pod1"));
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[test]
+fn port_mappings_publish_on_the_network_of_the_add() {
+    let env = Env::new();
+    env.ok(&["network", "create", "dev"]);
+    env.ok(&["network", "create", "web"]);
+    let server = tool("port_server.py");
+    let (mut child, netns) = container_running(&env, &["python3", &server, "tcp", "8000"]);
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dev = serde_json::json!({"cniVersion": "1.0.0", "name": "dev", "type": "warren"});
+    let web = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "web", "type": "warren",
+        "capabilities": {"portMappings": true},
+        "runtimeConfig": {"portMappings": [
+            {"hostPort": host_port, "containerPort": 8000, "protocol": "tcp", "hostIP": "127.0.0.1"}
+        ]}
+    });
+    let (ok, res) = cni(&env, "ADD", &netns, &dev);
+    assert!(ok, "ADD dev: {res}");
+    let (ok, res) = cni_if(&env, "ADD", &netns, "eth1", &web);
+    assert!(ok, "ADD web with portMappings: {res}");
+    let web_gw = res["ips"][0]["gateway"].as_str().unwrap().to_string();
+    assert!(env
+        .ok(&["port", "pod1"])
+        .contains(&format!("8000/tcp -> 127.0.0.1:{host_port}")));
+
+    // The forward goes to the container's address on web: a client on the
+    // host's loopback arrives from web's gateway.
+    let ask = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", host_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).ok()?;
+        (!out.is_empty()).then_some(out)
+    };
+    let mut reply = None;
+    assert!(Env::wait_until(Duration::from_secs(10), || {
+        reply = ask();
+        reply.is_some()
+    }));
+    let reply = reply.unwrap();
+    assert!(reply.starts_with(&format!("you are {web_gw}:")), "{reply}");
+
+    // A bad mapping is the spec's error, and nothing changes.
+    let bad = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "dev", "type": "warren",
+        "runtimeConfig": {"portMappings": [{"hostPort": 0, "containerPort": 80, "protocol": "sctp"}]}
+    });
+    let (ok, res) = cni(&env, "ADD", &netns, &bad);
+    assert!(!ok && res["code"] == 7, "bad portMappings: {res}");
+
+    // DEL of web takes its ports with it: the host port is free at once.
+    let (ok, res) = cni_if(&env, "DEL", &netns, "eth1", &web);
+    assert!(ok, "DEL web: {res}");
+    assert!(std::net::TcpListener::bind(("127.0.0.1", host_port)).is_ok());
+    assert!(env.ok(&["ps"]).contains("pod1"), "still on dev");
     child.kill().unwrap();
     let _ = child.wait();
 }

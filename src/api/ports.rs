@@ -44,6 +44,11 @@ pub struct PortMapping {
     /// The sandbox's port.
     pub port: u16,
     pub proto: Proto,
+    /// The network whose address of the sandbox the port forwards to;
+    /// `None` = its first network (what `-p` means). CNI names the
+    /// network of each ADD here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl fmt::Display for PortMapping {
@@ -131,6 +136,7 @@ pub fn parse(spec: &str) -> Result<Vec<PortMapping>, String> {
             host_port: host.map(|(h0, _)| h0 + i),
             port: container.0 + i,
             proto,
+            network: None,
         })
         .collect())
 }
@@ -174,7 +180,8 @@ mod tests {
                 host_ip: None,
                 host_port: None,
                 port: 80,
-                proto: Proto::Tcp
+                proto: Proto::Tcp,
+                network: None,
             }
         );
         assert_eq!(one("8080:80").host_port, Some(8080));

@@ -45,6 +45,10 @@ pub fn attach(paths: &Paths, a: AttachArgs) -> Result<i32> {
     if mode == "host" {
         bail!("--network host makes no sense for attach: the namespace is already there");
     }
+    let ports = a.net.ports()?;
+    if !ports.is_empty() && mode == "none" {
+        bail!("-p needs a network to forward to; --network none has none");
+    }
     let req = SandboxCreate {
         name: Some(a.name),
         pid: a.pid.unwrap_or(0),
@@ -53,6 +57,7 @@ pub fn attach(paths: &Paths, a: AttachArgs) -> Result<i32> {
         attached: true,
         network_mode: Some(mode.to_string()),
         networks,
+        ports,
         ..Default::default()
     };
     let created: SandboxCreated = Client::connect(paths)?.post("/v1/sandboxes", &req)?;

@@ -25,9 +25,6 @@ pub struct RunArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub net: NetArgs,
-    /// Publish a port: [HOSTIP:][HOSTPORT:]PORT[/tcp|/udp], ranges as 8000-8009:80-89 (repeatable)
-    #[arg(long = "publish", short = 'p', value_name = "SPEC")]
-    pub publish: Vec<String>,
     /// Hostname inside the sandbox [default: the short id]
     #[arg(long)]
     pub hostname: Option<String>,
@@ -59,20 +56,20 @@ pub struct NetArgs {
     /// MAC address on the first network [default: 02:42 + the IPv4 address]
     #[arg(long = "mac-address")]
     pub mac_address: Option<String>,
+    /// Publish a port: [HOSTIP:][HOSTPORT:]PORT[/tcp|/udp], ranges as 8000-8009:80-89 (repeatable)
+    #[arg(long = "publish", short = 'p', value_name = "SPEC")]
+    pub publish: Vec<String>,
 }
 
 pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
     let (mode, net_mode, networks) = a.net.plan()?;
-    let mut ports = Vec::new();
-    for spec in &a.publish {
-        match crate::api::ports::parse(spec) {
-            Ok(p) => ports.extend(p),
-            Err(e) => {
-                eprintln!("warren: {e}");
-                return Ok(EXIT_ABORTED);
-            }
+    let ports = match a.net.ports() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            return Ok(EXIT_ABORTED);
         }
-    }
+    };
     let client = Client::connect(paths)?;
     let id = random_id();
     let stdio = if a.detach {
@@ -135,6 +132,15 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
 }
 
 impl NetArgs {
+    /// The `-p` specs, parsed into one mapping per port.
+    pub fn ports(&self) -> Result<Vec<crate::api::ports::PortMapping>> {
+        let mut ports = Vec::new();
+        for spec in &self.publish {
+            ports.extend(crate::api::ports::parse(spec).map_err(anyhow::Error::msg)?);
+        }
+        Ok(ports)
+    }
+
     /// Splits `--network` values into a mode and endpoint requests.
     pub fn plan(&self) -> Result<(&'static str, NetMode, Vec<EndpointRequest>)> {
         let a = self;

@@ -11,8 +11,9 @@
 //! - ADD: the container (keyed by `CNI_CONTAINERID`) becomes an *attached*
 //!   sandbox given by its netns path (`CNI_NETNS`), or, when it already is
 //!   one (a second network), gets connected to this network. The interface is
-//!   named `CNI_IFNAME`. Capabilities `ips`, `mac` and `aliases` are honoured;
-//!   `portMappings` is refused until published ports exist.
+//!   named `CNI_IFNAME`. Capabilities `ips`, `mac`, `aliases` and
+//!   `portMappings` are honoured; the ports forward to the container's
+//!   address on the network of this ADD, and go with its DEL.
 //! - DEL: disconnects; the last DEL detaches the sandbox. Idempotent, and
 //!   successful when the namespace or the container is already gone.
 //! - CHECK: the container must be attached to this network with this
@@ -29,9 +30,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::api::ports::{PortMapping, Proto};
 use crate::api::types::{
-    ConnectRequest, DisconnectRequest, EndpointRequest, NetworkInspect, SandboxCreate,
-    SandboxCreated, SandboxInspect, SandboxSummary,
+    ConnectRequest, DisconnectRequest, EndpointRequest, NetworkInspect, PortsRequest,
+    SandboxCreate, SandboxCreated, SandboxInspect, SandboxSummary,
 };
 use crate::cli::client::{ApiFailure, Client};
 use crate::daemon::paths::Paths;
@@ -104,7 +106,7 @@ struct NetConf {
 #[serde(rename_all = "camelCase")]
 struct RuntimeConfig {
     #[serde(default)]
-    port_mappings: Vec<Value>,
+    port_mappings: Vec<CniPortMapping>,
     #[serde(default)]
     ips: Vec<String>,
     #[serde(default)]
@@ -112,6 +114,66 @@ struct RuntimeConfig {
     /// Either a list, or a map from network name to list (podman's form).
     #[serde(default)]
     aliases: Option<Value>,
+}
+
+/// One entry of the `portMappings` capability (the shape of the
+/// reference `portmap` plugin's).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CniPortMapping {
+    host_port: u16,
+    container_port: u16,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default, rename = "hostIP")]
+    host_ip: Option<String>,
+}
+
+/// The published ports `portMappings` asks for, forwarding to the
+/// container's address on `network`.
+fn port_mappings(conf: &NetConf, network: &str) -> Result<Vec<PortMapping>, CniError> {
+    let invalid = |what: String| CniError::new(7, "invalid portMappings", what);
+    conf.runtime_config
+        .port_mappings
+        .iter()
+        .map(|m| {
+            let proto = match m
+                .protocol
+                .as_deref()
+                .unwrap_or("tcp")
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "tcp" | "" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                other => {
+                    return Err(invalid(format!(
+                        "protocol {other:?}: warren publishes tcp and udp"
+                    )))
+                }
+            };
+            if m.host_port == 0 || m.container_port == 0 {
+                return Err(invalid(format!(
+                    "hostPort {} and containerPort {} must both be 1-65535",
+                    m.host_port, m.container_port
+                )));
+            }
+            let host_ip = match m.host_ip.as_deref().filter(|s| !s.is_empty()) {
+                None => None,
+                Some(s) => Some(
+                    s.parse()
+                        .map_err(|_| invalid(format!("hostIP {s:?} is not an address")))?,
+                ),
+            };
+            Ok(PortMapping {
+                host_ip,
+                host_port: Some(m.host_port),
+                port: m.container_port,
+                proto,
+                network: Some(network.to_string()),
+            })
+        })
+        .collect()
 }
 
 /// One entry of `cni.dev/valid-attachments` (its `ifname` is not needed:
@@ -311,13 +373,7 @@ fn add(env: &Env, conf: &NetConf, network: &str, client: &Client) -> Result<Valu
         ("CNI_NETNS", &env.netns),
         ("CNI_IFNAME", &env.ifname),
     ])?;
-    if !conf.runtime_config.port_mappings.is_empty() {
-        return Err(CniError::new(
-            2,
-            "portMappings is not supported yet",
-            "warren does not publish ports for CNI yet",
-        ));
-    }
+    let ports = port_mappings(conf, network)?;
     let ip = conf
         .runtime_config
         .ips
@@ -347,6 +403,15 @@ fn add(env: &Env, conf: &NetConf, network: &str, client: &Client) -> Result<Valu
             client
                 .post::<_, Value>(&format!("/v1/networks/{network}/connect"), &req)
                 .map_err(|e| CniError::daemon("cannot connect the container", e))?;
+            if !ports.is_empty() {
+                let req = PortsRequest {
+                    specs: Vec::new(),
+                    ports,
+                };
+                client
+                    .post::<_, Value>(&format!("/v1/sandboxes/{}/ports", existing.names), &req)
+                    .map_err(|e| CniError::daemon("cannot publish the container's ports", e))?;
+            }
             existing.names
         }
         None => {
@@ -357,6 +422,7 @@ fn add(env: &Env, conf: &NetConf, network: &str, client: &Client) -> Result<Valu
                 external_id: Some(env.container_id.clone()),
                 network_mode: Some("bridge".into()),
                 networks: vec![endpoint],
+                ports,
                 ..Default::default()
             };
             let created: SandboxCreated = client

@@ -45,8 +45,7 @@ pub fn bind(m: &PortMapping, default_ip: IpAddr) -> io::Result<(PortMapping, Own
     let bound = PortMapping {
         host_ip: Some(local.ip()),
         host_port: Some(local.port()),
-        port: m.port,
-        proto: m.proto,
+        ..m.clone()
     };
     Ok((bound, fd))
 }

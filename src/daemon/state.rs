@@ -507,7 +507,7 @@ impl Daemon {
             let bound = if req.ports.is_empty() {
                 Ok(Vec::new())
             } else {
-                self.bind_ports(&st, &name, eps.first(), &req.ports)
+                self.bind_ports(&st, &name, &eps, &req.ports)
             };
             match bound {
                 Ok(bound) => (name, eps, ifaces, bound),
@@ -547,10 +547,7 @@ impl Daemon {
         };
         let mut endpoints = endpoints;
         self.add_ports(&st, &name, &mut endpoints, fds);
-        let ports = match endpoints.first() {
-            Some(ep) => self.start_forwards(&st, &name, ep, bound),
-            None => Vec::new(),
-        };
+        let ports = self.start_forwards(&st, &name, &endpoints, bound);
         let published: Vec<PortMapping> = ports.iter().map(|p| p.mapping.clone()).collect();
         info!(sandbox = %name, id = %&id[..12], pid = req.pid, netns = ?target.netns, networks = endpoints.len(), ports = published.len(), "sandbox attached");
         st.sandboxes.insert(
@@ -1015,30 +1012,36 @@ impl Daemon {
 
     // ---- published ports -----------------------------------------------
 
-    /// Binds the host listeners of `maps`, all or none. `first` is the
-    /// endpoint they will forward to (its network must have NAT); `who`
-    /// names the sandbox in errors.
+    /// Binds the host listeners of `maps`, all or none. Each forwards to
+    /// the endpoint among `eps` that [`port_target`] picks (its network
+    /// must have NAT); `who` names the sandbox in errors.
     fn bind_ports(
         &self,
         st: &State,
         who: &str,
-        first: Option<&Endpoint>,
+        eps: &[Endpoint],
         maps: &[PortMapping],
     ) -> Result<Vec<(PortMapping, OwnedFd)>, ApiError> {
-        let Some(ep) = first else {
-            return Err(ApiError::bad_request(
-                format!("sandbox {who} has no network to publish ports on"),
-                "connect it to a network first",
-            ));
-        };
-        if st.networks.get(&ep.network).is_some_and(|n| n.def.internal) {
-            return Err(ApiError::bad_request(
-                format!("network {} is internal: it publishes no ports", ep.network),
-                "put a non-internal network first (--network), or drop -p",
-            ));
-        }
         let mut bound: Vec<(PortMapping, OwnedFd)> = Vec::new();
         for m in maps {
+            let Some(ep) = port_target(eps, m) else {
+                return Err(match &m.network {
+                    Some(n) => ApiError::bad_request(
+                        format!("sandbox {who} is not on network {n}: cannot publish {m} there"),
+                        format!("connect it first: `warren network connect {n} {who}`"),
+                    ),
+                    None => ApiError::bad_request(
+                        format!("sandbox {who} has no network to publish ports on"),
+                        "connect it to a network first",
+                    ),
+                });
+            };
+            if st.networks.get(&ep.network).is_some_and(|n| n.def.internal) {
+                return Err(ApiError::bad_request(
+                    format!("network {} is internal: it publishes no ports", ep.network),
+                    "put a non-internal network first (--network), or drop -p",
+                ));
+            }
             let ip = m.host_ip.unwrap_or(self.publish_address);
             let wanted = PortMapping {
                 host_ip: Some(ip),
@@ -1094,22 +1097,26 @@ impl Daemon {
         Ok(bound)
     }
 
-    /// Hands bound listeners to the switch of `ep`'s network, forwarding
-    /// to `ep`'s address. A listener the switch refuses is closed and
-    /// logged (only an unexpected failure: internal networks are refused
-    /// before binding).
+    /// Hands bound listeners to the switch of their endpoint's network
+    /// ([`port_target`] among `eps`), forwarding to its address. A listener
+    /// that has no endpoint or that the switch refuses is closed and
+    /// logged (only an unexpected failure: both are refused before
+    /// binding).
     fn start_forwards(
         &self,
         st: &State,
         who: &str,
-        ep: &Endpoint,
+        eps: &[Endpoint],
         bound: Vec<(PortMapping, OwnedFd)>,
     ) -> Vec<Published> {
-        let Some(net) = st.networks.get(&ep.network) else {
-            return Vec::new();
-        };
         let mut out = Vec::new();
         for (mapping, fd) in bound {
+            let Some((ep, net)) =
+                port_target(eps, &mapping).and_then(|ep| Some((ep, st.networks.get(&ep.network)?)))
+            else {
+                warn!(sandbox = %who, port = %mapping, "no endpoint to forward the port to");
+                continue;
+            };
             let spec = ForwardSpec {
                 transport: publish::transport(mapping.proto),
                 listener: fd,
@@ -1138,7 +1145,8 @@ impl Daemon {
     }
 
     /// `port add`: publishes more ports of a running sandbox, on its first
-    /// network; all or none. Returns them as bound.
+    /// network (or the one each mapping names); all or none. Returns them
+    /// as bound.
     pub fn publish_ports(
         &self,
         key: &str,
@@ -1148,12 +1156,9 @@ impl Daemon {
         let id = find_sandbox(&st, key)?;
         check_not_busy(&st, &id)?;
         let s = &st.sandboxes[&id];
-        let (name, first) = (s.name.clone(), s.endpoints.first().cloned());
-        let bound = self.bind_ports(&st, &name, first.as_ref(), &maps)?;
-        let Some(ep) = first else {
-            return Ok(Vec::new());
-        };
-        let ports = self.start_forwards(&st, &name, &ep, bound);
+        let (name, eps) = (s.name.clone(), s.endpoints.clone());
+        let bound = self.bind_ports(&st, &name, &eps, &maps)?;
+        let ports = self.start_forwards(&st, &name, &eps, bound);
         let added = mappings(&ports);
         if let Some(s) = st.sandboxes.get_mut(&id) {
             s.ports.extend(ports);
@@ -1336,7 +1341,12 @@ impl Daemon {
                 continue;
             };
             match publish::bind(&p.mapping, self.publish_address) {
-                Ok(bound) => ports.extend(self.start_forwards(&st, &rec.name, ep, vec![bound])),
+                Ok(bound) => ports.extend(self.start_forwards(
+                    &st,
+                    &rec.name,
+                    std::slice::from_ref(ep),
+                    vec![bound],
+                )),
                 Err(e) => {
                     warn!(sandbox = %rec.name, port = %p.mapping, error = %e, "cannot publish the port again; dropping it")
                 }
@@ -1429,6 +1439,15 @@ impl Daemon {
 }
 
 /// The mappings of published ports.
+/// The endpoint a published port forwards to: the one on the network the
+/// mapping names, else the sandbox's first.
+fn port_target<'a>(eps: &'a [Endpoint], m: &PortMapping) -> Option<&'a Endpoint> {
+    match &m.network {
+        Some(n) => eps.iter().find(|e| &e.network == n),
+        None => eps.first(),
+    }
+}
+
 fn mappings(ports: &[Published]) -> Vec<PortMapping> {
     ports.iter().map(|p| p.mapping.clone()).collect()
 }

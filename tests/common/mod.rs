@@ -373,7 +373,9 @@ impl Drop for Env {
         if let Ok(out) = self.cmd(&["ps", "--format", "json"]).output() {
             if let Ok(rows) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
                 for r in rows.as_array().into_iter().flatten() {
-                    if let Some(pid) = r["Pid"].as_i64() {
+                    // Pid 0 is a sandbox attached by netns path (CNI):
+                    // kill(0) would be this test's own process group.
+                    if let Some(pid) = r["Pid"].as_i64().filter(|p| *p > 0) {
                         let _ = nix::sys::signal::kill(
                             nix::unistd::Pid::from_raw(pid as i32),
                             nix::sys::signal::SIGKILL,
