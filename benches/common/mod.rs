@@ -3,6 +3,8 @@
 //! temp dir, and iperf3's JSON.
 #![allow(dead_code)]
 
+pub mod micro;
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
