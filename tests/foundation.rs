@@ -51,6 +51,56 @@ fn daemon_starts_itself_unprivileged_with_private_socket() {
     assert_eq!(bridge["Scope"], "local");
 }
 
+/// The sandbox's root is the user's own uid outside: without the tmpfs the
+/// init lays over warren's directories, the daemon's socket (0600, the
+/// user's) and the network definitions would be open to it.
+#[test]
+fn sandboxes_cannot_reach_the_daemons_socket_or_state() {
+    let env = Env::new();
+    env.ok(&["network", "ls"]); // the daemon is up
+    let sock = env.runtime.join("warren.sock");
+    let probe = format!(
+        "import socket, sys, os\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         try:\n    s.connect({sock:?}); print('API OPEN')\n\
+         except OSError as e: print('refused', e.errno)\n\
+         for d in ({run:?}, {state:?}):\n    print(d, sorted(os.listdir(d)))\n\
+         try:\n    open(os.path.join({state:?}, 'networks', 'evil.json'), 'w'); print('STATE WRITABLE')\n\
+         except OSError as e: print('write refused', e.errno)\n",
+        sock = sock.to_str().unwrap(),
+        run = env.runtime.to_str().unwrap(),
+        state = env.state.to_str().unwrap(),
+    );
+    // The control: the same probe outside a sandbox, as the same user, does
+    // reach the API (so the probe can fail).
+    let outside = env
+        .user_cmd("python3")
+        .args(["-c", &probe])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&outside.stdout).contains("API OPEN"),
+        "{outside:?}"
+    );
+    let evil = env.state.join("networks/evil.json");
+    std::fs::remove_file(&evil).unwrap();
+    for net in ["bridge", "none", "host"] {
+        let out = env.ok(&["run", "--network", net, "--", "python3", "-c", &probe]);
+        assert!(!out.contains("API OPEN"), "--network {net}: {out}");
+        assert!(!out.contains("STATE WRITABLE"), "--network {net}: {out}");
+        assert!(!out.contains("warren.sock"), "--network {net}: {out}");
+        assert!(!out.contains("'networks'"), "--network {net}: {out}");
+    }
+    // The same through `exec` into a running sandbox.
+    env.start("box", &["bridge"], &["sleep", "300"]);
+    let out = env.exec_ok("box", &["python3", "-c", &probe]);
+    assert!(
+        !out.contains("API OPEN") && !out.contains("warren.sock"),
+        "{out}"
+    );
+    assert!(!evil.exists());
+}
+
 #[test]
 fn sandboxes_on_one_network_reach_each_other_and_not_across() {
     let env = Env::new();

@@ -118,6 +118,7 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
             .iter()
             .map(|(s, d)| (s.into(), d.into()))
             .collect(),
+        hide: vec![paths.runtime.clone(), paths.state.clone()],
     };
     drop(client);
     let mut child = handle.go(&go)?;

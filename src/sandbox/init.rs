@@ -5,15 +5,22 @@
 //! `WARREN_SYNC_FD`). The init ([`main`]):
 //!
 //! 1. `setsid()` when detached (`-d`), so it outlives the CLI's terminal;
-//! 2. unshares user, network, mount and uts namespaces (user only for
-//!    `--network host`) and maps the caller's uid and gid to root inside, as
-//!    `unshare -r` and podman do;
+//! 2. unshares user, network, mount and uts namespaces (user and mount only
+//!    for `--network host`) and maps the caller's uid and gid to root
+//!    inside, as `unshare -r` and podman do;
 //! 3. sends `ready`, and waits for one [`Go`] message: the CLI has meanwhile
 //!    asked the daemon to attach the sandbox's pid, and forwards what the
 //!    daemon generated (hostname, files to bind-mount);
 //! 4. makes its mounts private, bind-mounts `/etc/hosts` and `/etc/hostname`,
-//!    sets the hostname, and execs the command. The pid stays the same, so
-//!    the daemon's pidfd on it follows the user's command.
+//!    sets the hostname, covers warren's own state and runtime directories
+//!    with an empty read-only tmpfs, and execs the command. The pid stays
+//!    the same, so the daemon's pidfd on it follows the user's command.
+//!
+//! The cover matters: the sandbox's root is the user's own uid outside, so
+//! without it the daemon's socket (mode 0600, the user's) would be open to
+//! the sandbox, and with it the whole API, as would the network
+//! definitions on disk. The bind mounts are made first, so the generated
+//! files inside the runtime directory stay visible at their targets.
 //!
 //! If the CLI goes away before sending `Go` (the attach failed), the init
 //! exits quietly with status 125 before running anything.
@@ -44,6 +51,10 @@ pub struct Go {
     /// `(source, target)` pairs to bind-mount, e.g. the generated hosts file
     /// over `/etc/hosts`.
     pub binds: Vec<(PathBuf, PathBuf)>,
+    /// Directories to cover with an empty read-only tmpfs (warren's state
+    /// and runtime directories: the daemon's socket lives there).
+    #[serde(default)]
+    pub hide: Vec<PathBuf>,
 }
 
 /// How the init should isolate the sandbox.
@@ -167,9 +178,9 @@ fn run(detach: bool, net_host: bool, cmd: &[String]) -> Result<i32> {
     }
     let uid = nix::unistd::getuid();
     let gid = nix::unistd::getgid();
-    let mut flags = CloneFlags::CLONE_NEWUSER;
+    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
     if !net_host {
-        flags |= CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS;
+        flags |= CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS;
     }
     unshare(flags).context("unshare (user namespaces must be enabled for unprivileged users)")?;
     std::fs::write("/proc/self/setgroups", "deny").context("writing /proc/self/setgroups")?;
@@ -183,15 +194,15 @@ fn run(detach: bool, net_host: bool, cmd: &[String]) -> Result<i32> {
         return Ok(EXIT_ABORTED);
     }
     let go: Go = serde_json::from_slice(&buf[..n]).context("parsing the go message")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("making mounts private")?;
     if !net_host {
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .context("making mounts private")?;
         for (src, dst) in &go.binds {
             mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>).with_context(
                 || format!("bind-mounting {} over {}", src.display(), dst.display()),
@@ -200,6 +211,16 @@ fn run(detach: bool, net_host: bool, cmd: &[String]) -> Result<i32> {
         if let Some(h) = &go.hostname {
             nix::unistd::sethostname(h).context("sethostname")?;
         }
+    }
+    for dir in go.hide.iter().filter(|d| d.is_dir()) {
+        mount(
+            Some("warren-hidden"),
+            dir,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("size=4k,mode=0555"),
+        )
+        .with_context(|| format!("hiding {} from the sandbox", dir.display()))?;
     }
     exec(cmd)
 }
