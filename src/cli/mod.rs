@@ -2,9 +2,10 @@
 //!
 //! The CLI is a thin client of the daemon's API ([`client`]); one file per
 //! command group mirrors the commands (`network`, `run`, `sandbox` for
-//! ps/inspect/rm/exec). Two hidden subcommands are not for users: `__init`
-//! (the first process of a sandbox) and `__netns-helper` (the daemon's setns
-//! helper); see [`crate::sandbox`].
+//! ps/inspect/rm/exec). Three hidden subcommands are not for users: `__init`
+//! (the first process of a sandbox), `__netns-helper` (the daemon's setns
+//! helper) and `__helper-spawner` (which starts helpers for the confined
+//! daemon); see [`crate::sandbox`].
 //!
 //! Errors print as `warren: <what went wrong>` and, where there is one, a
 //! `hint:` line saying what to do, with a non-zero exit: 1 for a failed
@@ -68,6 +69,17 @@ pub enum Command {
     Init(InitArgs),
     #[command(name = "__netns-helper", hide = true)]
     NetnsHelper,
+    #[command(name = "__helper-spawner", hide = true)]
+    HelperSpawner(SpawnerArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SpawnerArgs {
+    /// The daemon's pid (the spawner stops serving if it is not its parent)
+    #[arg(long)]
+    pub parent: i32,
+    #[arg(long, default_value = "kill")]
+    pub seccomp: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,6 +103,24 @@ pub struct DaemonArgs {
     /// Start a new session (used when the CLI starts the daemon)
     #[arg(long, hide = true)]
     pub setsid: bool,
+    /// seccomp filter: kill on a system call outside the allowlist, or (for
+    /// debugging) log it to the audit log, or off
+    #[arg(
+        long,
+        value_name = "kill|log|off",
+        env = "WARREN_SECCOMP",
+        default_value = "kill"
+    )]
+    pub seccomp: String,
+    /// Landlock filesystem rules (off for debugging only)
+    #[arg(
+        long,
+        value_name = "on|off",
+        env = "WARREN_LANDLOCK",
+        default_value = "on",
+        value_parser = ["on", "off"]
+    )]
+    pub landlock: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -115,6 +145,10 @@ pub fn main() -> i32 {
                     setsid: args.setsid,
                     dns_upstreams,
                     publish_address: Some(args.publish_address),
+                    confine: crate::daemon::confine::Options {
+                        seccomp: crate::sys::seccomp::Mode::parse(&args.seccomp)?,
+                        landlock: args.landlock == "on",
+                    },
                 };
                 crate::daemon::run(paths, opts).map(|()| 0)
             })
@@ -132,6 +166,12 @@ pub fn main() -> i32 {
             return crate::sandbox::init::main(args.detach, args.net_host, &args.cmd)
         }
         Command::NetnsHelper => return crate::sandbox::helper::main(),
+        Command::HelperSpawner(args) => {
+            return match crate::sys::seccomp::Mode::parse(&args.seccomp) {
+                Ok(mode) => crate::sandbox::spawner::main(args.parent, mode),
+                Err(e) => report(&e),
+            }
+        }
     };
     match result {
         Ok(code) => code,

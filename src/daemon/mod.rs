@@ -9,7 +9,10 @@
 //! connections (more are refused), [`API_HEADER_TIMEOUT`] to send headers
 //! and [`API_CONNECTION_TIMEOUT`] for a whole connection, so slow or
 //! half-open clients cannot pile up. SIGTERM and SIGINT stop it cleanly; the socket and pid file
-//! are removed on the way out.
+//! are removed on the way out. Before its first thread it confines itself
+//! ([`confine`]: no_new_privs, Landlock, seccomp), after starting the helper
+//! spawner ([`crate::sandbox::spawner`]) that runs the setns helpers outside
+//! that confinement.
 
 pub mod confine;
 pub mod error;
@@ -50,6 +53,8 @@ pub struct Options {
     pub dns_upstreams: Vec<std::net::SocketAddr>,
     /// Host address of published ports that name none (default 0.0.0.0).
     pub publish_address: Option<std::net::IpAddr>,
+    /// What confinement to apply (see [`confine`]).
+    pub confine: confine::Options,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -82,8 +87,18 @@ pub fn run(paths: Paths, opts: Options) -> Result<()> {
     raise_fd_limit();
 
     let exe = std::env::current_exe().context("locating the warren binary")?;
-    // Still single-threaded: the confinement covers every thread and helper.
-    confine::confine()?;
+    // Still single-threaded: the confinement covers every thread. The
+    // spawner is started in between, inheriting no_new_privs but not the
+    // Landlock domain (see confine.rs for why).
+    confine::no_new_privs()?;
+    let spawner = crate::sandbox::spawner::start(&exe, opts.confine.seccomp)?;
+    let fs = confine::Filesystem::daemon(&paths.state, &paths.runtime);
+    let summary = confine::confine(&fs, &opts.confine)?;
+    info!(
+        %summary,
+        spawner = spawner.pid(),
+        "confined"
+    );
     let mut daemon = state::Daemon::open(paths.clone(), exe, opts.dns_upstreams.clone())?;
     if let Some(ip) = opts.publish_address {
         daemon.set_publish_address(ip);
@@ -123,7 +138,7 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
     info!(socket = %sock.display(), pid = std::process::id(), "warren daemon ready");
     let app = crate::api::router(daemon);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_API_CONNECTIONS));
-    let shutdown = shutdown_signal();
+    let shutdown = shutdown_signal(crate::sandbox::spawner::installed().map(|s| s.pidfd()));
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -166,18 +181,32 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM, SIGINT, or the end of the helper spawner (`spawner`, a pidfd):
+/// without it no sandbox can be attached, and a confined daemon cannot start
+/// another, so it stops and the next CLI call starts a daemon that takes
+/// every sandbox over.
+async fn shutdown_signal(spawner: Option<Arc<std::os::fd::OwnedFd>>) {
     use tokio::signal::unix::{signal, SignalKind};
+    let spawner_gone = async move {
+        match spawner {
+            Some(fd) => {
+                let _ = crate::sys::pidfd::wait_exit(fd).await;
+                warn!("the helper spawner exited; stopping so the next daemon can take over");
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        std::future::pending::<()>().await;
+        spawner_gone.await;
         return;
     };
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
+        () = spawner_gone => {},
     }
 }
 

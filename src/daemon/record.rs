@@ -6,7 +6,8 @@
 //! dies the sandboxes keep their configured interfaces, only without carrier.
 //! The next daemon reads the records ([`load_all`]) and, for each sandbox
 //! that is still alive ([`SandboxRecord::alive`]: same process, by pid *and*
-//! start time, or the same namespace inode at its path), re-opens its TAPs
+//! start time, or the same namespace inode at its path, see
+//! [`netns_identity`]), re-opens its TAPs
 //! through the setns helper, re-reserves its addresses and re-publishes its
 //! names. Traffic resumes where it stopped: a TCP connection between two
 //! sandboxes sees a pause and retransmits, nothing more. Records of dead
@@ -72,14 +73,42 @@ impl SandboxRecord {
             return self.pid_start.is_some() && start_time(self.pid) == self.pid_start;
         }
         match &self.netns {
-            Some(path) => {
-                use std::os::unix::fs::MetadataExt;
-                std::fs::metadata(path)
-                    .is_ok_and(|m| m.dev() == self.netns_dev && m.ino() == self.netns_ino)
-            }
+            Some(path) => netns_alive(path, self.netns_dev, self.netns_ino),
             None => false,
         }
     }
+}
+
+/// The process behind a netns path of the form `/proc/PID/…`
+/// (`/proc/PID/ns/net`, `/proc/PID/fd/N`), if it is one.
+fn proc_pid(path: &Path) -> Option<i32> {
+    let mut parts = path.strip_prefix("/proc").ok()?.components();
+    let pid = parts.next()?.as_os_str().to_str()?.parse().ok()?;
+    parts.next()?;
+    Some(pid)
+}
+
+/// What identifies the namespace at `path` for [`netns_alive`]: its device
+/// and inode; or, for a path into a process's `/proc` directory, `(0, start
+/// time)` of that process. The confined daemon cannot `stat` those magic
+/// links (Landlock treats following them as ptrace access to a process
+/// outside its domain); the path names that namespace exactly as long as
+/// that process lives.
+pub fn netns_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(pid) = proc_pid(path) {
+        return start_time(pid)
+            .map(|t| (0, t))
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Whether `path` still names the namespace whose [`netns_identity`] was
+/// `(dev, ino)`.
+pub fn netns_alive(path: &Path, dev: u64, ino: u64) -> bool {
+    netns_identity(path).is_ok_and(|id| id == (dev, ino))
 }
 
 /// The start time of process `pid` in clock ticks since boot, if it exists.
@@ -130,6 +159,30 @@ mod tests {
         let a = start_time(me).unwrap();
         assert_eq!(start_time(me), Some(a));
         assert_eq!(start_time(i32::MAX), None);
+    }
+
+    #[test]
+    fn proc_paths_are_identified_by_their_process() {
+        assert_eq!(proc_pid(Path::new("/proc/12/ns/net")), Some(12));
+        assert_eq!(proc_pid(Path::new("/proc/12/fd/5")), Some(12));
+        assert_eq!(proc_pid(Path::new("/proc/self/ns/net")), None);
+        assert_eq!(proc_pid(Path::new("/proc/12")), None);
+        assert_eq!(proc_pid(Path::new("/run/netns/x")), None);
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let path = PathBuf::from(format!("/proc/{}/ns/net", child.id()));
+        let (dev, ino) = netns_identity(&path).unwrap();
+        assert_eq!(dev, 0);
+        assert!(netns_alive(&path, dev, ino));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!netns_alive(&path, dev, ino));
+        // Any other path: its device and inode.
+        let (dev, ino) = netns_identity(Path::new("/proc/self/ns/net")).unwrap();
+        assert_ne!(dev, 0);
+        assert!(netns_alive(Path::new("/proc/self/ns/net"), dev, ino));
     }
 
     #[test]

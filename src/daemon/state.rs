@@ -167,8 +167,7 @@ impl NetnsWatch {
     /// Whether the path still names the namespace it named at attach time
     /// (a removed bind mount, or an exited `/proc/PID/ns/net`, does not).
     pub fn alive(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&self.path).is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
+        record::netns_alive(&self.path, self.dev, self.ino)
     }
 }
 
@@ -408,8 +407,7 @@ impl Daemon {
         };
         let netns_watch = match &target.netns {
             Some(path) => {
-                use std::os::unix::fs::MetadataExt;
-                let m = std::fs::metadata(path).map_err(|e| {
+                let (dev, ino) = record::netns_identity(path).map_err(|e| {
                     ApiError::bad_request(
                         format!("network namespace {}: {e}", path.display()),
                         "give an existing netns path",
@@ -417,8 +415,8 @@ impl Daemon {
                 })?;
                 Some(NetnsWatch {
                     path: path.clone(),
-                    dev: m.dev(),
-                    ino: m.ino(),
+                    dev,
+                    ino,
                 })
             }
             None => None,

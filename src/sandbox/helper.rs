@@ -43,6 +43,9 @@ const MAX_MSG: usize = 64 * 1024;
 pub const MAX_IFACES: usize = 32;
 /// How long the daemon waits for a helper before giving up on it.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a helper lives at most: it asks for SIGALRM after this, so one
+/// stuck in the kernel cannot outlive the daemon's interest in it.
+const HELPER_LIFETIME: Duration = Duration::from_secs(30);
 
 /// What the daemon asks the helper to do.
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,6 +98,13 @@ pub fn run(exe: &Path, req: &Request) -> Result<Vec<OwnedFd>> {
     .context("socketpair for the netns helper")?;
     let timeout = TimeVal::new(HELPER_TIMEOUT.as_secs() as i64, 0);
     setsockopt(&ours, sockopt::ReceiveTimeout, &timeout).context("SO_RCVTIMEO")?;
+    // The daemon starts helpers through its spawner (it may not exec
+    // itself); anything else spawns the helper directly.
+    if let Some(spawner) = super::spawner::installed() {
+        spawner.spawn(theirs)?;
+        // A helper that hangs dies of its own alarm (HELPER_LIFETIME).
+        return exchange(&ours, req);
+    }
     let theirs_out = theirs.try_clone().context("dup helper socket")?;
     let mut child = Command::new(exe)
         .arg("__netns-helper")
@@ -137,6 +147,7 @@ fn exchange(sock: &OwnedFd, req: &Request) -> Result<Vec<OwnedFd>> {
 
 /// Helper side: the body of `warren __netns-helper`. Returns the exit code.
 pub fn main() -> i32 {
+    nix::unistd::alarm::set(HELPER_LIFETIME.as_secs() as u32);
     // fd 0 and fd 1 are both our end of the daemon's socketpair.
     let stdin = std::io::stdin();
     let sock = stdin.as_fd();

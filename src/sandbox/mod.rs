@@ -18,11 +18,14 @@
 //!   SCM_RIGHTS. The TAP fds keep working in the daemon after it exits.
 //!
 //! `setns(CLONE_NEWUSER)` is refused to multi-threaded processes, which is
-//! why neither of these can run inside the (multi-threaded) daemon.
+//! why neither of these can run inside the (multi-threaded) daemon. The
+//! confined daemon does not start helpers itself either: its [`spawner`],
+//! started before the confinement, does.
 
 pub mod helper;
 pub mod init;
 pub mod netlink;
+pub mod spawner;
 
 use std::fmt;
 

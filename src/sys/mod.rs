@@ -11,6 +11,8 @@
 //! - [`ns`]: `NS_GET_USERNS`, to find the user namespace owning a netns.
 //! - [`scm`], [`fd`]: taking ownership of fds received over SCM_RIGHTS or
 //!   inherited across exec.
+//! - [`seccomp`]: the daemon's and the helpers' system-call allowlists
+//!   (no unsafe of its own: `seccompiler` installs them).
 //!
 //! Safe wrappers that `nix` already provides (setns, unshare, mount,
 //! SCM_RIGHTS) are used directly by their callers.
@@ -20,4 +22,5 @@ pub mod fd;
 pub mod ns;
 pub mod pidfd;
 pub mod scm;
+pub mod seccomp;
 pub mod tap;
