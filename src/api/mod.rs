@@ -134,7 +134,36 @@ async fn create_network(
 ) -> Result<Response, ApiError> {
     let req: types::NetworkCreate = parse(body)?;
     let net = blocking(&d, move |d| d.create_network(req)).await?;
+    if let Some((name, id, fd)) = d
+        .owned_networks()
+        .into_iter()
+        .find(|(_, id, _)| *id == net.0.id)
+    {
+        watch_owner(d.clone(), name, id, fd);
+    }
     Ok((StatusCode::CREATED, net).into_response())
+}
+
+/// How often, and how many times, the removal of an owned network whose
+/// owner exited is retried while an attach to it is still in flight.
+const OWNER_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+const OWNER_RETRIES: usize = 40;
+
+/// Removes network `name` (id `id`, so a later network of the same name is
+/// safe) when its `owner-pid` process exits, however it dies.
+pub fn watch_owner(d: Arc<Daemon>, name: String, id: String, pidfd: Arc<std::os::fd::OwnedFd>) {
+    tokio::spawn(async move {
+        if let Err(e) = crate::sys::pidfd::wait_exit(pidfd).await {
+            warn!(network = %name, error = %e, "cannot watch the network's owner; removing it now");
+        }
+        for _ in 0..OWNER_RETRIES {
+            let (d2, n, i) = (d.clone(), name.clone(), id.clone());
+            match tokio::task::spawn_blocking(move || d2.owner_gone(&n, &i)).await {
+                Ok(false) => tokio::time::sleep(OWNER_RETRY).await,
+                _ => return,
+            }
+        }
+    });
 }
 
 async fn prune_networks(State(d): State<Arc<Daemon>>) -> ApiResult<types::Pruned> {

@@ -180,6 +180,28 @@ pub struct SandboxCreate {
     /// Ports to publish on the first network (`-p`), one per port.
     #[serde(default)]
     pub ports: Vec<crate::api::ports::PortMapping>,
+    /// How much of the namespace's network the daemon sets up.
+    #[serde(default)]
+    pub configure: Configure,
+}
+
+/// How much of a sandbox's network the daemon sets up when it attaches it
+/// (`SandboxCreate::configure`); the interfaces are always made.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Configure {
+    /// Everything: `lo` up, the namespace's sysctls (unprivileged low ports
+    /// and ping), and each interface (MAC, MTU, address, up, default route).
+    /// `warren run`, `attach` and the CNI plugin.
+    #[default]
+    Full,
+    /// `lo` and each interface, but no sysctls: what `slirp4netns
+    /// --configure` does to a runner's namespace.
+    Interfaces,
+    /// Only the TAP, with its MAC (the switch binds the port to it); the
+    /// runner configures the rest, as rootlesskit does with slirp4netns
+    /// without `--configure`.
+    None,
 }
 
 /// The answer to `POST /v1/sandboxes`: what the init needs before exec.

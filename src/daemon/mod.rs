@@ -126,6 +126,9 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
     for (id, pidfd, netns) in daemon.take_recovered() {
         crate::api::watch_exit(daemon.clone(), id, pidfd, netns);
     }
+    for (name, id, pidfd) in daemon.owned_networks() {
+        crate::api::watch_owner(daemon.clone(), name, id, pidfd);
+    }
     if let Some(mut gone) = daemon.take_port_gone() {
         let d = daemon.clone();
         tokio::spawn(async move {

@@ -35,7 +35,7 @@ use crate::api::ports::PortMapping;
 use crate::api::types::*;
 use crate::gateway::dns::{EndpointInfo, Forwarder, NameTable, NetworkInfo, SandboxInfo};
 use crate::gateway::nat::{ForwardId, ForwardSpec};
-use crate::gateway::{nat, GatewayConfig};
+use crate::gateway::{dns, nat, GatewayConfig};
 use crate::sandbox::helper;
 use crate::sandbox::netlink::{IfaceConfig, RouteConfig};
 use crate::sandbox::Mac;
@@ -53,6 +53,14 @@ pub const MAX_SANDBOXES: usize = 4096;
 pub const MAX_NETWORKS: usize = 512;
 /// Bound on aliases per endpoint.
 const MAX_ALIASES: usize = 64;
+/// The network option naming the process that owns the network: when it
+/// exits, the network goes, and the sandboxes on it are detached from it
+/// (a slirp4netns-compatible instance owns its network this way, so even a
+/// SIGKILLed one leaks nothing).
+pub const OWNER_PID_OPTION: &str = "owner-pid";
+/// The network option that lets the subnet overlap other networks' (for
+/// networks of one sandbox each; a sandbox is never on two overlapping ones).
+pub const ALLOW_OVERLAP_OPTION: &str = "allow-overlap";
 
 /// The whole control plane.
 pub struct Daemon {
@@ -90,6 +98,8 @@ struct Network {
     def: NetworkDef,
     ipam: Ipam,
     switch: SwitchHandle,
+    /// The `owner-pid` process, watched by the API layer.
+    owner: Option<Arc<OwnedFd>>,
 }
 
 struct Sandbox {
@@ -195,6 +205,7 @@ impl NsTarget {
             interfaces,
             route,
             reopen: Vec::new(),
+            configure: Default::default(),
         }
     }
 }
@@ -246,7 +257,22 @@ impl Daemon {
                 .create_network(req)
                 .map_err(|e| anyhow::anyhow!("creating the default network: {e}"))?;
         }
+        // Owned networks: watch live owners; those whose owner died while
+        // no daemon ran go once their sandboxes were taken over (below).
+        let mut orphans = Vec::new();
+        for net in daemon.lock().networks.values_mut() {
+            if net.def.options.contains_key(OWNER_PID_OPTION) {
+                match owner_pidfd(&net.def) {
+                    Ok(fd) => net.owner = fd.map(Arc::new),
+                    Err(_) => orphans.push((net.def.name.clone(), net.def.id.clone())),
+                }
+            }
+        }
         daemon.recover();
+        for (name, id) in orphans {
+            info!(network = %name, "the network's owner exited while no daemon ran");
+            daemon.owner_gone(&name, &id);
+        }
         // Restored networks answer DNS only once they have names (an
         // unknown network never forwards): publish every network and every
         // sandbox taken over, once.
@@ -276,19 +302,90 @@ impl Daemon {
             ));
         }
         let def = validate_network(&req, &st)?;
+        let owner = owner_pidfd(&def)
+            .map_err(|e| {
+                ApiError::bad_request(
+                    format!("--opt {OWNER_PID_OPTION}: {e}"),
+                    "the owner must be running when the network is created",
+                )
+            })?
+            .map(Arc::new);
         self.store.save(&def)?;
         let name = def.name.clone();
-        let net = match start_network(def, self.gone_tx.clone(), self.forwarder.clone()) {
+        let mut net = match start_network(def, self.gone_tx.clone(), self.forwarder.clone()) {
             Ok(n) => n,
             Err(e) => {
                 let _ = self.store.remove(&name);
                 return Err(ApiError::internal(e));
             }
         };
+        net.owner = owner;
         info!(network = %name, subnet = %net.def.subnet, "network created");
         st.networks.insert(name.clone(), net);
         self.publish_names(&st);
         Ok(inspect_network(&st, &name))
+    }
+
+    /// Networks with a live owner: `(name, id, pidfd)`, for the API layer
+    /// to watch (see [`OWNER_PID_OPTION`]).
+    pub fn owned_networks(&self) -> Vec<(String, String, Arc<OwnedFd>)> {
+        self.lock()
+            .networks
+            .values()
+            .filter_map(|n| {
+                let fd = n.owner.clone()?;
+                Some((n.def.name.clone(), n.def.id.clone(), fd))
+            })
+            .collect()
+    }
+
+    /// The owner of network `name` (id `id`) exited: detach the attached
+    /// sandboxes that are only on it, disconnect the others from it, and
+    /// remove it. Returns false when something still holds it (an attach
+    /// in flight); the caller tries again.
+    pub fn owner_gone(&self, name: &str, id: &str) -> bool {
+        let (detach, disconnect) = {
+            let st = self.lock();
+            match st.networks.get(name) {
+                Some(n) if n.def.id == id => {}
+                _ => return true,
+            }
+            let mut detach = Vec::new();
+            let mut disconnect = Vec::new();
+            for s in st.sandboxes.values() {
+                if !s.endpoints.iter().any(|e| e.network == name) {
+                    continue;
+                }
+                if s.attached && s.endpoints.iter().all(|e| e.network == name) {
+                    detach.push(s.id.clone());
+                } else {
+                    disconnect.push(s.id.clone());
+                }
+            }
+            (detach, disconnect)
+        };
+        for sid in detach {
+            self.forget_sandbox(&sid, "the network's owner exited");
+        }
+        for sid in disconnect {
+            if let Err(e) = self.disconnect(name, &sid) {
+                warn!(network = name, sandbox = %sid, error = %e.error, "cannot disconnect");
+            }
+        }
+        match self.remove_network(name) {
+            Ok(_) => {
+                info!(
+                    network = name,
+                    "the network's owner exited; network removed"
+                );
+                true
+            }
+            Err(e) if e.status == 404 => true,
+            Err(e) => {
+                warn!(network = name, error = %e.error, "the network's owner exited; cannot remove it yet");
+                false
+            }
+        }
     }
 
     pub fn list_networks(&self) -> Vec<NetworkSummary> {
@@ -522,7 +619,9 @@ impl Daemon {
         let attach = if mode == "host" {
             Ok(Vec::new())
         } else {
-            helper::run(&self.exe, &target.request(true, ifaces, None))
+            let mut r = target.request(true, ifaces, None);
+            r.configure = req.configure;
+            helper::run(&self.exe, &r)
         };
         let files = attach.and_then(|fds| {
             let files = self.write_files(&id, &hostname, &name, &endpoints, dns)?;
@@ -1510,9 +1609,34 @@ fn start_network(
         })),
         dns: Some(dns),
         nat: crate::gateway::nat::NetworkNat::for_network(def.internal, &def.options),
+        serve_dns: dns::settings(&def.options).0,
+        dns_address: dns::settings(&def.options).1,
     };
     let switch = SwitchHandle::spawn(spec)?;
-    Ok(Network { def, ipam, switch })
+    Ok(Network {
+        def,
+        ipam,
+        switch,
+        owner: None,
+    })
+}
+
+/// A pidfd on the `owner-pid` process of `def`, if it names one: an error
+/// when that process is gone (or its pid now names another process, told by
+/// its start time).
+fn owner_pidfd(def: &NetworkDef) -> std::io::Result<Option<OwnedFd>> {
+    let Some(pid) = def.options.get(OWNER_PID_OPTION) else {
+        return Ok(None);
+    };
+    let pid: i32 = pid
+        .parse()
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+    let fd = crate::sys::pidfd::open(pid)?;
+    // Opened first, checked second: the pidfd cannot follow a reused pid.
+    if def.owner_start.is_none() || record::start_time(pid) != def.owner_start {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(Some(fd))
 }
 
 fn find_network(st: &State, key: &str) -> Result<String, ApiError> {
@@ -1685,9 +1809,13 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
             "choose another name, or remove it first",
         ));
     }
+    // Networks of one sandbox each (slirp4netns instances all use
+    // 10.0.2.0/24) may share a subnet with others when either side says so.
+    let allow_overlap = bool_option(&req.options, ALLOW_OVERLAP_OPTION)?.unwrap_or(false);
     let taken: Vec<(String, Ipv4Net)> = st
         .networks
         .values()
+        .filter(|n| !allow_overlap && !allows_overlap(&n.def))
         .map(|n| (n.def.name.clone(), n.def.subnet))
         .collect();
     let subnet = match &req.subnet {
@@ -1719,7 +1847,7 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
             net
         }
         None => {
-            let mut avoid: Vec<Ipv4Net> = taken.iter().map(|(_, o)| *o).collect();
+            let mut avoid: Vec<Ipv4Net> = st.networks.values().map(|n| n.def.subnet).collect();
             avoid.extend(ipam::host_routes());
             let is_bridge = name == DEFAULT_NETWORK;
             ipam::choose_subnet(&avoid, !is_bridge).ok_or_else(|| {
@@ -1784,14 +1912,73 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
     }
     let mut options = req.options.clone();
     if let Some(v) = options.get(nat::HOST_LOOPBACK_OPTION) {
-        let known = ["true", "1", "yes", "on", "false", "0", "no", "off"];
+        let known = [
+            "true",
+            "1",
+            "yes",
+            "on",
+            "false",
+            "0",
+            "no",
+            "off",
+            nat::HOST_LOOPBACK_GATEWAY,
+        ];
         if !known.contains(&v.to_ascii_lowercase().as_str()) {
             return Err(ApiError::bad_request(
                 format!("invalid --opt {}={v:?}", nat::HOST_LOOPBACK_OPTION),
-                "use true or false",
+                "use true (169.254.1.2 is the host's 127.0.0.1), gateway (the gateway's address is) or false",
             ));
         }
     }
+    bool_option(&options, dns::DNS_OPTION)?;
+    if let Some(v) = options.get(dns::DNS_ADDRESS_OPTION).cloned() {
+        let ip = in_subnet(&format!("--opt {}", dns::DNS_ADDRESS_OPTION), &v)?;
+        if ip == gateway || aux.values().any(|a| *a == ip) {
+            return Err(ApiError::bad_request(
+                format!(
+                    "--opt {}={ip} is the gateway or an aux-address",
+                    dns::DNS_ADDRESS_OPTION
+                ),
+                "choose another address of the subnet",
+            ));
+        }
+        // Never handed out: the gateway owns it.
+        aux.insert(dns::DNS_ADDRESS_OPTION.to_string(), ip);
+        options.insert(dns::DNS_ADDRESS_OPTION.to_string(), ip.to_string());
+    }
+    if let Some(v) = options.get(nat::OUTBOUND_ADDRESS_OPTION) {
+        let ip: Ipv4Addr = v.parse().map_err(|_| {
+            ApiError::bad_request(
+                format!("invalid --opt {}={v:?}", nat::OUTBOUND_ADDRESS_OPTION),
+                "give an IPv4 address of this host",
+            )
+        })?;
+        // One of the host's addresses: binding to it must work.
+        if let Err(e) = std::net::UdpSocket::bind(SocketAddrV4::new(ip, 0)) {
+            return Err(ApiError::bad_request(
+                format!("--opt {}={ip}: {e}", nat::OUTBOUND_ADDRESS_OPTION),
+                "give an address of one of this host's interfaces",
+            ));
+        }
+    }
+    let owner_start = match options.get(OWNER_PID_OPTION) {
+        Some(v) => {
+            let pid: i32 = v.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
+                ApiError::bad_request(
+                    format!("invalid --opt {OWNER_PID_OPTION}={v:?}"),
+                    "give the pid of a running process of yours",
+                )
+            })?;
+            check_owner(pid)?;
+            Some(record::start_time(pid).ok_or_else(|| {
+                ApiError::bad_request(
+                    format!("no process {pid}"),
+                    "the owner must be running when the network is created",
+                )
+            })?)
+        }
+        None => None,
+    };
     let mut mtu = req.mtu;
     if let Some(m) = options.remove(MTU_OPTION) {
         let parsed = m.parse().map_err(|_| {
@@ -1818,7 +2005,35 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
         mtu,
         labels: req.labels.clone(),
         options,
+        owner_start,
     })
+}
+
+/// A boolean network option (`true`/`false`, `1`/`0`, `yes`/`no`,
+/// `on`/`off`), `None` when absent.
+fn bool_option(options: &BTreeMap<String, String>, key: &str) -> Result<Option<bool>, ApiError> {
+    let Some(v) = options.get(key) else {
+        return Ok(None);
+    };
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(Some(true)),
+        "false" | "0" | "no" | "off" => Ok(Some(false)),
+        _ => Err(ApiError::bad_request(
+            format!("invalid --opt {key}={v:?}"),
+            "use true or false",
+        )),
+    }
+}
+
+/// Whether a network was created with `allow-overlap=true`.
+fn allows_overlap(def: &NetworkDef) -> bool {
+    matches!(
+        def.options
+            .get(ALLOW_OVERLAP_OPTION)
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref(),
+        Some("true" | "1" | "yes" | "on")
+    )
 }
 
 /// Reserves an address on each requested network and plans its interface.
@@ -1860,6 +2075,23 @@ fn reserve_endpoints(
                         "give each network once",
                     )
                 });
+            }
+            // Overlapping subnets exist only by `allow-overlap`; one sandbox
+            // on two of them would not know where to send.
+            let subnet = st.networks.get(&name).map(|n| n.def.subnet);
+            let overlapping = existing
+                .iter()
+                .map(|e| &e.network)
+                .chain(eps.iter().map(|e| &e.network))
+                .find(|other| {
+                    let theirs = st.networks.get(*other).map(|n| n.def.subnet);
+                    matches!((subnet, theirs), (Some(a), Some(b)) if ipam::overlaps(&a, &b))
+                });
+            if let Some(other) = overlapping {
+                return Err(ApiError::conflict(
+                    format!("network {name} overlaps network {other}, which the sandbox is on"),
+                    "a sandbox can be on only one of two networks that share addresses",
+                ));
             }
             if r.aliases.len() > MAX_ALIASES {
                 return Err(ApiError::bad_request(

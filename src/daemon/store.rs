@@ -35,6 +35,10 @@ pub struct NetworkDef {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Start time of the `owner-pid` option's process (`/proc/PID/stat`
+    /// field 22), so a restarted daemon never mistakes a reused pid for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_start: Option<u64>,
 }
 
 /// The directory of network files.
@@ -136,6 +140,7 @@ mod tests {
             mtu: 65520,
             labels: BTreeMap::new(),
             options: BTreeMap::new(),
+            owner_start: None,
         }
     }
 

@@ -47,6 +47,9 @@
 //!   through [`Gateway::take_dns_forwards`] and their answers come back
 //!   through [`Gateway::dns_forwarded`]; the switch carries them to and from
 //!   the forwarder.
+//! - A second address ([`Gateway::set_dns_address`], the `dns-address`
+//!   network option): the gateway also owns it (ARP, ping) and serves DNS
+//!   there instead of at its own address, as slirp4netns's 10.0.2.3.
 //! - smoltcp panics on a non-unicast hardware or IP address and on a prefix
 //!   longer than 32 bits; [`Gateway::new`] rejects those configurations with a
 //!   typed [`GatewayError`] instead, so no configuration can crash the
@@ -137,6 +140,9 @@ pub struct Gateway {
     counters: Arc<GatewayCounters>,
     /// The gateway's address and MTU (for services added later).
     ip: Ipv4Addr,
+    /// Where DNS is served: the gateway's address, or a second one.
+    dns_ip: Ipv4Addr,
+    prefix_len: u8,
     mtu: usize,
     /// The DNS server on port 53, once enabled.
     dns: Option<DnsServer>,
@@ -170,9 +176,38 @@ impl Gateway {
             sockets: SocketSet::new(Vec::new()),
             counters,
             ip: cfg.ip,
+            dns_ip: cfg.ip,
+            prefix_len: cfg.prefix_len,
             mtu: cfg.mtu,
             dns: None,
         })
+    }
+
+    /// Own `ip` too (answer ARP and ping for it) and serve DNS there rather
+    /// than at the gateway's address, once [`Gateway::enable_dns`] runs (call
+    /// this first). `ip` must be a unicast address of the subnet; it is
+    /// refused otherwise, and the gateway keeps serving at its own address.
+    pub fn set_dns_address(&mut self, ip: Ipv4Addr) -> Result<(), GatewayError> {
+        let cfg = GatewayConfig {
+            ip,
+            prefix_len: self.prefix_len,
+            mac: [0x02, 0, 0, 0, 0, 1],
+            mtu: self.mtu,
+        };
+        let (_, cidr) = validate(&cfg)?;
+        let own = Ipv4Cidr::new(self.ip, self.prefix_len).network();
+        if cidr.network() != own || ip == self.ip {
+            return Err(GatewayError::IpNotUnicast(ip));
+        }
+        let mut pushed = false;
+        self.iface.update_ip_addrs(|addrs| {
+            pushed = addrs.push(IpCidr::Ipv4(cidr)).is_ok();
+        });
+        if !pushed {
+            return Err(GatewayError::IpNotUnicast(ip));
+        }
+        self.dns_ip = ip;
+        Ok(())
     }
 
     /// Serve DNS for `network` on UDP and TCP port 53 of the gateway
@@ -188,7 +223,7 @@ impl Gateway {
         self.dns = Some(DnsServer::new(
             &mut self.sockets,
             network,
-            self.ip,
+            self.dns_ip,
             self.mtu,
             forward_timeout,
             seed,
@@ -647,6 +682,33 @@ mod tests {
         let eth = EthernetFrame::new_checked(&out[0][..]).expect("ethernet");
         assert_eq!(eth.ethertype(), EthernetProtocol::Arp);
         assert!(eth.dst_addr().is_broadcast());
+    }
+
+    #[test]
+    fn a_dns_address_is_owned_beside_the_gateway() {
+        let dns_ip = Ipv4Addr::new(172, 17, 0, 3);
+        let mut gw = gateway();
+        assert!(
+            gw.set_dns_address(Ipv4Addr::new(10, 0, 0, 3)).is_err(),
+            "outside the subnet"
+        );
+        assert!(gw.set_dns_address(GW_IP).is_err(), "the gateway's own");
+        assert!(gw.set_dns_address(dns_ip).is_ok());
+        // ARP and ping for the second address, from it.
+        gw.receive(&arp_request(HOST_MAC, HOST_IP, dns_ip));
+        let out = poll_all(&mut gw, 1);
+        assert_eq!(out.len(), 1, "one ARP reply");
+        gw.receive(&icmp_echo_request(
+            HOST_MAC, GW_MAC, HOST_IP, dns_ip, 1, 1, b"x",
+        ));
+        let out = poll_all(&mut gw, 2);
+        assert_eq!(out.len(), 1, "one echo reply");
+        let eth = EthernetFrame::new_checked(&out[0][..]).expect("ethernet");
+        let ip = Ipv4Packet::new_checked(eth.payload()).expect("ipv4");
+        assert_eq!(ip.src_addr(), dns_ip);
+        // The gateway's own address still answers.
+        gw.receive(&arp_request(HOST_MAC, HOST_IP, GW_IP));
+        assert_eq!(poll_all(&mut gw, 3).len(), 1);
     }
 
     #[test]

@@ -36,6 +36,7 @@ use nix::sys::time::TimeVal;
 use serde::{Deserialize, Serialize};
 
 use super::netlink::{self, IfaceConfig, RouteConfig};
+use crate::api::types::Configure;
 
 /// Largest request or reply message.
 const MAX_MSG: usize = 64 * 1024;
@@ -64,6 +65,10 @@ pub struct Request {
     pub userns: Option<PathBuf>,
     /// Bring `lo` up and set the per-namespace sysctls (first attach).
     pub setup: bool,
+    /// How much to configure (see [`Configure`]): `Interfaces` skips the
+    /// sysctls, `None` everything but each TAP's MAC.
+    #[serde(default)]
+    pub configure: Configure,
     /// TAP devices to create and configure, in order.
     pub interfaces: Vec<IfaceConfig>,
     /// Move the default route to this existing interface (after a
@@ -211,7 +216,7 @@ fn serve(req: &Request) -> Result<(Vec<u32>, Vec<OwnedFd>)> {
     }
     nix::sched::setns(net.as_fd(), CloneFlags::CLONE_NEWNET)
         .context("joining the sandbox's network namespace")?;
-    if req.setup {
+    if req.setup && req.configure == Configure::Full {
         write_sysctl("net/ipv4/ip_unprivileged_port_start", "0")?;
         // The range must lie within the gids mapped in the sandbox's user
         // namespace; allow every mapped gid to use ICMP echo sockets.
@@ -230,7 +235,10 @@ fn serve(req: &Request) -> Result<(Vec<u32>, Vec<OwnedFd>)> {
         let _ = write_sysctl(&format!("net/ipv6/conf/{}/disable_ipv6", cfg.ifname), "1");
         fds.push(fd);
     }
-    let indexes = netlink::configure(req.setup, &req.interfaces, req.route.as_ref())?;
+    let indexes = match req.configure {
+        Configure::None => netlink::set_macs(&req.interfaces)?,
+        _ => netlink::configure(req.setup, &req.interfaces, req.route.as_ref())?,
+    };
     // Persistent only once fully configured: a failure above drops the fds
     // and with them every TAP this request made.
     for fd in &fds {

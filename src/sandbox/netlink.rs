@@ -93,6 +93,26 @@ pub fn configure(
     })
 }
 
+/// Sets only each interface's MAC (the switch accepts nothing else from
+/// its port); address, MTU, state and routes are left to the runner.
+pub fn set_macs(ifaces: &[IfaceConfig]) -> Result<Vec<u32>> {
+    with_netlink(|handle| async move {
+        let mut indexes = Vec::with_capacity(ifaces.len());
+        for cfg in ifaces {
+            let idx = link_index(&handle, &cfg.ifname).await?;
+            handle
+                .link()
+                .set(idx)
+                .address(cfg.mac.0.to_vec())
+                .execute()
+                .await
+                .with_context(|| format!("setting MAC {} on {}", cfg.mac, cfg.ifname))?;
+            indexes.push(idx);
+        }
+        Ok(indexes)
+    })
+}
+
 /// Runs `f` with a netlink handle on a current-thread runtime (the helper
 /// must stay single-threaded), for the namespace the process is in now.
 fn with_netlink<T, F, Fut>(f: F) -> Result<T>

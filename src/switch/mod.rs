@@ -156,7 +156,14 @@ impl SwitchHandle {
                 u64::try_from(f.timeout().as_micros()).unwrap_or(u64::MAX),
             )
         });
-        gateway.enable_dns(&spec.name, forward_timeout);
+        if let Some(ip) = spec.dns_address {
+            if let Err(e) = gateway.set_dns_address(ip) {
+                warn!(network = %spec.name, error = %e, "DNS stays at the gateway's address");
+            }
+        }
+        if spec.serve_dns {
+            gateway.enable_dns(&spec.name, forward_timeout);
+        }
         let dns_counters = gateway.dns_counters().unwrap_or_default();
         let core = Core::new(&CoreConfig {
             gateway_mac: spec.gateway.mac,
@@ -372,6 +379,11 @@ pub struct NetworkSpec {
     /// NAT egress ([`crate::gateway::nat`]); `None`: nothing leaves the
     /// network (internal networks, unit tests).
     pub nat: Option<NetworkNat>,
+    /// Whether the gateway serves DNS (the `dns` network option).
+    pub serve_dns: bool,
+    /// A second gateway address where DNS is served instead of the
+    /// gateway's own (the `dns-address` network option).
+    pub dns_address: Option<std::net::Ipv4Addr>,
 }
 
 impl NetworkSpec {
@@ -384,6 +396,8 @@ impl NetworkSpec {
             on_port_gone: None,
             dns: None,
             nat: None,
+            serve_dns: true,
+            dns_address: None,
         }
     }
 }

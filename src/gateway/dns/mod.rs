@@ -60,6 +60,14 @@
 //! - Until the control plane has sent a table that knows the network, every
 //!   query gets SERVFAIL rather than a guess about forwarding.
 //!
+//! # Where it listens
+//!
+//! On the gateway's address by default. Two network options change that
+//! (see [`settings`]): `dns-address=IP` serves DNS at a second address of
+//! the gateway instead (which then also answers ARP and ping), as
+//! slirp4netns serves 10.0.2.3 beside its gateway 10.0.2.2; `dns=false`
+//! serves no DNS at all (slirp4netns's `--disable-dns`).
+//!
 //! # Counters
 //!
 //! [`DnsCounters`], shown in the switch's stats (`warren network stats`) as
@@ -89,6 +97,30 @@ pub use self::forward::{
 };
 pub use self::server::{DnsServer, ForwardOut, DNS_PORT, MAX_PENDING, TCP_IDLE, TCP_SOCKETS};
 pub use self::table::{EndpointInfo, NameTable, NetworkInfo, SandboxInfo, HOST_NAME};
+
+/// The network option naming the address DNS is served at, instead of the
+/// gateway's own (an address of the subnet the IPAM never hands out).
+pub const DNS_ADDRESS_OPTION: &str = "dns-address";
+
+/// The network option that turns the DNS server off (`dns=false`).
+pub const DNS_OPTION: &str = "dns";
+
+/// A network's DNS settings from its options: whether DNS is served, and at
+/// which address when not at the gateway's. Lenient (the daemon validates
+/// the values when the network is created): an unparsable address is the
+/// gateway's, anything but `false`/`0`/`no`/`off` leaves DNS on.
+pub fn settings(
+    options: &std::collections::BTreeMap<String, String>,
+) -> (bool, Option<std::net::Ipv4Addr>) {
+    let enabled = !options.get(DNS_OPTION).is_some_and(|v| {
+        matches!(
+            v.to_ascii_lowercase().as_str(),
+            "false" | "0" | "no" | "off"
+        )
+    });
+    let address = options.get(DNS_ADDRESS_OPTION).and_then(|a| a.parse().ok());
+    (enabled, address)
+}
 
 /// Counters of one network's DNS server. Relaxed atomics: the switch thread
 /// (and the forwarder's reply path) write, anyone reads.

@@ -304,9 +304,10 @@ impl NatEngine {
         };
         let dst = ip.dst_addr();
         if dst == self.gateway_ip {
-            // Only replies to host loopback clients of published ports,
-            // which appear to come from the gateway's address.
-            if !self.claims(&ip) {
+            // Replies to host loopback clients of published ports, which
+            // appear to come from the gateway's address; and, under
+            // `host-loopback=gateway`, TCP and UDP to the host's loopback.
+            if !self.claims(&ip) && !self.gateway_loopback_takes(&ip) {
                 return false;
             }
         } else if self.own_subnet.contains(&dst) || dst.is_broadcast() || dst.is_multicast() {
@@ -774,6 +775,23 @@ impl NatEngine {
         }
     }
 
+    /// Whether a packet to the gateway's own address is for the host's
+    /// loopback (`host-loopback=gateway`): TCP and UDP, but not DNS when the
+    /// gateway serves it there; ICMP stays with the gateway (it answers
+    /// ping itself).
+    fn gateway_loopback_takes(&self, ip: &Ipv4Packet<&[u8]>) -> bool {
+        if !self.net.gateway_loopback {
+            return false;
+        }
+        if !matches!(ip.next_header(), IpProtocol::Tcp | IpProtocol::Udp) {
+            return false;
+        }
+        let payload = ip.payload();
+        let dst_port = (ip.frag_offset() == 0 && payload.len() >= 4)
+            .then(|| u16::from_be_bytes([payload[2], payload[3]]));
+        !(self.net.dns_on_gateway && dst_port == Some(crate::gateway::dns::DNS_PORT))
+    }
+
     /// Put paused listeners back into epoll once their handshakes drained.
     fn resume_forwards(&mut self) {
         for (&id, fw) in &mut self.forwards {
@@ -853,14 +871,15 @@ impl NatEngine {
             self.craft(|out| policy::tcp_rst_for_syn(link, packet, out));
             return;
         }
-        let stream = match connect_nonblocking(SocketAddrV4::new(host_ip, key.dst.1)) {
-            Ok(stream) => stream,
-            Err(e) => {
-                self.release_flow(key.src.0);
-                self.connect_failed(link, packet, &e);
-                return;
-            }
-        };
+        let stream =
+            match connect_nonblocking(SocketAddrV4::new(host_ip, key.dst.1), self.net.outbound) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    self.release_flow(key.src.0);
+                    self.connect_failed(link, packet, &e);
+                    return;
+                }
+            };
         self.macs.insert(key.src.0, mac);
         let flow = Flow::Tcp(TcpFlow {
             key,
@@ -926,7 +945,7 @@ impl NatEngine {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
         }
-        let socket = match udp_connect(SocketAddrV4::new(host_ip, key.dst.1)) {
+        let socket = match udp_connect(SocketAddrV4::new(host_ip, key.dst.1), self.net.outbound) {
             Ok(s) => s,
             Err(e) => {
                 self.release_flow(key.src.0);
@@ -1015,7 +1034,7 @@ impl NatEngine {
                     self.counters.dropped.fetch_add(1, Relaxed);
                     return;
                 }
-                let socket = match ping_connect(host_ip) {
+                let socket = match ping_connect(host_ip, self.net.outbound) {
                     Ok(s) => s,
                     Err(e) => {
                         self.release_flow(src);
@@ -1572,6 +1591,9 @@ impl NatEngine {
 
     /// The host address for `dst`, with the current container subnets.
     fn destination(&mut self, dst: Ipv4Addr) -> Result<Ipv4Addr, policy::Refusal> {
+        if dst == self.gateway_ip && self.net.gateway_loopback {
+            return Ok(Ipv4Addr::LOCALHOST);
+        }
         let registry = container_subnets();
         let generation = registry.generation();
         if generation != self.subnets_generation {
@@ -1781,14 +1803,28 @@ fn tcp_socket() -> tcp::Socket<'static> {
     sock
 }
 
-/// A non-blocking TCP socket with its connect to `addr` under way.
-fn connect_nonblocking(addr: SocketAddrV4) -> io::Result<TcpStream> {
+/// Binds `fd` to the network's outbound address, if it has one and `dst`
+/// is not the host's loopback (reached from a loopback address only).
+fn bind_outbound(fd: &OwnedFd, outbound: Option<Ipv4Addr>, dst: Ipv4Addr) -> io::Result<()> {
+    match outbound {
+        Some(ip) if !dst.is_loopback() => Ok(socket::bind(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            &SockaddrIn::from(SocketAddrV4::new(ip, 0)),
+        )?),
+        _ => Ok(()),
+    }
+}
+
+/// A non-blocking TCP socket with its connect to `addr` under way, from
+/// `outbound` when given.
+fn connect_nonblocking(addr: SocketAddrV4, outbound: Option<Ipv4Addr>) -> io::Result<TcpStream> {
     let fd = socket::socket(
         AddressFamily::Inet,
         SockType::Stream,
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )?;
+    bind_outbound(&fd, outbound, *addr.ip())?;
     match socket::connect(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrIn::from(addr),
@@ -1798,17 +1834,24 @@ fn connect_nonblocking(addr: SocketAddrV4) -> io::Result<TcpStream> {
     }
 }
 
-/// A non-blocking UDP socket connected to `addr`.
-fn udp_connect(addr: SocketAddrV4) -> io::Result<UdpSocket> {
-    let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+/// A non-blocking UDP socket connected to `addr`, from `outbound` when
+/// given.
+fn udp_connect(addr: SocketAddrV4, outbound: Option<Ipv4Addr>) -> io::Result<UdpSocket> {
+    let local = match outbound {
+        Some(ip) if !addr.ip().is_loopback() => ip,
+        _ => Ipv4Addr::UNSPECIFIED,
+    };
+    let socket = UdpSocket::bind(SocketAddrV4::new(local, 0))?;
     socket.set_nonblocking(true)?;
     socket.connect(addr)?;
     Ok(socket)
 }
 
-/// A non-blocking unprivileged ICMP socket connected to `addr`.
-fn ping_connect(addr: Ipv4Addr) -> io::Result<UdpSocket> {
+/// A non-blocking unprivileged ICMP socket connected to `addr`, from
+/// `outbound` when given.
+fn ping_connect(addr: Ipv4Addr, outbound: Option<Ipv4Addr>) -> io::Result<UdpSocket> {
     let fd = ping_socket()?;
+    bind_outbound(&fd, outbound, addr)?;
     socket::connect(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrIn::from(SocketAddrV4::new(addr, 0)),
@@ -1966,6 +2009,9 @@ mod tests {
         let net = NetworkNat {
             nat: Nat::new(limits),
             host_loopback: true,
+            gateway_loopback: false,
+            dns_on_gateway: true,
+            outbound: None,
         };
         let gateway = GatewayConfig {
             ip: GW_IP,
@@ -2274,6 +2320,94 @@ mod tests {
         assert_eq!(nat.counters().snapshot().udp_flows, 0);
         assert_eq!(nat.net.nat.flows(), 0);
         assert!(nat.udp_binds.is_empty());
+    }
+
+    /// An engine whose gateway address stands for the host's loopback
+    /// (`host-loopback=gateway`), with DNS served on the gateway or not.
+    fn gateway_loopback_engine(dns_on_gateway: bool) -> NatEngine {
+        let mut nat = engine(Limits::default());
+        nat.net.host_loopback = false;
+        nat.net.gateway_loopback = true;
+        nat.net.dns_on_gateway = dns_on_gateway;
+        nat
+    }
+
+    #[test]
+    fn gateway_address_reaches_host_loopback_when_asked() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        // Off by default: the gateway keeps its address.
+        let mut plain = engine(Limits::default());
+        assert!(!plain.receive(Instant::now(), &syn(40000, (GW_IP, port))));
+
+        let mut nat = gateway_loopback_engine(true);
+        assert!(nat.receive(Instant::now(), &syn(40000, (GW_IP, port))));
+        let out = wait_frames(&mut nat);
+        let (src, dst, flags, _) = tcp_of(&out[0]);
+        assert_eq!(
+            (src, dst),
+            (GW_IP, SB_IP),
+            "the reply comes from the gateway"
+        );
+        assert_eq!(flags, (true, true, false), "SYN-ACK");
+        assert!(
+            listener.accept().is_ok(),
+            "connected to the host's loopback"
+        );
+        // DNS served on the gateway stays with it; ping too.
+        assert!(!nat.receive(Instant::now(), &syn(40001, (GW_IP, 53))));
+        assert!(!nat.receive(Instant::now(), &udp_frame(5353, (GW_IP, 53), b"q")));
+        // 169.254.1.2 is not mapped under this setting.
+        assert!(nat.receive(Instant::now(), &syn(40002, (HOST_LOOPBACK_ADDR, port))));
+        assert_eq!(nat.counters().snapshot().prohibited, 1);
+    }
+
+    #[test]
+    fn gateway_loopback_takes_port_53_when_dns_lives_elsewhere() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let port = server.local_addr().expect("addr").port();
+        let mut nat = gateway_loopback_engine(false);
+        assert!(nat.receive(Instant::now(), &syn(40001, (GW_IP, 53))));
+        assert!(nat.receive(Instant::now(), &udp_frame(5353, (GW_IP, port), b"hi")));
+        poll(&mut nat);
+        let mut buf = [0u8; 8];
+        let (n, _) = server.recv_from(&mut buf).expect("datagram at the host");
+        assert_eq!(&buf[..n], b"hi");
+    }
+
+    #[test]
+    fn outbound_address_binds_host_sockets() {
+        // The host's own non-loopback address, reached from 127.0.0.2 (a
+        // loopback address is local: the kernel routes it over `lo`).
+        let Some(own) = nix::ifaddrs::getifaddrs().ok().and_then(|mut a| {
+            a.find_map(|ifa| {
+                let ip = ifa.address?.as_sockaddr_in()?.ip();
+                (!ip.is_loopback()).then_some(ip)
+            })
+        }) else {
+            return; // no address but loopback: nothing to bind away from
+        };
+        let outbound = Some(Ipv4Addr::new(127, 0, 0, 2));
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        let _stream = connect_nonblocking(SocketAddrV4::new(own, port), outbound).expect("tcp");
+        let (_, peer) = listener.accept().expect("accepted");
+        assert_eq!(peer.ip(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+
+        let server = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind");
+        let port = server.local_addr().expect("addr").port();
+        let sock = udp_connect(SocketAddrV4::new(own, port), outbound).expect("udp");
+        assert_eq!(
+            sock.local_addr().expect("local").ip(),
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))
+        );
+        // The host's loopback is reached from loopback: never bound.
+        let sock = udp_connect(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port), Some(own))
+            .expect("udp to loopback");
+        assert_ne!(sock.local_addr().expect("local").ip(), IpAddr::V4(own));
     }
 
     #[test]

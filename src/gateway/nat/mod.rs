@@ -125,7 +125,11 @@ use serde::Serialize;
 use tracing::warn;
 
 pub use self::engine::NatEngine;
-pub use self::policy::{Limits, HOST_LOOPBACK_ADDR, HOST_LOOPBACK_OPTION};
+pub use self::policy::{Limits, HOST_LOOPBACK_ADDR, HOST_LOOPBACK_GATEWAY, HOST_LOOPBACK_OPTION};
+
+/// The network option binding the NAT's host sockets to one of the host's
+/// addresses (slirp4netns's `--outbound-addr`), e.g. to pick the uplink.
+pub const OUTBOUND_ADDRESS_OPTION: &str = "outbound-address";
 
 /// How long a host `connect` may take before the sandbox gets a RST.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -267,21 +271,36 @@ pub struct NetworkNat {
     pub nat: Arc<Nat>,
     /// Whether [`HOST_LOOPBACK_ADDR`] maps to the host's 127.0.0.1.
     pub host_loopback: bool,
+    /// Whether TCP and UDP to the gateway's own address go to the host's
+    /// 127.0.0.1 (`host-loopback=gateway`, slirp4netns's 10.0.2.2).
+    pub gateway_loopback: bool,
+    /// Whether the gateway serves DNS on its own address: port 53 there
+    /// then stays with it even under `gateway_loopback`.
+    pub dns_on_gateway: bool,
+    /// The host address the NAT's sockets are bound to before they
+    /// connect (`outbound-address`); `None`: the kernel chooses.
+    pub outbound: Option<std::net::Ipv4Addr>,
 }
 
 impl NetworkNat {
     /// The NAT of a network with these settings: `None` for internal
     /// networks (they never egress), otherwise the daemon's [`Nat`] with
-    /// host loopback as the `host-loopback` option says.
+    /// host loopback as the `host-loopback` option says and the sockets
+    /// bound as `outbound-address` says (the daemon validated both).
     pub fn for_network(
         internal: bool,
         options: &std::collections::BTreeMap<String, String>,
     ) -> Option<NetworkNat> {
+        let loopback = options.get(HOST_LOOPBACK_OPTION).map(String::as_str);
+        let (dns, dns_address) = crate::gateway::dns::settings(options);
         (!internal).then(|| NetworkNat {
             nat: Nat::daemon(),
-            host_loopback: policy::host_loopback_enabled(
-                options.get(HOST_LOOPBACK_OPTION).map(String::as_str),
-            ),
+            host_loopback: policy::host_loopback_enabled(loopback),
+            gateway_loopback: policy::host_loopback_gateway(loopback),
+            dns_on_gateway: dns && dns_address.is_none(),
+            outbound: options
+                .get(OUTBOUND_ADDRESS_OPTION)
+                .and_then(|a| a.parse().ok()),
         })
     }
 }
@@ -496,5 +515,26 @@ mod tests {
                 .expect("nat")
                 .host_loopback
         );
+    }
+
+    #[test]
+    fn slirp4netns_style_options() {
+        let mut options = std::collections::BTreeMap::new();
+        let nat = NetworkNat::for_network(false, &options).expect("nat");
+        assert!(!nat.gateway_loopback && nat.dns_on_gateway && nat.outbound.is_none());
+        options.insert(HOST_LOOPBACK_OPTION.into(), HOST_LOOPBACK_GATEWAY.into());
+        options.insert(OUTBOUND_ADDRESS_OPTION.into(), "192.0.2.7".into());
+        options.insert(
+            crate::gateway::dns::DNS_ADDRESS_OPTION.into(),
+            "10.0.2.3".into(),
+        );
+        let nat = NetworkNat::for_network(false, &options).expect("nat");
+        assert!(nat.gateway_loopback && !nat.host_loopback);
+        assert!(!nat.dns_on_gateway, "DNS moved to its own address");
+        assert_eq!(nat.outbound, Some(std::net::Ipv4Addr::new(192, 0, 2, 7)));
+        options.remove(crate::gateway::dns::DNS_ADDRESS_OPTION);
+        options.insert(crate::gateway::dns::DNS_OPTION.into(), "false".into());
+        let nat = NetworkNat::for_network(false, &options).expect("nat");
+        assert!(!nat.dns_on_gateway, "no DNS at all");
     }
 }

@@ -41,8 +41,14 @@ use smoltcp::wire::{
 /// and a sandbox reaches it through its default route, i.e. the gateway.
 pub const HOST_LOOPBACK_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 2);
 
-/// The network option that maps [`HOST_LOOPBACK_ADDR`] to the host's loopback.
+/// The network option that maps [`HOST_LOOPBACK_ADDR`] to the host's
+/// loopback (`true`), or the gateway's own address (`gateway`, see
+/// [`host_loopback_gateway`]).
 pub const HOST_LOOPBACK_OPTION: &str = "host-loopback";
+
+/// The [`HOST_LOOPBACK_OPTION`] value that makes the gateway's own address
+/// stand for the host's 127.0.0.1, as slirp4netns's 10.0.2.2 does.
+pub const HOST_LOOPBACK_GATEWAY: &str = "gateway";
 
 /// Default bound of live flows (TCP, UDP and ICMP) of one sandbox address.
 pub const DEFAULT_MAX_FLOWS_PER_SANDBOX: usize = 1024;
@@ -100,6 +106,12 @@ pub fn host_loopback_enabled(value: Option<&str>) -> bool {
         value.map(str::to_ascii_lowercase).as_deref(),
         Some("true" | "1" | "yes" | "on")
     )
+}
+
+/// Whether a network's options map TCP and UDP to the gateway's own address
+/// onto the host's loopback (`host-loopback=gateway`).
+pub fn host_loopback_gateway(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case(HOST_LOOPBACK_GATEWAY))
 }
 
 /// The flow bounds.
@@ -460,6 +472,12 @@ mod tests {
         assert!(!host_loopback_enabled(Some("false")));
         assert!(!host_loopback_enabled(Some("")));
         assert!(!host_loopback_enabled(None));
+        // The gateway mapping is a different setting, not a truthy one.
+        assert!(!host_loopback_enabled(Some("gateway")));
+        assert!(host_loopback_gateway(Some("gateway")));
+        assert!(host_loopback_gateway(Some("Gateway")));
+        assert!(!host_loopback_gateway(Some("true")));
+        assert!(!host_loopback_gateway(None));
     }
 
     #[test]
