@@ -11,6 +11,8 @@
 //! - [`sandbox`]: namespaces: the sandbox init, the setns helper, netlink.
 //! - [`switch`]: the data plane: ports, MAC table, forwarding loop.
 //! - [`gateway`]: the smoltcp host that owns each network's gateway address.
+//! - [`slirp`]: `warren slirp4netns`, slirp4netns's command line and API on
+//!   a warren network.
 //! - [`sys`]: the only home of `unsafe` (TAP ioctls, setns, SCM_RIGHTS, pidfd).
 #![deny(unsafe_code)]
 
@@ -20,6 +22,7 @@ pub mod cni;
 pub mod daemon;
 pub mod gateway;
 pub mod sandbox;
+pub mod slirp;
 pub mod switch;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -65,6 +65,9 @@ pub enum Command {
     Attach(attach::AttachArgs),
     /// Take the networks away from attached sandboxes (their processes keep running)
     Detach(attach::DetachArgs),
+    /// Be slirp4netns (same command line and API socket) on a warren network; see `warren slirp4netns --help`
+    #[command(name = "slirp4netns", disable_help_flag = true)]
+    Slirp4netns(Slirp4netnsArgs),
     #[command(name = "__init", hide = true)]
     Init(InitArgs),
     #[command(name = "__netns-helper", hide = true)]
@@ -80,6 +83,13 @@ pub struct SpawnerArgs {
     pub parent: i32,
     #[arg(long, default_value = "kill")]
     pub seccomp: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Slirp4netnsArgs {
+    /// slirp4netns's options and PID|PATH [TAPNAME], parsed as it does
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -135,6 +145,9 @@ pub struct InitArgs {
 
 /// Entry point; returns the process's exit status.
 pub fn main() -> i32 {
+    if crate::slirp::invoked_as_slirp4netns() {
+        return crate::slirp::main_as_slirp4netns();
+    }
     let cli = Cli::parse();
     let paths = Paths::resolve(cli.state_dir.clone(), cli.runtime_dir.clone());
     let result = match cli.command {
@@ -162,6 +175,9 @@ pub fn main() -> i32 {
         Command::Port(args) => port::main(&paths, args),
         Command::Attach(args) => attach::attach(&paths, args),
         Command::Detach(args) => attach::detach(&paths, args),
+        Command::Slirp4netns(args) => {
+            return crate::slirp::main("warren slirp4netns", &args.args, &paths)
+        }
         Command::Init(args) => {
             return crate::sandbox::init::main(args.detach, args.net_host, &args.cmd)
         }
