@@ -556,7 +556,7 @@ impl Daemon {
         }
 
         // Reserve the name and addresses.
-        let (name, endpoints, ifaces, bound) = {
+        let (name, endpoints, ifaces, bound, dns) = {
             let mut st = self.lock();
             if st.sandboxes.len() + st.pending_names.len() >= MAX_SANDBOXES {
                 return Err(ApiError::conflict(
@@ -605,7 +605,13 @@ impl Daemon {
                 self.bind_ports(&st, &name, &eps, &req.ports)
             };
             match bound {
-                Ok(bound) => (name, eps, ifaces, bound),
+                Ok(bound) => {
+                    let dns = eps
+                        .first()
+                        .and_then(|e| st.networks.get(&e.network))
+                        .and_then(|n| dns_server(&n.def));
+                    (name, eps, ifaces, bound, dns)
+                }
                 Err(e) => {
                     release_endpoints(&mut st, &eps);
                     st.pending_names.remove(&name);
@@ -614,8 +620,8 @@ impl Daemon {
             }
         };
 
-        // Attach without the lock. DNS is served at the first network's gateway.
-        let dns = ifaces.first().map(|i| i.gateway);
+        // Attach without the lock. DNS is served at the first network's
+        // gateway (or its dns-address).
         let attach = if mode == "host" {
             Ok(Vec::new())
         } else {
@@ -769,7 +775,7 @@ impl Daemon {
             .endpoints
             .first()
             .and_then(|e| st.networks.get(&e.network))
-            .map(|n| n.def.gateway);
+            .and_then(|n| dns_server(&n.def));
         if let Err(e) = self.write_files(id, &s.hostname, &s.name, &s.endpoints, dns) {
             warn!(sandbox = %s.name, error = %e, "cannot update the sandbox's files");
         }
@@ -2007,6 +2013,13 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
         options,
         owner_start,
     })
+}
+
+/// Where a network serves DNS: its `dns-address`, else its gateway; `None`
+/// with `dns=false`.
+fn dns_server(def: &NetworkDef) -> Option<Ipv4Addr> {
+    let (enabled, address) = dns::settings(&def.options);
+    enabled.then(|| address.unwrap_or(def.gateway))
 }
 
 /// A boolean network option (`true`/`false`, `1`/`0`, `yes`/`no`,
