@@ -125,6 +125,7 @@ fn serve(parent: i32, mode: seccomp::Mode) -> Result<()> {
     if nix::unistd::getppid().as_raw() != parent {
         bail!("the daemon (pid {parent}) is gone");
     }
+    cloexec_inherited();
     let exe = std::env::current_exe().context("locating the warren binary")?;
     let stdin = std::io::stdin();
     let sock = stdin.as_fd().try_clone_to_owned().context("dup stdin")?;
@@ -158,6 +159,24 @@ fn serve(parent: i32, mode: seccomp::Mode) -> Result<()> {
             // The helper's end is closed: the daemon reads EOF and reports it.
             Err(e) => eprintln!("warren __helper-spawner: {e:#}"),
         }
+    }
+}
+
+/// Marks every fd above stderr close-on-exec: a helper must not inherit
+/// what the daemon's own parent left open to it (a shell's pipes).
+fn cloexec_inherited() {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // The directory's own fd is gone by now: EBADF, ignored.
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
 }
 

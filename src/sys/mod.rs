@@ -12,7 +12,8 @@
 //! - [`scm`], [`fd`]: taking ownership of fds received over SCM_RIGHTS or
 //!   inherited across exec.
 //! - [`seccomp`]: the daemon's and the helpers' system-call allowlists
-//!   (no unsafe of its own: `seccompiler` installs them).
+//!   (compiled by `seccompiler`; installed here with the flags it cannot
+//!   pass) and the daemon's SIGSYS reporter.
 //!
 //! Safe wrappers that `nix` already provides (setns, unshare, mount,
 //! SCM_RIGHTS) are used directly by their callers.
