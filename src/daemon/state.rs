@@ -188,6 +188,9 @@ struct NsTarget {
     pid: i32,
     netns: Option<PathBuf>,
     userns: Option<PathBuf>,
+    /// A pidfd of `pid`: the helper joins that very process's namespaces
+    /// through it, whatever has become of the pid number.
+    pidfd: Option<Arc<OwnedFd>>,
 }
 
 impl NsTarget {
@@ -206,6 +209,7 @@ impl NsTarget {
             route,
             reopen: Vec::new(),
             configure: Default::default(),
+            pidfd: self.pidfd.clone(),
         }
     }
 }
@@ -479,10 +483,11 @@ impl Daemon {
     /// Registers the sandbox around `req.pid` and attaches it to its
     /// networks. Blocking (spawns the setns helper).
     pub fn create_sandbox(&self, req: SandboxCreate) -> Result<Created, ApiError> {
-        let target = NsTarget {
+        let mut target = NsTarget {
             pid: req.pid,
             netns: req.netns.as_ref().map(PathBuf::from),
             userns: req.userns.as_ref().map(PathBuf::from),
+            pidfd: None,
         };
         if req.pid < 0 || (req.pid == 0 && target.netns.is_none()) {
             return Err(ApiError::bad_request(
@@ -502,6 +507,7 @@ impl Daemon {
         } else {
             None
         };
+        target.pidfd = pidfd.clone();
         let netns_watch = match &target.netns {
             Some(path) => {
                 let (dev, ino) = record::netns_identity(path).map_err(|e| {
@@ -1393,6 +1399,7 @@ impl Daemon {
             pid: rec.pid,
             netns: rec.netns.clone(),
             userns: rec.userns.clone(),
+            pidfd: pidfd.clone(),
         };
         let netns_watch = rec.netns.as_ref().map(|path| NetnsWatch {
             path: path.clone(),

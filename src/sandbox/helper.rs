@@ -1,22 +1,27 @@
 //! The setns helper: the daemon's hands inside a sandbox.
 //!
-//! The daemon ([`run`]) makes a SOCK_SEQPACKET socketpair, spawns
-//! `warren __netns-helper` with one end as its stdin and stdout, sends one
-//! [`Request`] and receives one [`Reply`] with the TAP fds attached
-//! (SCM_RIGHTS). The helper ([`main`]) does, in order:
+//! The daemon ([`run`]) makes a SOCK_SEQPACKET socketpair, has its spawner
+//! (`super::spawner`) start `warren __netns-helper` with one end as its
+//! stdin and stdout, sends one [`Request`] (with the sandbox process's
+//! pidfd attached, when there is one) and receives one [`Reply`] with the
+//! TAP fds attached (SCM_RIGHTS). The helper ([`main`]), a fresh
+//! single-threaded process because `setns(CLONE_NEWUSER)` is refused to
+//! threaded ones, does, in order:
 //!
-//! 1. open `/proc/PID/ns/user` and `/proc/PID/ns/net` (before joining, while
-//!    the host's view of `/proc` applies);
-//! 2. `setns` into the user namespace, then the network namespace;
-//! 3. with `setup`: bring `lo` up and set `ip_unprivileged_port_start=0` and
+//! 1. join the sandbox's user and network namespaces: for a process, with
+//!    one `setns` on its pidfd (no window in which the pid could be reused);
+//!    for paths, open them first (while the host's view of `/proc` and of
+//!    the paths applies), then `setns` into the user namespace and the
+//!    network namespace;
+//! 2. with `setup`: bring `lo` up and set `ip_unprivileged_port_start=0` and
 //!    `ping_group_range` so unprivileged processes in the sandbox can bind low
 //!    ports and ping;
-//! 4. create each TAP, disable IPv6 on it (IPv4 only for now, so no router
+//! 3. create each TAP, disable IPv6 on it (IPv4 only for now, so no router
 //!    solicitations or DAD noise reach the switch), configure it over
 //!    netlink, and make it persistent, so it outlives a daemon that dies;
-//! 5. re-open the persistent TAPs named in `reopen` (a new daemon taking
+//! 4. re-open the persistent TAPs named in `reopen` (a new daemon taking
 //!    over), after checking they exist;
-//! 6. send the reply with the fds (new ones first, then re-opened), and exit.
+//! 5. send the reply with the fds (new ones first, then re-opened), and exit.
 //!
 //! Any failure is sent back as text in the reply, so the daemon can put the
 //! real reason in its API error; the helper never leaves a half-made TAP
@@ -27,6 +32,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -79,6 +85,11 @@ pub struct Request {
     /// daemon taking over the sandboxes of one that died.
     #[serde(default)]
     pub reopen: Vec<String>,
+    /// A pidfd of `pid`, sent with the request (SCM_RIGHTS): the helper
+    /// joins that very process's namespaces with `setns` on it, so a pid
+    /// reused since the daemon opened it can never be entered by mistake.
+    #[serde(skip)]
+    pub pidfd: Option<Arc<OwnedFd>>,
 }
 
 /// The helper's answer. On success the message carries one fd per interface.
@@ -128,7 +139,11 @@ pub fn run(exe: &Path, req: &Request) -> Result<Vec<OwnedFd>> {
 
 fn exchange(sock: &OwnedFd, req: &Request) -> Result<Vec<OwnedFd>> {
     let body = serde_json::to_vec(req)?;
-    crate::sys::scm::send_with_fds(sock, &body, &[])
+    let fds = match &req.pidfd {
+        Some(fd) => vec![fd.try_clone().context("dup pidfd")?],
+        None => vec![],
+    };
+    crate::sys::scm::send_with_fds(sock, &body, &fds)
         .context("sending the request to the netns helper")?;
     let mut buf = vec![0u8; MAX_MSG];
     let (len, fds) = crate::sys::scm::recv_with_fds(sock, &mut buf)
@@ -189,33 +204,26 @@ pub fn main() -> i32 {
 }
 
 fn read_request(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Request> {
-    let n = nix::unistd::read(sock.as_raw_fd(), buf).context("reading request")?;
+    let (n, mut fds) = crate::sys::scm::recv_with_fds(&sock, buf).context("reading request")?;
     if n == 0 {
         bail!("no request");
     }
-    serde_json::from_slice(&buf[..n]).context("parsing request")
+    let mut req: Request = serde_json::from_slice(&buf[..n]).context("parsing request")?;
+    if fds.len() > 1 {
+        bail!("the request carries {} fds (at most a pidfd)", fds.len());
+    }
+    req.pidfd = fds.pop().map(Arc::new);
+    Ok(req)
 }
 
 fn serve(req: &Request) -> Result<(Vec<u32>, Vec<OwnedFd>)> {
     if req.interfaces.len() > MAX_IFACES {
         bail!("at most {MAX_IFACES} interfaces per request");
     }
-    let (user, net) = open_namespaces(req)?;
-    // Joining the user namespace we are already in is refused (EINVAL); a
-    // sandbox in our own user namespace needs no join.
-    let own_user = std::fs::metadata("/proc/self/ns/user")
-        .map(|m| m.ino())
-        .ok();
-    let target_user = std::fs::metadata(format!("/proc/self/fd/{}", user.as_raw_fd()))
-        .map(|m| m.ino())
-        .ok();
-    if own_user != target_user {
-        nix::sched::setns(user.as_fd(), CloneFlags::CLONE_NEWUSER).context(
-            "joining the sandbox's user namespace (it must be owned by the daemon's user)",
-        )?;
+    match (&req.pidfd, &req.netns, &req.userns) {
+        (Some(pidfd), None, None) => join_process(pidfd)?,
+        _ => join_paths(req)?,
     }
-    nix::sched::setns(net.as_fd(), CloneFlags::CLONE_NEWNET)
-        .context("joining the sandbox's network namespace")?;
     if req.setup && req.configure == Configure::Full {
         write_sysctl("net/ipv4/ip_unprivileged_port_start", "0")?;
         // The range must lie within the gids mapped in the sandbox's user
@@ -248,6 +256,45 @@ fn serve(req: &Request) -> Result<(Vec<u32>, Vec<OwnedFd>)> {
         fds.push(crate::sys::tap::create_tap(name)?);
     }
     Ok((indexes, fds))
+}
+
+/// Joins the user and network namespaces of the process behind `pidfd`, in
+/// one `setns` (Linux 5.8): no `/proc` path, so no window in which its pid
+/// could name another process.
+fn join_process(pidfd: &OwnedFd) -> Result<()> {
+    use nix::errno::Errno;
+    let both = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET;
+    match nix::sched::setns(pidfd.as_fd(), both) {
+        Ok(()) => Ok(()),
+        // Joining the user namespace we are already in is refused (EINVAL):
+        // the sandbox shares ours, join only its network namespace.
+        Err(Errno::EINVAL) => nix::sched::setns(pidfd.as_fd(), CloneFlags::CLONE_NEWNET)
+            .context("joining the sandbox's network namespace"),
+        Err(Errno::ESRCH) => bail!("the sandbox's process is gone"),
+        Err(e) => Err(e).context(
+            "joining the sandbox's user and network namespaces (they must be owned by the daemon's user)",
+        ),
+    }
+}
+
+/// Joins the namespaces named by path (or by pid without a pidfd).
+fn join_paths(req: &Request) -> Result<()> {
+    let (user, net) = open_namespaces(req)?;
+    // Joining the user namespace we are already in is refused (EINVAL); a
+    // sandbox in our own user namespace needs no join.
+    let own_user = std::fs::metadata("/proc/self/ns/user")
+        .map(|m| m.ino())
+        .ok();
+    let target_user = std::fs::metadata(format!("/proc/self/fd/{}", user.as_raw_fd()))
+        .map(|m| m.ino())
+        .ok();
+    if own_user != target_user {
+        nix::sched::setns(user.as_fd(), CloneFlags::CLONE_NEWUSER).context(
+            "joining the sandbox's user namespace (it must be owned by the daemon's user)",
+        )?;
+    }
+    nix::sched::setns(net.as_fd(), CloneFlags::CLONE_NEWNET)
+        .context("joining the sandbox's network namespace")
 }
 
 /// Opens the sandbox's user and network namespaces, before joining either
@@ -307,6 +354,21 @@ fn write_sysctl(key: &str, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_process_is_never_joined_through_its_pidfd() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fd = crate::sys::pidfd::open(child.id() as i32).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Whatever process gets that pid next, the pidfd still names the
+        // dead one: the join fails before touching our namespaces.
+        let err = join_process(&fd).unwrap_err();
+        assert!(format!("{err:#}").contains("gone"), "{err:#}");
+    }
 
     #[test]
     fn mapped_range_covers_every_line() {
