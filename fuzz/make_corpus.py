@@ -91,3 +91,20 @@ write("api_requests", "sandbox", b'{"pid":1,"name":"web","networks":[{"network":
 write("api_requests", "connect", b'{"sandbox":"web","ip":"10.66.1.3","aliases":["db"]}')
 write("api_requests", "port-spec", b"127.0.0.1:8000-8009:80-89/udp")
 write("api_requests", "port-v6", b"[::1]:8080:80")
+
+# slirp_api: slirp4netns API sessions, requests separated by 0xfe (which
+# JSON text never contains).
+def session(*requests):
+    return b"\xfe".join(requests)
+
+
+add = b'{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"127.0.0.1","host_port":8080,"guest_addr":"10.0.2.100","guest_port":80}}'
+add_udp = b'{"execute":"add_hostfwd","arguments":{"proto":"udp","host_port":5353,"guest_port":53}}'
+lst = b'{"execute":"list_hostfwd"}'
+rm1 = b'{"execute":"remove_hostfwd","arguments":{"id":1}}'
+write("slirp_api", "add-list-remove", session(add, add_udp, lst, rm1, rm1, lst))
+write("slirp_api", "conflict", session(add, add, lst))
+write("slirp_api", "bad-requests", session(b"{bad", b"", b"[1]", b'{"execute":5}', b'{"execute":"foo"}', b'{"execute":"add_hostfwd","arguments":{"proto":"tcp"}}'))
+write("slirp_api", "parson-grammar", session(b'\xef\xbb\xbf{"execute":"list_hostfwd"} x', b'{"execute":"list_hostfwd","n":1.}', b'{"a":1,"a":2}', b'{"s":"\\ud83d\\ude00\\u0041\\n"}'))
+write("slirp_api", "numbers", session(b'{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":8080.9,"guest_port":-5}}', b'{"execute":"remove_hostfwd","arguments":{"id":1e30}}'))
+write("slirp_api", "deep", b'{"execute":"list_hostfwd","x":' + b"[" * 300 + b"]" * 300 + b"}")
