@@ -44,6 +44,7 @@ pub fn test_ids() -> Option<(u32, u32)> {
 fn shared_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        prune_stale_bin_dirs();
         let dir = std::env::temp_dir().join(format!("warren-test-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -64,6 +65,28 @@ fn shared_dir() -> &'static PathBuf {
         check_prerequisites();
         dir
     })
+}
+
+/// Removes the binary copies of test processes that are gone (nothing
+/// else removes them: each is ~200 MB, and hundreds of runs filled the
+/// disk once).
+fn prune_stale_bin_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("warren-test-bin-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn check_prerequisites() {
