@@ -141,6 +141,11 @@ struct Instance {
 
 impl Instance {
     fn start(env: &Env, bin: &Path, args: &[&str], target: &Target) -> Instance {
+        Instance::start_at(env, bin, args, &[&target.pid(), "tap0"])
+    }
+
+    /// As [`Instance::start`], with the positional arguments given.
+    fn start_at(env: &Env, bin: &Path, args: &[&str], positional: &[&str]) -> Instance {
         let n = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -168,7 +173,7 @@ impl Instance {
             .arg(&fifo)
             .arg(bin)
             .args(args)
-            .args([target.pid().as_str(), "tap0"])
+            .args(positional)
             .stdout(logf.try_clone().unwrap())
             .stderr(logf)
             .spawn()
@@ -747,6 +752,44 @@ fn help_ready_fd_exit_fd_signals_and_configuration() {
     );
     let (ok, text) = target.sh(&env, dns);
     assert!(!ok, "no DNS with --disable-dns: {text}");
+    kill_and_wait(&env, inst);
+}
+
+#[test]
+fn a_netns_path_as_podman_gives_it() {
+    // podman: `--netns-type=path PATH tap0` with -c, -e and -r; the path
+    // may live in podman's own mount namespace, so the instance opens it
+    // and the daemon reaches it through the instance's fd.
+    let env = Env::new();
+    let link = slirp_link(&env);
+    let target = Target::start(&env);
+    let netns = format!("/proc/{}/ns/net", target.pid());
+    let mut inst = Instance::start_at(
+        &env,
+        &link,
+        &[
+            "--disable-host-loopback",
+            "--mtu=65520",
+            "--enable-sandbox",
+            "--enable-seccomp",
+            "-c",
+        ],
+        &["--netns-type=path", &netns, "tap0"],
+    );
+    let name = format!("slirp4netns-{}", inst.pid());
+    assert!(sandboxes(&env).contains(&name), "{}", inst.log_text());
+    let (ok, text) = target.sh(&env, "ip -o -4 addr show tap0; ping -c 1 -W 2 10.0.2.3");
+    assert!(ok && text.contains("inet 10.0.2.100/24"), "{text}");
+    inst.exit.take();
+    assert_eq!(
+        inst.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        inst.log_text()
+    );
+    assert!(all_gone(&env, inst.pid()));
+    // And a SIGKILLed one: the path through its fd dies with it.
+    let inst = Instance::start_at(&env, &link, &["-c"], &["--netns-type=path", &netns, "tap0"]);
     kill_and_wait(&env, inst);
 }
 

@@ -28,9 +28,12 @@
 //!   sandbox; `list_hostfwd` lists them with their slirp4netns ids;
 //! - it ends when the exit fd hangs up or on SIGTERM/SIGINT/SIGHUP: the
 //!   sandbox is detached and the network removed. The network is owned by
-//!   the instance's pid (`owner-pid`), and the sandbox is reached through
-//!   the instance's own fds of the namespaces, so a SIGKILLed instance
-//!   leaks nothing either: the daemon sees both go.
+//!   the instance's pid (`owner-pid`), so a SIGKILLed instance leaks
+//!   nothing either: the daemon removes the network and detaches the
+//!   sandbox when that pid exits. A target given by PID is attached by
+//!   pid, as `warren attach --pid`; one given by path is opened by the
+//!   instance and attached as `/proc/<instance>/fd/N` (the runner's mount
+//!   namespace may hold the path: podman's does).
 //!
 //! Not supported: IPv6 (`-6` is accepted with a warning: warren is
 //! IPv4-only for now), `--target-type=bess`, DHCP in the guest network.
