@@ -95,11 +95,13 @@ impl Filesystem {
 pub fn confine(fs: &Filesystem, opts: &Options) -> Result<String> {
     no_new_privs()?;
     let landlock = if opts.landlock {
-        restrict_filesystem(fs)?
+        restrict_filesystem(fs)
+            .context("Landlock (`--landlock off` runs without it, for debugging)")?
     } else {
         "off".to_string()
     };
-    seccomp::apply(seccomp::Profile::Daemon, opts.seccomp)?;
+    seccomp::apply(seccomp::Profile::Daemon, opts.seccomp)
+        .context("seccomp (`--seccomp off` runs without it, for debugging)")?;
     Ok(format!(
         "seccomp={} landlock={landlock}",
         opts.seccomp.as_str()
