@@ -192,6 +192,11 @@ impl Env {
             .env("WARREN_DNS_UPSTREAM", "127.0.0.1:9")
             .current_dir(&self.dir)
             .stdin(Stdio::null());
+        // `WARREN_TEST_SECCOMP=log cargo test` runs every daemon in seccomp
+        // log mode, to find what a change needs (docs/security.md).
+        if let Some(mode) = std::env::var_os("WARREN_TEST_SECCOMP") {
+            c.env("WARREN_SECCOMP", mode);
+        }
         c
     }
 
