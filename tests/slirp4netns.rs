@@ -911,4 +911,41 @@ fn network_options_behind_the_mode() {
         nets.get("owned").is_none() && nets.get("dns3").is_some(),
         "{nets}"
     );
+
+    // An owner that dies while no daemon runs: the next daemon removes the
+    // network at start.
+    let mut owner = Killed(
+        env.user_cmd("sleep")
+            .arg("120")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = owner.0.id().to_string();
+    env.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.75.0.0/24",
+        "--opt",
+        &format!("owner-pid={pid}"),
+        "owned2",
+    ]);
+    let daemon = env.daemon_pid().expect("daemon pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let gone = Env::wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{daemon}/stat")).map_or(true, |s| s.contains(") Z"))
+    });
+    assert!(gone, "the daemon did not die");
+    let _ = owner.0.kill();
+    let _ = owner.0.wait();
+    assert!(
+        !networks(&env).contains(&"owned2".to_string()),
+        "the next daemon kept a network whose owner died meanwhile"
+    );
+    assert!(networks(&env).contains(&"dns3".to_string()));
 }
