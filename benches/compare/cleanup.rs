@@ -35,6 +35,8 @@ type Action = Box<dyn FnOnce() + Send>;
 
 static ACTIONS: Mutex<Vec<(String, Action)>> = Mutex::new(Vec::new());
 static FINISH: Mutex<()> = Mutex::new(());
+/// When the harness started.
+static START: Mutex<Option<Instant>> = Mutex::new(None);
 /// Why the run stopped early, once it has.
 static STOPPED: Mutex<Option<String>> = Mutex::new(None);
 
@@ -42,6 +44,14 @@ static STOPPED: Mutex<Option<String>> = Mutex::new(None);
 /// fail because their systems are being torn down, and are not recorded.
 pub fn stopped() -> Option<String> {
     STOPPED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Seconds since [`init`].
+pub fn elapsed() -> u64 {
+    START
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .map_or(0, |t| t.elapsed().as_secs())
 }
 
 fn stop(why: String) {
@@ -54,6 +64,7 @@ fn stop(why: String) {
 /// finish the run too. `report` is
 /// printed after the cleanup, however the run ends.
 pub fn init(limit: Duration, report: fn() -> String) {
+    *START.lock().unwrap() = Some(Instant::now());
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

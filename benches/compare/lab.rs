@@ -4,7 +4,8 @@
 //! Each system gets the same three servers, on the same ports inside its
 //! namespace: iperf3 (5201), `sockperf server --tcp` (11111) and the
 //! harness's one-byte echo (7000, for connections per second). The host
-//! gets the same three on 127.0.0.1 (free ports), as the egress target.
+//! gets the same three on 127.0.0.1 (free ports) for each system with
+//! egress, as its target.
 //!
 //! - **warren**: a release daemon of the run's own (uid 65534), one
 //!   network with `host-loopback=true` (169.254.1.2 is the host's
@@ -28,6 +29,7 @@
 //! needs a subuid range for it, which `scripts/install-deps` adds). All
 //! traffic stays on loopback and in these namespaces.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -156,8 +158,10 @@ impl Place {
 /// Every system's topology, as far as it could be set up.
 pub struct Lab {
     pub bench: BenchDir,
-    /// The host's servers on 127.0.0.1 (the egress target).
-    host: Ports,
+    /// The host's servers on 127.0.0.1, one set per system with egress
+    /// (so that one system's connections in TIME_WAIT, which hold
+    /// ephemeral ports for a minute, never exhaust another's).
+    host: HashMap<Sys, Ports>,
     warren: Option<WarrenNet>,
     bridge: Option<Bridge>,
     pasta: Option<UserNs>,
@@ -242,9 +246,8 @@ impl Lab {
     /// Sets up the host's servers and each system of `systems` that is
     /// installed, in `bench`; a system that fails is reported, not fatal.
     pub fn new(bench: BenchDir, systems: &[Sys]) -> Lab {
-        let host = Ports::free();
         let mut lab = Lab {
-            host,
+            host: HashMap::new(),
             bench,
             warren: None,
             bridge: None,
@@ -253,19 +256,25 @@ impl Lab {
             rootlesskit: None,
             failed: Vec::new(),
         };
-        let spawned = user("sh", &lab.bench.dir)
-            .args(["-c", &servers(&lab.bench.helper, "127.0.0.1", host)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let me = std::process::id() as i32;
-        if spawned.is_err()
-            || wait_for(Duration::from_secs(10), || {
-                listening(me, &[host.iperf, host.rr, host.echo]).then_some(())
-            })
-            .is_none()
-        {
-            panic!("the host's servers did not start (iperf3, sockperf)");
+        for &sys in systems {
+            if [Sys::Warren, Sys::Pasta, Sys::Slirp].contains(&sys) {
+                let host = Ports::free();
+                let spawned = user("sh", &lab.bench.dir)
+                    .args(["-c", &servers(&lab.bench.helper, "127.0.0.1", host)])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn();
+                let me = std::process::id() as i32;
+                if spawned.is_err()
+                    || wait_for(Duration::from_secs(10), || {
+                        listening(me, &[host.iperf, host.rr, host.echo]).then_some(())
+                    })
+                    .is_none()
+                {
+                    panic!("the host's servers did not start (iperf3, sockperf)");
+                }
+                lab.host.insert(sys, host);
+            }
         }
         for &sys in systems {
             if let Some(why) = sys.missing() {
@@ -320,7 +329,7 @@ impl Lab {
                 exec.extend(strings(&["exec", "cli", "--"]));
                 let mut p = match path {
                     Route::Local => as_user(exec, &w.srv_ip, INNER),
-                    Route::Egress => as_user(exec, "169.254.1.2", self.host),
+                    Route::Egress => as_user(exec, "169.254.1.2", *self.host.get(&sys)?),
                     Route::Ingress => return Some(ingress(w.published)),
                 };
                 p.env = w.w.env();
@@ -344,7 +353,7 @@ impl Lab {
                 }?;
                 match path {
                     Route::Egress if sys != Sys::Rootlesskit => {
-                        Some(as_user(nsenter(ns.pid), &ns.gateway, self.host))
+                        Some(as_user(nsenter(ns.pid), &ns.gateway, *self.host.get(&sys)?))
                     }
                     Route::Ingress => Some(ingress(ns.published)),
                     _ => None,

@@ -136,11 +136,13 @@ pub fn render() -> String {
     with(|r| {
         let mut out = String::new();
         out.push_str(&format!(
-            "\n## warren and its peers, {}\n\n{}; median of {} round(s), {} s per run\n\n",
+            "\n## warren and its peers, {}\n\n{}; median of {} round(s), {} s per run; \
+             the whole run took {} s after the build\n\n",
             shell("date -u +%Y-%m-%d"),
             machine(),
             r.rounds,
-            r.secs
+            r.secs,
+            cleanup::elapsed()
         ));
         out.push_str("| measurement | ");
         for s in COLUMNS {
