@@ -247,6 +247,30 @@ fn versions_and_errors_follow_the_spec() {
     );
     assert!(ok, "{res}");
     assert_eq!(res["ips"][0]["version"], "4");
+    assert_eq!(res["dns"]["nameservers"][0], res["ips"][0]["gateway"]);
+    // On a network that serves DNS at a second address, that is the
+    // nameserver; with dns=false there is none.
+    env.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.77.0.0/24",
+        "--opt",
+        "dns-address=10.77.0.3",
+        "dns3",
+    ]);
+    env.ok(&["network", "create", "--opt", "dns=false", "nodns"]);
+    for (net, want) in [
+        ("dns3", serde_json::json!(["10.77.0.3"])),
+        ("nodns", serde_json::json!([])),
+    ] {
+        let conf = serde_json::json!({"cniVersion": "1.0.0", "name": net, "type": "warren"});
+        let (ok, res) = cni_if(&env, "ADD", &netns, &format!("eth-{net}"), &conf);
+        assert!(ok, "{res}");
+        assert_eq!(res["dns"]["nameservers"], want, "{net}: {res}");
+        let (ok, res) = cni_if(&env, "DEL", &netns, &format!("eth-{net}"), &conf);
+        assert!(ok, "{res}");
+    }
     // GC with an empty valid list detaches it.
     let gc = serde_json::json!({"cniVersion": "1.1.0", "name": "dev", "type": "warren", "cni.dev/valid-attachments": []});
     let (ok, res) = cni(&env, "GC", "", &gc);

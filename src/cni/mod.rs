@@ -442,7 +442,7 @@ fn add(env: &Env, conf: &NetConf, network: &str, client: &Client) -> Result<Valu
         .networks
         .get(&net.name)
         .ok_or_else(|| CniError::new(5, "the daemon lost the new endpoint", ""))?;
-    Ok(result(&conf.cni_version, &env.netns, ep, net.internal))
+    Ok(result(&conf.cni_version, &env.netns, ep, &net))
 }
 
 /// The ADD result in the shape of `version`.
@@ -450,7 +450,7 @@ fn result(
     version: &str,
     netns: &str,
     ep: &crate::api::types::EndpointSettings,
-    internal: bool,
+    net: &NetworkInspect,
 ) -> Value {
     let mut ip = json!({
         "address": format!("{}/{}", ep.ip_address, ep.ip_prefix_len),
@@ -460,7 +460,7 @@ fn result(
     if version == "0.4.0" {
         ip["version"] = json!("4");
     }
-    let routes = if internal {
+    let routes = if net.internal {
         json!([])
     } else {
         json!([{ "dst": "0.0.0.0/0", "gw": ep.gateway }])
@@ -470,8 +470,18 @@ fn result(
         "interfaces": [{ "name": ep.interface, "mac": ep.mac_address, "sandbox": netns }],
         "ips": [ip],
         "routes": routes,
-        "dns": { "nameservers": [ep.gateway] },
+        "dns": { "nameservers": nameservers(ep, net) },
     })
+}
+
+/// Where the network serves DNS: its `dns-address`, else the gateway;
+/// nowhere with `dns=false`.
+fn nameservers(ep: &crate::api::types::EndpointSettings, net: &NetworkInspect) -> Vec<String> {
+    match crate::gateway::dns::settings(&net.options) {
+        (false, _) => Vec::new(),
+        (true, Some(addr)) => vec![addr.to_string()],
+        (true, None) => vec![ep.gateway.clone()],
+    }
 }
 
 fn del(env: &Env, network: &str, client: &Client) -> Result<(), CniError> {
