@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::net::TcpListener;
+use std::process::Child;
 use std::time::Duration;
 
-use common::{tool, Env};
+use common::{ask_local, free_port, tool, Env};
 
 /// A process in fresh user + network namespaces the test made itself
 /// (`unshare -Urn`, as a runner would), serving `port_server.py tcp PORT`.
@@ -20,25 +19,11 @@ struct Unshared(Child);
 
 impl Unshared {
     fn serve(env: &Env, port: u16) -> Unshared {
-        let child = env
-            .user_cmd("unshare")
-            .args(["-Urn", "python3", &tool("port_server.py"), "tcp"])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("unshare");
-        // `unshare` execs the server in the new namespaces: wait until the
-        // process is in them (its netns differs from ours).
-        let pid = child.id();
-        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
-        let moved = Env::wait_until(Duration::from_secs(10), || {
-            std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|n| n != ours)
-                && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.contains("port_server"))
-        });
-        assert!(moved, "unshare did not make the namespaces");
-        Unshared(child)
+        let server = tool("port_server.py");
+        Unshared(common::unshared(
+            env,
+            &["python3", &server, "tcp", &port.to_string()],
+        ))
     }
 
     fn pid(&self) -> String {
@@ -55,23 +40,6 @@ impl Drop for Unshared {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Connects to 127.0.0.1:`port` and reads the server's one line.
-fn ask(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    (!out.is_empty()).then_some(out)
 }
 
 fn names(env: &Env) -> String {
@@ -125,7 +93,7 @@ fn attach_by_pid_reach_by_name_and_published_port_then_freed_on_exit() {
     let gw = env.gateway("box", "dev");
     let mut got = None;
     assert!(Env::wait_until(Duration::from_secs(10), || {
-        got = ask(hp);
+        got = ask_local(hp).ok();
         got.is_some()
     }));
     assert!(got.unwrap().starts_with(&format!("you are {gw}:")));
@@ -178,17 +146,20 @@ fn attach_by_netns_path_and_detach_leaves_the_process_running() {
     let pid = runner.pid();
     let netns = format!("/proc/{pid}/ns/net");
     let userns = format!("/proc/{pid}/ns/user");
-    env.ok(&[
-        "attach",
-        "--netns",
-        &netns,
-        "--userns",
-        &userns,
-        "--name",
-        "byns",
-        "--network",
-        "dev",
-    ]);
+    let attach_by_path = || {
+        env.ok(&[
+            "attach",
+            "--netns",
+            &netns,
+            "--userns",
+            &userns,
+            "--name",
+            "byns",
+            "--network",
+            "dev",
+        ])
+    };
+    attach_by_path();
     let ip = env.ip("byns", "dev");
     env.start("client", &["dev"], &["sleep", "300"]);
     assert!(env.ping("client", &ip));
@@ -220,17 +191,7 @@ fn attach_by_netns_path_and_detach_leaves_the_process_running() {
 
     // Attached again by path, then the namespace goes away with its last
     // process: the daemon notices without being told.
-    env.ok(&[
-        "attach",
-        "--netns",
-        &netns,
-        "--userns",
-        &userns,
-        "--name",
-        "byns",
-        "--network",
-        "dev",
-    ]);
+    attach_by_path();
     assert!(env.ping("client", &env.ip("byns", "dev")));
     runner.kill();
     assert!(

@@ -67,23 +67,8 @@ fn container(env: &Env) -> (Child, String) {
 
 /// A "container" running `cmd` in its own user + network namespaces.
 fn container_running(env: &Env, cmd: &[&str]) -> (Child, String) {
-    let child = env
-        .user_cmd("unshare")
-        .arg("-Urn")
-        .args(cmd)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::unshared(env, cmd);
     let netns = format!("/proc/{}/ns/net", child.id());
-    // Wait until unshare has made the namespace (the path changes inode).
-    let ours = std::fs::metadata("/proc/self/ns/net")
-        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-        .unwrap();
-    assert!(Env::wait_until(Duration::from_secs(5), || {
-        std::fs::metadata(&netns)
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m) != ours)
-            .unwrap_or(false)
-    }));
     (child, netns)
 }
 

@@ -10,24 +10,13 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{tool, Env};
+use common::{free_port, tool, Env};
 
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// A TCP port free on the host right now (tcp and udp).
-fn free_port() -> u16 {
-    loop {
-        let l = TcpListener::bind("0.0.0.0:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        if UdpSocket::bind(("0.0.0.0", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// `n` consecutive TCP ports free on the host right now.
 fn free_range(n: u16) -> u16 {
@@ -42,20 +31,8 @@ fn free_range(n: u16) -> u16 {
     panic!("no free range of {n} ports");
 }
 
-/// Connects to 127.0.0.1:`port` and reads until EOF; a reset or an empty
-/// answer is an error.
 fn ask(port: u16) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(
-        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        Duration::from_secs(5),
-    )?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    if out.is_empty() {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(out)
+    common::ask_local(port)
 }
 
 /// [`ask`] until the server in the sandbox is up (at most 15 s).

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use common::{tool, Env};
+use common::{free_port, tool, Env};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record};
@@ -46,14 +46,6 @@ fn slirp_link(env: &Env) -> PathBuf {
     link
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A process in fresh user and network namespaces (`unshare -rn`, as a
 /// runner makes them), as the test user. Killed on drop.
 struct Target {
@@ -64,21 +56,7 @@ struct Target {
 
 impl Target {
     fn start(env: &Env) -> Target {
-        let child = env
-            .user_cmd("unshare")
-            .args(["-rn", "sleep", "300"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("unshare");
-        let pid = child.id();
-        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
-        let moved = Env::wait_until(Duration::from_secs(10), || {
-            std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|n| n != ours)
-                && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.starts_with("sleep"))
-        });
-        assert!(moved, "unshare did not make the namespaces");
+        let child = common::unshared(env, &["sleep", "300"]);
         Target {
             child,
             inside: Vec::new(),

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{tool, Env};
+use common::{free_port, tool, Env};
 
 /// Sandboxes created and removed during the soak.
 const SANDBOXES: usize = 500;
@@ -72,14 +72,6 @@ impl Drop for PongServer {
             let _ = t.join();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One connection to the published port; the reply must be the server's.

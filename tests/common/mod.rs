@@ -425,3 +425,54 @@ impl Drop for Env {
         }
     }
 }
+
+/// A port free on the host right now, for TCP and UDP alike.
+pub fn free_port() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Connects to 127.0.0.1:`port` and reads until EOF (5 s timeouts); a
+/// reset or an empty answer is an error.
+pub fn ask_local(port: u16) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+        Duration::from_secs(5),
+    )?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out)?;
+    if out.is_empty() {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(out)
+}
+
+/// Starts `cmd` in fresh user + network namespaces made by the test user
+/// with `unshare -rn`, as a runner makes a container's, and waits until it
+/// runs there (its netns differs from ours and it has exec'd `cmd`).
+pub fn unshared(env: &Env, cmd: &[&str]) -> std::process::Child {
+    let child = env
+        .user_cmd("unshare")
+        .arg("-rn")
+        .args(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unshare");
+    let pid = child.id();
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let program = Path::new(cmd[0]).file_name().unwrap().to_string_lossy();
+    let moved = Env::wait_until(Duration::from_secs(10), || {
+        std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|n| n != ours)
+            && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split('\0').next().is_some_and(|a| a.ends_with(&*program)))
+    });
+    assert!(moved, "unshare did not make the namespaces for {cmd:?}");
+    child
+}
