@@ -42,7 +42,7 @@ use nix::sys::socket::{
     self, sockopt, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn,
 };
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4DstUnreachable,
@@ -57,11 +57,8 @@ use super::{
     FORWARD_PENDING, ICMP_IDLE, TCP_BUFFER, UDP_IDLE,
 };
 use crate::gateway::GatewayConfig;
+use crate::switch::vnet::{self, Offload};
 
-/// Most packets queued into the NAT's smoltcp interface.
-const RX_PACKETS: usize = 512;
-/// Most bytes queued into it.
-const RX_BYTES: usize = 8 << 20;
 /// Most packets smoltcp may emit before the switch takes them.
 const TX_PACKETS: usize = 1024;
 /// Most crafted frames (RST, ICMP) waiting for the switch.
@@ -90,6 +87,16 @@ const ACCEPTS_PER_WAKEUP: usize = 64;
 /// Host loopback clients of published ports that must be given another
 /// source port get one from here.
 const REMAP_PORTS: std::ops::Range<u16> = 32768..61000;
+/// Room before each packet smoltcp emits, for the virtio-net header and the
+/// Ethernet header: the frame leaves in the buffer smoltcp wrote it into.
+const ROOM: usize = vnet::HDR_LEN + ETH_HLEN;
+const ETH_HLEN: usize = 14;
+/// Bytes cleared at the start of each emitted packet (the longest IPv4
+/// and TCP headers): buffers are reused without zeroing, and the option
+/// padding smoltcp skips must not carry an earlier packet's bytes.
+const HEADER_CLEAR: usize = 120;
+/// Spare packet buffers kept for reuse.
+const POOL_BUFFERS: usize = 16;
 
 /// See the module documentation.
 pub struct NatEngine {
@@ -291,8 +298,12 @@ impl NatEngine {
     /// Take `frame` (from a sandbox, to the gateway MAC, source already
     /// checked by the switch) if it is egress: IPv4 to an address that is
     /// neither the gateway's nor in the network's own subnet. Returns false
-    /// for frames the gateway must see.
-    pub fn receive(&mut self, now: Instant, frame: &[u8]) -> bool {
+    /// for frames the gateway must see. `offload` is what the sandbox's
+    /// kernel said of its transport checksum (see [`crate::switch::vnet`]):
+    /// a trusted (partial or verified) one is taken as it is, any other is
+    /// verified here, since the NAT's smoltcp interface does not verify TCP
+    /// and UDP checksums.
+    pub fn receive(&mut self, now: Instant, frame: &[u8], offload: Offload) -> bool {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return false;
         };
@@ -318,9 +329,10 @@ impl NatEngine {
         let Some(packet) = eth.payload().get(..len) else {
             return false;
         };
+        let trusted = offload.trusted();
         match ip.next_header() {
-            IpProtocol::Tcp => self.tcp_in(now, mac, packet),
-            IpProtocol::Udp => self.udp_in(now, mac, packet),
+            IpProtocol::Tcp => self.tcp_in(now, mac, packet, trusted),
+            IpProtocol::Udp => self.udp_in(now, mac, packet, trusted),
             IpProtocol::Icmp => self.icmp_in(now, mac, packet),
             _ => {
                 self.counters.dropped.fetch_add(1, Relaxed);
@@ -356,8 +368,11 @@ impl NatEngine {
     }
 
     /// Run smoltcp, move bytes, expire flows, and hand every frame for a
-    /// sandbox to `emit`.
-    pub fn poll(&mut self, now: Instant, emit: &mut dyn FnMut(&[u8])) {
+    /// sandbox to `emit`: the slice starts with [`vnet::HDR_LEN`] bytes of
+    /// room for the switch's virtio-net header, then the Ethernet frame,
+    /// with its transport checksum in the state the [`Offload`] says (TCP
+    /// segments leave with a partial checksum; see [`crate::switch::vnet`]).
+    pub fn poll(&mut self, now: Instant, emit: &mut dyn FnMut(&mut [u8], Offload)) {
         if now.saturating_duration_since(self.last_expire) >= EXPIRE_EVERY {
             self.last_expire = now;
             self.expire(now);
@@ -374,13 +389,16 @@ impl NatEngine {
             }
         }
         while let Some(frame) = self.out.pop_front() {
-            emit(&frame);
+            self.scratch.clear();
+            self.scratch.resize(vnet::HDR_LEN, 0);
+            self.scratch.extend_from_slice(&frame);
+            emit(&mut self.scratch, Offload::None);
         }
     }
 
     /// How long until [`NatEngine::poll`] must run again.
     pub fn poll_delay(&mut self, now: Instant) -> Option<Duration> {
-        if !self.out.is_empty() || !self.device.rx.is_empty() || !self.device.tx.is_empty() {
+        if !self.out.is_empty() || !self.device.tx.is_empty() {
             return Some(Duration::ZERO);
         }
         let smol = self
@@ -788,16 +806,24 @@ impl NatEngine {
 
     // ---- ingress ---------------------------------------------------------
 
-    fn tcp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
+    fn tcp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8], trusted: bool) {
         let ip = Ipv4Packet::new_unchecked(packet);
         if ip.more_frags() || ip.frag_offset() != 0 {
-            self.feed(packet);
+            // Reassembled by smoltcp, whose TCP does not verify checksums
+            // here: such a segment (only raw sockets make one) goes
+            // unverified.
+            self.feed(now, packet);
             return;
         }
         let Ok(tcp) = smoltcp::wire::TcpPacket::new_checked(ip.payload()) else {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
         };
+        if !trusted && !tcp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()) {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            trace!("nat: TCP checksum wrong, dropped");
+            return;
+        }
         let key = FlowKey {
             src: (ip.src_addr(), tcp.src_port()),
             dst: (ip.dst_addr(), tcp.dst_port()),
@@ -825,14 +851,10 @@ impl NatEngine {
                     return;
                 }
             }
-            self.feed(packet);
+            self.feed(now, packet);
             return;
         }
         if tcp.rst() {
-            return;
-        }
-        if !tcp.verify_checksum(&key.src.0.into(), &key.dst.0.into()) {
-            self.counters.dropped.fetch_add(1, Relaxed);
             return;
         }
         if !tcp.syn() || tcp.ack() {
@@ -885,17 +907,27 @@ impl NatEngine {
         trace!(?key, "nat: connecting");
     }
 
-    fn udp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
+    fn udp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8], trusted: bool) {
         let ip = Ipv4Packet::new_unchecked(packet);
         if ip.frag_offset() != 0 {
-            // A later fragment: smoltcp reassembles it with the first.
-            self.feed(packet);
+            // A later fragment: smoltcp reassembles it with the first (and
+            // does not verify the datagram's checksum on this interface).
+            self.feed(now, packet);
             return;
         }
         let payload = ip.payload();
         if payload.len() < 8 {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
+        }
+        if !trusted && !ip.more_frags() {
+            let ok = smoltcp::wire::UdpPacket::new_checked(payload)
+                .is_ok_and(|u| u.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()));
+            if !ok {
+                self.counters.dropped.fetch_add(1, Relaxed);
+                trace!("nat: UDP checksum wrong, dropped");
+                return;
+            }
         }
         let port = |i: usize| u16::from_be_bytes([payload[i], payload[i + 1]]);
         let key = FlowKey {
@@ -906,7 +938,7 @@ impl NatEngine {
             if let Some(Flow::Udp(f)) = &mut self.slots[slot].flow {
                 f.last = now;
             }
-            self.feed(packet);
+            self.feed(now, packet);
             return;
         }
         let link = self.link(mac);
@@ -967,7 +999,7 @@ impl NatEngine {
                 debug!(error = %e, "nat: epoll add failed");
             }
         }
-        self.feed(packet);
+        self.feed(now, packet);
     }
 
     fn icmp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
@@ -1221,7 +1253,7 @@ impl NatEngine {
         let syn = f.syn.take();
         trace!(key = ?f.key, "nat: connected");
         if let Some(syn) = syn {
-            self.feed(&syn);
+            self.feed(now, &syn);
         }
         // The listening socket takes its SYN now, so that no listening
         // socket ever outlives this call (it would accept any SYN to its
@@ -1512,34 +1544,52 @@ impl NatEngine {
         self.iface.poll(t, &mut self.device, &mut self.sockets);
     }
 
-    /// Queue an IPv4 packet for the NAT's smoltcp interface.
-    fn feed(&mut self, packet: &[u8]) {
-        if !self.device.push_rx(packet) {
-            self.counters.dropped.fetch_add(1, Relaxed);
-        }
+    /// Hand an IPv4 packet from a sandbox to the NAT's smoltcp interface,
+    /// at once and from the caller's buffer (no queue, no copy).
+    fn feed(&mut self, now: Instant, packet: &[u8]) {
+        let t = self.smol_now(now);
+        let mut device = Ingress {
+            packet: Some(packet),
+            device: &mut self.device,
+        };
+        self.iface
+            .poll_ingress_single(t, &mut device, &mut self.sockets);
     }
 
-    /// Wrap smoltcp's packets in Ethernet and hand them out.
-    fn emit_tx(&mut self, emit: &mut dyn FnMut(&[u8])) {
-        while let Some(packet) = self.device.tx.pop_front() {
-            let dst = Ipv4Packet::new_checked(&packet[..]).map(|p| p.dst_addr());
-            match dst.ok().and_then(|d| self.macs.get(&d)) {
-                Some(&mac) => {
-                    let link = self.link(mac);
-                    let scratch = &mut self.scratch;
-                    let sent = policy::fragment(&packet, self.mtu, &mut |piece| {
-                        policy::wrap_ethernet(link, piece, scratch);
-                        emit(scratch);
-                    });
-                    if !sent {
-                        self.counters.dropped.fetch_add(1, Relaxed);
-                    }
-                }
-                None => {
+    /// Put the headers on smoltcp's packets, in the room left before each,
+    /// and hand them out: TCP with a partial checksum (the pseudo-header
+    /// sum; the receiving kernel takes it as is), the rest as smoltcp
+    /// summed it. A packet over the network's MTU (a large UDP reply) is
+    /// summed in full and fragmented.
+    fn emit_tx(&mut self, emit: &mut dyn FnMut(&mut [u8], Offload)) {
+        while let Some(mut buffer) = self.device.tx.pop_front() {
+            let dst = Ipv4Packet::new_checked(&buffer[ROOM..]).map(|p| p.dst_addr());
+            let Some(&mac) = dst.ok().and_then(|d| self.macs.get(&d)) else {
+                self.counters.dropped.fetch_add(1, Relaxed);
+                self.device.recycle(buffer);
+                continue;
+            };
+            let link = self.link(mac);
+            let eth = policy::ethernet_header(link);
+            buffer[vnet::HDR_LEN..ROOM].copy_from_slice(&eth);
+            let offload = partial_tcp_checksum(&mut buffer[vnet::HDR_LEN..]);
+            if buffer.len() - ROOM <= self.mtu {
+                emit(&mut buffer, offload);
+            } else {
+                vnet::complete(&mut buffer[vnet::HDR_LEN..], offload);
+                let scratch = &mut self.scratch;
+                let sent = policy::fragment(&buffer[ROOM..], self.mtu, &mut |piece| {
+                    scratch.clear();
+                    scratch.resize(vnet::HDR_LEN, 0);
+                    scratch.extend_from_slice(&eth);
+                    scratch.extend_from_slice(piece);
+                    emit(scratch, Offload::None);
+                });
+                if !sent {
                     self.counters.dropped.fetch_add(1, Relaxed);
                 }
             }
-            self.device.recycle(packet);
+            self.device.recycle(buffer);
         }
     }
 
@@ -1830,10 +1880,30 @@ pub(super) fn probe_ping_socket() -> bool {
     ping_socket().is_ok()
 }
 
-/// The NAT interface's device: two bounded queues of IPv4 packets.
+/// Fill the checksum field of the TCP segment in `frame` (an Ethernet
+/// frame smoltcp emitted without TCP checksums) with its pseudo-header sum
+/// and say so; anything else is left as it is.
+fn partial_tcp_checksum(frame: &mut [u8]) -> Offload {
+    let Some((start, offset)) = vnet::l4_csum_field(frame) else {
+        return Offload::None;
+    };
+    if offset != vnet::TCP_CSUM_OFFSET {
+        return Offload::None;
+    }
+    let Ok(ip) = Ipv4Packet::new_checked(&frame[ETH_HLEN..]) else {
+        return Offload::None;
+    };
+    let l4_len = ip.total_len() - u16::from(ip.header_len());
+    let sum = vnet::pseudo_header_sum(ip.src_addr(), ip.dst_addr(), 6, l4_len);
+    let at = usize::from(start + offset);
+    frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    Offload::Partial { start, offset }
+}
+
+/// The NAT interface's device: the bounded queue of packets smoltcp
+/// emitted, each in a buffer with [`ROOM`] before it. Packets from the
+/// sandboxes come in through [`Ingress`], one at a time.
 struct IpDevice {
-    rx: VecDeque<Vec<u8>>,
-    rx_bytes: usize,
     tx: VecDeque<Vec<u8>>,
     pool: Vec<Vec<u8>>,
     mtu: usize,
@@ -1842,81 +1912,97 @@ struct IpDevice {
 impl IpDevice {
     fn new(mtu: usize) -> IpDevice {
         IpDevice {
-            rx: VecDeque::new(),
-            rx_bytes: 0,
             tx: VecDeque::new(),
             pool: Vec::new(),
             mtu,
         }
     }
 
-    fn push_rx(&mut self, packet: &[u8]) -> bool {
-        if self.rx.len() >= RX_PACKETS || self.rx_bytes + packet.len() > RX_BYTES {
-            return false;
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        if self.pool.len() < POOL_BUFFERS {
+            self.pool.push(buffer);
         }
-        let mut buffer = self.pool.pop().unwrap_or_default();
-        buffer.clear();
-        buffer.extend_from_slice(packet);
-        self.rx_bytes += buffer.len();
-        self.rx.push_back(buffer);
-        true
     }
 
-    fn recycle(&mut self, buffer: Vec<u8>) {
-        if self.pool.len() < 16 {
-            self.pool.push(buffer);
+    fn tx_token(&mut self) -> TxToken<'_> {
+        TxToken {
+            tx: &mut self.tx,
+            pool: &mut self.pool,
         }
     }
 }
 
 impl Device for IpDevice {
-    type RxToken<'a> = RxToken<'a>;
+    type RxToken<'a> = SliceRx<'a>;
     type TxToken<'a> = TxToken<'a>;
 
-    fn receive(&mut self, _now: smoltcp::time::Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        let buffer = self.rx.pop_front()?;
-        self.rx_bytes -= buffer.len();
-        Some((
-            RxToken {
-                buffer,
-                pool: &mut self.pool,
-            },
-            TxToken { tx: &mut self.tx },
-        ))
+    fn receive(&mut self, _now: smoltcp::time::Instant) -> Option<(SliceRx<'_>, TxToken<'_>)> {
+        None
     }
 
     fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<TxToken<'_>> {
-        (self.tx.len() < TX_PACKETS).then_some(TxToken { tx: &mut self.tx })
+        (self.tx.len() < TX_PACKETS).then(|| self.tx_token())
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ip;
         caps.max_transmission_unit = self.mtu;
+        // TCP: neither verified (the switch hands over only checksums the
+        // sandbox's kernel vouched for, or ones `receive` verified) nor
+        // computed (`emit_tx` leaves them partial for the receiving
+        // kernel). UDP: computed, not verified. IPv4 headers and ICMP: both.
+        caps.checksum.tcp = Checksum::None;
+        caps.checksum.udp = Checksum::Tx;
         caps
     }
 }
 
-struct RxToken<'a> {
-    buffer: Vec<u8>,
-    pool: &'a mut Vec<Vec<u8>>,
+/// The NAT interface's device while one packet from a sandbox is handed in,
+/// straight from the switch's buffer.
+struct Ingress<'a> {
+    packet: Option<&'a [u8]>,
+    device: &'a mut IpDevice,
 }
 
-impl phy::RxToken for RxToken<'_> {
+impl Device for Ingress<'_> {
+    type RxToken<'b>
+        = SliceRx<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = TxToken<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _now: smoltcp::time::Instant) -> Option<(SliceRx<'_>, TxToken<'_>)> {
+        let packet = self.packet.take()?;
+        Some((SliceRx(packet), self.device.tx_token()))
+    }
+
+    fn transmit(&mut self, now: smoltcp::time::Instant) -> Option<TxToken<'_>> {
+        self.device.transmit(now)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.device.capabilities()
+    }
+}
+
+struct SliceRx<'a>(&'a [u8]);
+
+impl phy::RxToken for SliceRx<'_> {
     fn consume<R, F>(self, f: F) -> R
     where
         F: FnOnce(&[u8]) -> R,
     {
-        let result = f(&self.buffer);
-        if self.pool.len() < 16 {
-            self.pool.push(self.buffer);
-        }
-        result
+        f(self.0)
     }
 }
 
 struct TxToken<'a> {
     tx: &'a mut VecDeque<Vec<u8>>,
+    pool: &'a mut Vec<Vec<u8>>,
 }
 
 impl phy::TxToken for TxToken<'_> {
@@ -1924,8 +2010,13 @@ impl phy::TxToken for TxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let mut buffer = vec![0u8; len];
-        let result = f(&mut buffer);
+        // A reused buffer keeps its old bytes past the headers, which
+        // smoltcp overwrites (it writes every byte of the payload).
+        let mut buffer = self.pool.pop().unwrap_or_default();
+        buffer.resize(ROOM + len, 0);
+        let clear = (ROOM + HEADER_CLEAR).min(buffer.len());
+        buffer[ROOM..clear].fill(0);
+        let result = f(&mut buffer[ROOM..]);
         self.tx.push_back(buffer);
         result
     }
@@ -2033,7 +2124,12 @@ mod tests {
 
     fn poll(engine: &mut NatEngine) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        engine.poll(Instant::now(), &mut |f| out.push(f.to_vec()));
+        // As a plain port would get them: no header, checksums complete.
+        engine.poll(Instant::now(), &mut |buf, offload| {
+            let mut frame = buf[vnet::HDR_LEN..].to_vec();
+            vnet::complete(&mut frame, offload);
+            out.push(frame);
+        });
         out
     }
 
@@ -2070,9 +2166,13 @@ mod tests {
     fn leaves_gateway_and_local_traffic_alone() {
         let mut nat = engine(Limits::default());
         let now = Instant::now();
-        assert!(!nat.receive(now, &syn(40000, (GW_IP, 53))));
-        assert!(!nat.receive(now, &syn(40000, (Ipv4Addr::new(10, 77, 0, 9), 80))));
-        assert!(!nat.receive(now, &[0u8; 10]));
+        assert!(!nat.receive(now, &syn(40000, (GW_IP, 53)), Offload::None));
+        assert!(!nat.receive(
+            now,
+            &syn(40000, (Ipv4Addr::new(10, 77, 0, 9), 80)),
+            Offload::None
+        ));
+        assert!(!nat.receive(now, &[0u8; 10], Offload::None));
         assert!(poll(&mut nat).is_empty());
     }
 
@@ -2081,7 +2181,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
         let port = listener.local_addr().expect("addr").port();
         let mut nat = engine(Limits::default());
-        assert!(nat.receive(Instant::now(), &syn(40000, (HOST_LOOPBACK_ADDR, port))));
+        assert!(nat.receive(
+            Instant::now(),
+            &syn(40000, (HOST_LOOPBACK_ADDR, port)),
+            Offload::None
+        ));
         // Before the connect is seen to complete, the sandbox hears nothing.
         assert!(poll(&mut nat).is_empty());
         assert_eq!(nat.counters().snapshot().tcp_flows, 1);
@@ -2095,7 +2199,7 @@ mod tests {
 
         // A RST from the sandbox ends the flow and its host socket.
         let rst = tcp_frame(40000, (HOST_LOOPBACK_ADDR, port), TcpControl::Rst, 1001);
-        assert!(nat.receive(Instant::now(), &rst));
+        assert!(nat.receive(Instant::now(), &rst, Offload::None));
         poll(&mut nat);
         assert_eq!(nat.counters().snapshot().tcp_flows, 0);
         assert_eq!(nat.net.nat.flows(), 0);
@@ -2129,7 +2233,10 @@ mod tests {
             0,
             Some(syn_seq.wrapping_add(1)),
         );
-        assert!(nat.receive(Instant::now(), &rst), "claimed for the forward");
+        assert!(
+            nat.receive(Instant::now(), &rst, Offload::None),
+            "claimed for the forward"
+        );
         poll(&mut nat);
         let stats = nat.counters().snapshot();
         assert_eq!((stats.forward_flows, stats.forward_refused), (0, 1));
@@ -2139,7 +2246,7 @@ mod tests {
         let err = client.read(&mut [0u8; 16]).expect_err("reset");
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
         // That port is not claimed any more.
-        assert!(!nat.receive(Instant::now(), &rst));
+        assert!(!nat.receive(Instant::now(), &rst, Offload::None));
 
         assert!(nat.remove_forward(id));
         assert_eq!(nat.counters().snapshot().forwards, 0);
@@ -2184,7 +2291,11 @@ mod tests {
             .expect("addr")
             .port();
         let mut nat = engine(Limits::default());
-        assert!(nat.receive(Instant::now(), &syn(40001, (HOST_LOOPBACK_ADDR, port))));
+        assert!(nat.receive(
+            Instant::now(),
+            &syn(40001, (HOST_LOOPBACK_ADDR, port)),
+            Offload::None
+        ));
         let out = wait_frames(&mut nat);
         let (_, _, flags, ack) = tcp_of(&out[0]);
         assert_eq!(flags, (false, true, true), "RST|ACK");
@@ -2199,7 +2310,8 @@ mod tests {
         let mut nat = engine(Limits::default());
         assert!(nat.receive(
             Instant::now(),
-            &syn(40002, (Ipv4Addr::new(10, 78, 0, 5), 80))
+            &syn(40002, (Ipv4Addr::new(10, 78, 0, 5), 80)),
+            Offload::None
         ));
         let out = poll(&mut nat);
         let eth = EthernetFrame::new_checked(&out[0][..]).expect("eth");
@@ -2253,7 +2365,11 @@ mod tests {
         let port = server.local_addr().expect("addr").port();
         let mut nat = engine(Limits::default());
         let t0 = Instant::now();
-        assert!(nat.receive(t0, &udp_frame(5353, (HOST_LOOPBACK_ADDR, port), b"ping")));
+        assert!(nat.receive(
+            t0,
+            &udp_frame(5353, (HOST_LOOPBACK_ADDR, port), b"ping"),
+            Offload::None
+        ));
         poll(&mut nat);
         let mut buf = [0u8; 16];
         let (n, peer) = server.recv_from(&mut buf).expect("datagram at the host");
@@ -2270,7 +2386,7 @@ mod tests {
 
         // Idle past UDP_IDLE: the flow and its socket go.
         let later = Instant::now() + UDP_IDLE + Duration::from_secs(2);
-        nat.poll(later, &mut |_| {});
+        nat.poll(later, &mut |_, _| {});
         assert_eq!(nat.counters().snapshot().udp_flows, 0);
         assert_eq!(nat.net.nat.flows(), 0);
         assert!(nat.udp_binds.is_empty());
@@ -2281,11 +2397,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
         let port = listener.local_addr().expect("addr").port();
         let mut nat = engine(Limits::default());
-        assert!(nat.receive(Instant::now(), &syn(40006, (HOST_LOOPBACK_ADDR, port))));
+        assert!(nat.receive(
+            Instant::now(),
+            &syn(40006, (HOST_LOOPBACK_ADDR, port)),
+            Offload::None
+        ));
         // The host side is never serviced; time passes.
         let mut out = Vec::new();
         let later = Instant::now() + CONNECT_TIMEOUT + Duration::from_secs(2);
-        nat.poll(later, &mut |f| out.push(f.to_vec()));
+        nat.poll(later, &mut |f, _| out.push(f[vnet::HDR_LEN..].to_vec()));
         let (_, _, flags, ack) = tcp_of(&out[0]);
         assert_eq!(flags, (false, true, true), "RST|ACK");
         assert_eq!(ack, 1001);
@@ -2301,8 +2421,16 @@ mod tests {
             per_sandbox: 1,
             total: 10,
         });
-        assert!(nat.receive(Instant::now(), &syn(40003, (HOST_LOOPBACK_ADDR, port))));
-        assert!(nat.receive(Instant::now(), &syn(40004, (HOST_LOOPBACK_ADDR, port))));
+        assert!(nat.receive(
+            Instant::now(),
+            &syn(40003, (HOST_LOOPBACK_ADDR, port)),
+            Offload::None
+        ));
+        assert!(nat.receive(
+            Instant::now(),
+            &syn(40004, (HOST_LOOPBACK_ADDR, port)),
+            Offload::None
+        ));
         let out = poll(&mut nat);
         let (_, _, flags, _) = tcp_of(&out[0]);
         assert_eq!(flags, (false, true, true), "the second SYN is reset");
@@ -2310,7 +2438,7 @@ mod tests {
         assert_eq!((stats.limited, stats.tcp_flows), (1, 1));
         // A stray segment of no flow is reset too.
         let stray = tcp_frame(40005, (HOST_LOOPBACK_ADDR, port), TcpControl::None, 5);
-        assert!(nat.receive(Instant::now(), &stray));
+        assert!(nat.receive(Instant::now(), &stray, Offload::None));
         assert_eq!(poll(&mut nat).len(), 1);
         // Forgetting the sandbox frees its flows and the daemon-wide slots.
         nat.forget_sandbox(SB_IP);
