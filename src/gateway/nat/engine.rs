@@ -97,6 +97,8 @@ const ETH_HLEN: usize = 14;
 const HEADER_CLEAR: usize = 120;
 /// Spare packet buffers kept for reuse.
 const POOL_BUFFERS: usize = 16;
+/// TCP timestamps option, as it counts against a segment's size.
+const TIMESTAMPS_LEN: usize = 12;
 
 /// See the module documentation.
 pub struct NatEngine {
@@ -1545,11 +1547,13 @@ impl NatEngine {
     }
 
     /// Hand an IPv4 packet from a sandbox to the NAT's smoltcp interface,
-    /// at once and from the caller's buffer (no queue, no copy).
+    /// at once and from the caller's buffer (no queue, no copy). A SYN's
+    /// MSS is clamped first (see [`clamp_mss`]).
     fn feed(&mut self, now: Instant, packet: &[u8]) {
         let t = self.smol_now(now);
+        let clamped = clamp_mss(packet, self.mtu);
         let mut device = Ingress {
-            packet: Some(packet),
+            packet: Some(clamped.as_deref().unwrap_or(packet)),
             device: &mut self.device,
         };
         self.iface
@@ -1900,6 +1904,59 @@ fn partial_tcp_checksum(frame: &mut [u8]) -> Offload {
     Offload::Partial { start, offset }
 }
 
+/// A copy of `packet` with its MSS lowered, when it is a TCP SYN (or
+/// SYN-ACK) that offers timestamps and an MSS larger than fits the
+/// network's MTU with them; `None` (use the packet as it is) otherwise.
+///
+/// smoltcp sends segments of the peer's MSS *plus* its options (RFC 6691
+/// says options come out of the MSS), so with timestamps each full segment
+/// to a sandbox would be 12 bytes over the MTU and leave as two fragments.
+/// Clamping the MSS the sandbox announces, as a router's MSS clamping
+/// does, keeps every segment within the MTU. The checksum is not redone:
+/// this interface does not verify TCP checksums (the packet was verified
+/// or trusted before).
+fn clamp_mss(packet: &[u8], mtu: usize) -> Option<Vec<u8>> {
+    let ip = Ipv4Packet::new_checked(packet).ok()?;
+    if ip.next_header() != IpProtocol::Tcp || ip.frag_offset() != 0 || ip.more_frags() {
+        return None;
+    }
+    let ihl = usize::from(ip.header_len());
+    let tcp = packet.get(ihl..usize::from(ip.total_len()))?;
+    if tcp.len() < 20 || tcp[13] & 0x02 == 0 {
+        return None;
+    }
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    let options = tcp.get(20..doff)?;
+    let (mut mss_at, mut timestamps, mut i) = (None, false, 0);
+    while i < options.len() {
+        match options[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let len = usize::from(*options.get(i + 1)?);
+                if len < 2 || i + len > options.len() {
+                    return None;
+                }
+                match (kind, len) {
+                    (2, 4) => mss_at = Some(ihl + 20 + i + 2),
+                    (8, 10) => timestamps = true,
+                    _ => {}
+                }
+                i += len;
+            }
+        }
+    }
+    let at = mss_at?;
+    let limit = u16::try_from(mtu.checked_sub(40 + TIMESTAMPS_LEN)?).ok()?;
+    let mss = u16::from_be_bytes([packet[at], packet[at + 1]]);
+    if !timestamps || mss <= limit {
+        return None;
+    }
+    let mut copy = packet.to_vec();
+    copy[at..at + 2].copy_from_slice(&limit.to_be_bytes());
+    Some(copy)
+}
+
 /// The NAT interface's device: the bounded queue of packets smoltcp
 /// emitted, each in a buffer with [`ROOM`] before it. Packets from the
 /// sandboxes come in through [`Ingress`], one at a time.
@@ -2160,6 +2217,88 @@ mod tests {
             (tcp.syn(), tcp.ack(), tcp.rst()),
             tcp.ack_number().0 as u32,
         )
+    }
+
+    /// An IPv4 TCP packet from the sandbox with the given options.
+    fn tcp_packet(control: TcpControl, mss: Option<u16>, timestamps: bool) -> Vec<u8> {
+        let tcp_repr = TcpRepr {
+            src_port: 8000,
+            dst_port: 40000,
+            control,
+            seq_number: TcpSeqNumber(1),
+            ack_number: Some(TcpSeqNumber(2)),
+            window_len: 64000,
+            window_scale: Some(7),
+            max_seg_size: mss,
+            sack_permitted: true,
+            sack_ranges: [None, None, None],
+            timestamp: timestamps.then(|| smoltcp::wire::TcpTimestampRepr::new(5, 6)),
+            payload: &[],
+        };
+        let ip_repr = Ipv4Repr {
+            src_addr: SB_IP,
+            dst_addr: GW_IP,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp_repr.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut packet = vec![0u8; ip_repr.buffer_len() + tcp_repr.buffer_len()];
+        let mut ip = Ipv4Packet::new_unchecked(&mut packet[..]);
+        ip_repr.emit(&mut ip, &Default::default());
+        tcp_repr.emit(
+            &mut TcpPacket::new_unchecked(ip.payload_mut()),
+            &SB_IP.into(),
+            &GW_IP.into(),
+            &Default::default(),
+        );
+        packet
+    }
+
+    fn mss_of(packet: &[u8]) -> Option<u16> {
+        let ip = Ipv4Packet::new_checked(packet).expect("ip");
+        let tcp = TcpPacket::new_checked(ip.payload()).expect("tcp");
+        TcpRepr::parse(
+            &tcp,
+            &SB_IP.into(),
+            &GW_IP.into(),
+            &smoltcp::phy::ChecksumCapabilities::ignored(),
+        )
+        .expect("repr")
+        .max_seg_size
+    }
+
+    #[test]
+    fn syn_mss_leaves_room_for_timestamps() {
+        // A SYN-ACK at MTU 65520 with timestamps: 65480 would make smoltcp
+        // send 65532-byte packets; clamped to 65468 they fit.
+        let synack = tcp_packet(TcpControl::Syn, Some(65480), true);
+        let clamped = clamp_mss(&synack, 65520).expect("clamped");
+        assert_eq!(mss_of(&clamped), Some(65468));
+        assert_eq!(clamped.len(), synack.len());
+        // Small MSS, no timestamps, no MSS, not a SYN: left alone.
+        assert_eq!(
+            clamp_mss(&tcp_packet(TcpControl::Syn, Some(1460), true), 65520),
+            None
+        );
+        assert_eq!(
+            clamp_mss(&tcp_packet(TcpControl::Syn, Some(65480), false), 65520),
+            None
+        );
+        assert_eq!(
+            clamp_mss(&tcp_packet(TcpControl::Syn, None, true), 65520),
+            None
+        );
+        assert_eq!(
+            clamp_mss(&tcp_packet(TcpControl::None, Some(65480), true), 65520),
+            None
+        );
+        // Option lengths that lie are left to smoltcp, never read past.
+        let mut lying = synack.clone();
+        lying[20 + 21] = 40;
+        assert_eq!(clamp_mss(&lying, 65520), None);
+        for cut in 0..synack.len() {
+            let _ = clamp_mss(&synack[..cut], 65520);
+        }
     }
 
     #[test]
