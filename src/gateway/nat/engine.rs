@@ -193,10 +193,16 @@ struct TcpFlow {
     handle: Option<SocketHandle>,
     interest: EpollFlags,
     registered: bool,
+    /// The interest epoll has for the socket while `registered`.
+    armed: EpollFlags,
     host_eof: bool,
     host_wr_shut: bool,
     host_dead: bool,
     write_blocked: bool,
+    /// The host socket may have bytes (or EOF) to read: set by epoll,
+    /// cleared by a read that drained it, so the pump never reads just to
+    /// hear `EAGAIN`.
+    readable: bool,
     /// The smoltcp socket was aborted; free it after its RST went out.
     aborting: bool,
     /// The published port this flow came in through (`stream` is the
@@ -616,10 +622,12 @@ impl NatEngine {
             handle: Some(handle),
             interest: EpollFlags::empty(),
             registered: false,
+            armed: EpollFlags::empty(),
             host_eof: false,
             host_wr_shut: false,
             host_dead: false,
             write_blocked: false,
+            readable: true,
             aborting: false,
             forward: Some(id),
             connected: false,
@@ -894,10 +902,12 @@ impl NatEngine {
             handle: None,
             interest: EpollFlags::EPOLLOUT,
             registered: false,
+            armed: EpollFlags::empty(),
             host_eof: false,
             host_wr_shut: false,
             host_dead: false,
             write_blocked: false,
+            readable: true,
             aborting: false,
             forward: None,
             connected: false,
@@ -1132,6 +1142,14 @@ impl NatEngine {
                 if events.contains(EpollFlags::EPOLLOUT) {
                     f.write_blocked = false;
                 }
+                if events.intersects(
+                    EpollFlags::EPOLLIN
+                        | EpollFlags::EPOLLHUP
+                        | EpollFlags::EPOLLRDHUP
+                        | EpollFlags::EPOLLERR,
+                ) {
+                    f.readable = true;
+                }
                 // Reads happen in the pump, which runs right after.
             }
             Flow::Udp(f) => {
@@ -1323,13 +1341,18 @@ impl NatEngine {
                 n += 1;
                 let stream = &f.stream;
                 match sock.recv(|buf| match (&*stream).write(buf) {
-                    Ok(n) => (n, Ok(n)),
+                    Ok(n) => (n, Ok((n, buf.len()))),
                     Err(e) => (0, Err(e)),
                 }) {
-                    Ok(Ok(len)) => {
+                    Ok(Ok((len, offered))) => {
                         self.counters.tx_bytes.fetch_add(len as u64, Relaxed);
                         // The receive window opened: let smoltcp say so.
                         again = true;
+                        if len < offered {
+                            // The host socket's buffer is full: wait for
+                            // EPOLLOUT rather than ask for EAGAIN.
+                            f.write_blocked = true;
+                        }
                     }
                     Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                         f.write_blocked = true;
@@ -1358,7 +1381,8 @@ impl NatEngine {
             }
             // Host → sandbox.
             let mut n = 0;
-            while !f.host_eof
+            while f.readable
+                && !f.host_eof
                 && !f.host_dead
                 && sock.may_send()
                 && sock.send_queue() < sock.send_capacity()
@@ -1367,19 +1391,27 @@ impl NatEngine {
                 n += 1;
                 let stream = &f.stream;
                 match sock.send(|buf| match (&*stream).read(buf) {
-                    Ok(n) => (n, Ok(n)),
+                    Ok(n) => (n, Ok((n, buf.len()))),
                     Err(e) => (0, Err(e)),
                 }) {
-                    Ok(Ok(0)) => {
+                    Ok(Ok((0, _))) => {
                         f.host_eof = true;
                         sock.close();
                         again = true;
                     }
-                    Ok(Ok(len)) => {
+                    Ok(Ok((len, offered))) => {
                         self.counters.rx_bytes.fetch_add(len as u64, Relaxed);
                         again = true;
+                        if len < offered {
+                            // Drained for now (EPOLLIN says when there is
+                            // more); no read just to hear EAGAIN.
+                            f.readable = false;
+                        }
                     }
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        f.readable = false;
+                        break;
+                    }
                     Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                     Ok(Err(_)) => {
                         f.host_dead = true;
@@ -1566,8 +1598,9 @@ impl NatEngine {
     /// summed it. A packet over the network's MTU (a large UDP reply) is
     /// summed in full and fragmented.
     fn emit_tx(&mut self, emit: &mut dyn FnMut(&mut [u8], Offload)) {
-        while let Some(mut buffer) = self.device.tx.pop_front() {
-            let dst = Ipv4Packet::new_checked(&buffer[ROOM..]).map(|p| p.dst_addr());
+        while let Some((mut buffer, len)) = self.device.tx.pop_front() {
+            let frame = &mut buffer[..len];
+            let dst = Ipv4Packet::new_checked(&frame[ROOM..]).map(|p| p.dst_addr());
             let Some(&mac) = dst.ok().and_then(|d| self.macs.get(&d)) else {
                 self.counters.dropped.fetch_add(1, Relaxed);
                 self.device.recycle(buffer);
@@ -1575,14 +1608,14 @@ impl NatEngine {
             };
             let link = self.link(mac);
             let eth = policy::ethernet_header(link);
-            buffer[vnet::HDR_LEN..ROOM].copy_from_slice(&eth);
-            let offload = partial_tcp_checksum(&mut buffer[vnet::HDR_LEN..]);
-            if buffer.len() - ROOM <= self.mtu {
-                emit(&mut buffer, offload);
+            frame[vnet::HDR_LEN..ROOM].copy_from_slice(&eth);
+            let offload = partial_tcp_checksum(&mut frame[vnet::HDR_LEN..]);
+            if len - ROOM <= self.mtu {
+                emit(frame, offload);
             } else {
-                vnet::complete(&mut buffer[vnet::HDR_LEN..], offload);
+                vnet::complete(&mut frame[vnet::HDR_LEN..], offload);
                 let scratch = &mut self.scratch;
-                let sent = policy::fragment(&buffer[ROOM..], self.mtu, &mut |piece| {
+                let sent = policy::fragment(&frame[ROOM..], self.mtu, &mut |piece| {
                     scratch.clear();
                     scratch.resize(vnet::HDR_LEN, 0);
                     scratch.extend_from_slice(&eth);
@@ -1676,7 +1709,12 @@ impl NatEngine {
         let Some(Flow::Tcp(f)) = self.slots[slot].flow.as_mut() else {
             return;
         };
+        if f.registered && f.interest == f.armed {
+            // Unchanged: no system call (the pump asks after every poll).
+            return;
+        }
         let event = EpollEvent::new(f.interest, tok);
+        f.armed = f.interest;
         let result = match (f.registered, f.interest.is_empty()) {
             (false, true) => Ok(()),
             (false, false) => {
@@ -1958,10 +1996,11 @@ fn clamp_mss(packet: &[u8], mtu: usize) -> Option<Vec<u8>> {
 }
 
 /// The NAT interface's device: the bounded queue of packets smoltcp
-/// emitted, each in a buffer with [`ROOM`] before it. Packets from the
-/// sandboxes come in through [`Ingress`], one at a time.
+/// emitted, each in a buffer with [`ROOM`] before it (and the length used:
+/// buffers never shrink, so reusing one never zeroes it again). Packets
+/// from the sandboxes come in through [`Ingress`], one at a time.
 struct IpDevice {
-    tx: VecDeque<Vec<u8>>,
+    tx: VecDeque<(Vec<u8>, usize)>,
     pool: Vec<Vec<u8>>,
     mtu: usize,
 }
@@ -2058,7 +2097,7 @@ impl phy::RxToken for SliceRx<'_> {
 }
 
 struct TxToken<'a> {
-    tx: &'a mut VecDeque<Vec<u8>>,
+    tx: &'a mut VecDeque<(Vec<u8>, usize)>,
     pool: &'a mut Vec<Vec<u8>>,
 }
 
@@ -2070,11 +2109,14 @@ impl phy::TxToken for TxToken<'_> {
         // A reused buffer keeps its old bytes past the headers, which
         // smoltcp overwrites (it writes every byte of the payload).
         let mut buffer = self.pool.pop().unwrap_or_default();
-        buffer.resize(ROOM + len, 0);
-        let clear = (ROOM + HEADER_CLEAR).min(buffer.len());
+        let used = ROOM + len;
+        if buffer.len() < used {
+            buffer.resize(used, 0);
+        }
+        let clear = (ROOM + HEADER_CLEAR).min(used);
         buffer[ROOM..clear].fill(0);
-        let result = f(&mut buffer[ROOM..]);
-        self.tx.push_back(buffer);
+        let result = f(&mut buffer[ROOM..used]);
+        self.tx.push_back((buffer, used));
         result
     }
 }
