@@ -1275,6 +1275,130 @@ mod tests {
         assert_eq!(recv_frame(&b_fd, ARRIVE_MS), Some(Vec::new()));
     }
 
+    /// A port whose fd carries a virtio-net header before each frame, as
+    /// a TAP opened by `sys::tap` does.
+    fn vnet_port(switch: &SwitchHandle, mac: [u8; 6], ip: Ipv4Addr) -> OwnedFd {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("socketpair");
+        let spec = PortSpec {
+            fd: theirs,
+            vnet_hdr: true,
+            mac,
+            ipv4: ip,
+            label: "vnet".to_string(),
+        };
+        switch.add_port(spec).expect("add_port");
+        ours
+    }
+
+    /// What a kernel with `TUN_F_CSUM` sends: the UDP checksum field holds
+    /// the pseudo-header sum only, and the header says where it is.
+    fn partial_udp(good: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> (vnet::Header, Vec<u8>) {
+        let mut frame = good.to_vec();
+        let len = (frame.len() - 34) as u16;
+        let pseudo = vnet::pseudo_header_sum(src, dst, 17, len);
+        frame[40..42].copy_from_slice(&pseudo.to_be_bytes());
+        let hdr = vnet::Header {
+            flags: vnet::F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 6,
+            ..vnet::Header::NONE
+        };
+        (hdr, frame)
+    }
+
+    fn with_header(hdr: vnet::Header, frame: &[u8]) -> Vec<u8> {
+        let mut out = hdr.to_bytes().to_vec();
+        out.extend_from_slice(frame);
+        out
+    }
+
+    #[test]
+    fn partial_checksums_cross_between_taps_and_are_completed_elsewhere() {
+        let switch = SwitchHandle::spawn(spec(None)).expect("spawn");
+        let a = vnet_port(&switch, A_MAC, A_IP);
+        let b = vnet_port(&switch, B_MAC, B_IP);
+        let (_c, c) = port(&switch, C_MAC, C_IP, "plain");
+
+        // TAP to TAP: header and frame arrive as sent, nobody summed.
+        let good = udp(A_MAC, B_MAC, A_IP, B_IP, 4000, 5000, &[7u8; 3000]);
+        let (hdr, partial) = partial_udp(&good, A_IP, B_IP);
+        send_frame(&a, &with_header(hdr, &partial));
+        let got = expect_frame(&b, "partial UDP at B");
+        let (got_hdr, got_frame) = got.split_at(vnet::HDR_LEN);
+        assert_eq!(got_frame, &partial[..]);
+        assert_eq!(
+            vnet::Header::parse(got_hdr.try_into().expect("10 bytes")),
+            vnet::Header { hdr_len: 42, ..hdr }
+        );
+
+        // TAP to a plain port: the checksum is completed on the way.
+        let good_c = udp(A_MAC, C_MAC, A_IP, C_IP, 4000, 5000, &[9u8; 999]);
+        let (hdr, partial) = partial_udp(&good_c, A_IP, C_IP);
+        send_frame(&a, &with_header(hdr, &partial));
+        assert_eq!(expect_frame(&c, "completed UDP at C"), good_c);
+
+        // Plain port to a TAP: an empty header.
+        let from_c = udp(C_MAC, A_MAC, C_IP, A_IP, 5000, 4000, b"back");
+        send_frame(&c, &from_c);
+        assert_eq!(
+            expect_frame(&a, "frame from C at A"),
+            with_header(vnet::Header::NONE, &from_c)
+        );
+
+        // To the gateway: completed before smoltcp checks it, so a DNS
+        // query with a partial checksum is answered (SERVFAIL: no names).
+        send_frame(
+            &a,
+            &with_header(vnet::Header::NONE, &arp_request(A_MAC, A_IP, GW_IP)),
+        );
+        let reply = expect_frame(&a, "gateway ARP reply");
+        parse_arp(&reply[vnet::HDR_LEN..]);
+        // (The request was flooded, too.)
+        parse_arp(&expect_frame(&b, "flooded ARP at B")[vnet::HDR_LEN..]);
+        parse_arp(&expect_frame(&c, "flooded ARP at C"));
+        let query = {
+            use hickory_proto::op::{Message, Query};
+            use hickory_proto::rr::{Name, RecordType};
+            use std::str::FromStr;
+            let mut q = Message::new();
+            q.set_id(7);
+            q.add_query(Query::query(
+                Name::from_str("svc").expect("name"),
+                RecordType::A,
+            ));
+            q.to_vec().expect("query")
+        };
+        let good_q = udp(A_MAC, GW_MAC, A_IP, GW_IP, 33333, 53, &query);
+        let (hdr, partial) = partial_udp(&good_q, A_IP, GW_IP);
+        send_frame(&a, &with_header(hdr, &partial));
+        let answer = expect_frame(&a, "DNS answer");
+        assert_eq!(&answer[..vnet::HDR_LEN], &[0u8; vnet::HDR_LEN]);
+        let (port, _) = parse_udp(&answer[vnet::HDR_LEN..]).expect("a UDP answer");
+        assert_eq!(port, 33333);
+
+        // A header that lies is dropped and counted; the next good frame
+        // is the first B sees.
+        let lie = vnet::Header {
+            csum_offset: 16,
+            ..hdr
+        };
+        send_frame(&a, &with_header(lie, &partial_udp(&good, A_IP, B_IP).1));
+        let marker = udp(A_MAC, B_MAC, A_IP, B_IP, 4000, 5000, b"marker");
+        send_frame(&a, &with_header(vnet::Header::NONE, &marker));
+        let got = expect_frame(&b, "marker at B");
+        assert_eq!(&got[vnet::HDR_LEN..], &marker[..]);
+        let stats = switch.stats();
+        assert_eq!(stats.counters.dropped.bad_offload, 1);
+        assert_eq!(stats.counters.dropped.total(), 1);
+        assert_eq!(stats.counters.write_errors, 0);
+    }
+
     #[test]
     fn vanished_device_is_reported_and_removed() {
         let (gone_tx, gone_rx) = mpsc::channel();
