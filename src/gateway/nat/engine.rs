@@ -54,7 +54,7 @@ use tracing::{debug, trace};
 use super::policy::{self, FlowCounts, FlowKey, Link};
 use super::{
     container_subnets, ForwardId, ForwardSpec, NatCounters, NetworkNat, Transport, CONNECT_TIMEOUT,
-    FORWARD_PENDING, ICMP_IDLE, TCP_BUFFER, UDP_IDLE,
+    FORWARD_PENDING, ICMP_IDLE, TCP_BUFFER, TCP_BULK_BUFFER, UDP_IDLE,
 };
 use crate::gateway::GatewayConfig;
 use crate::switch::vnet::{self, Offload};
@@ -210,6 +210,9 @@ struct TcpFlow {
     forward: Option<ForwardId>,
     /// A forward flow's handshake with the sandbox completed.
     connected: bool,
+    /// The smoltcp socket has a [`TCP_BULK_BUFFER`] (one of the daemon's
+    /// [`super::BULK_FLOWS`]).
+    bulk: bool,
 }
 
 struct UdpFlow {
@@ -595,7 +598,8 @@ impl NatEngine {
             reset(&stream);
             return Err(());
         }
-        let mut sock = tcp_socket();
+        let bulk = self.net.nat.try_take_bulk();
+        let mut sock = tcp_socket(bulk);
         // Timestamps from one clock: a new connection on the 4-tuple of one
         // the sandbox still holds in TIME_WAIT (a host client port reused)
         // is accepted by its kernel, where a random ISN alone would be
@@ -607,6 +611,9 @@ impl NatEngine {
         };
         let remote = IpEndpoint::new(IpAddress::Ipv4(key.src.0), key.src.1);
         if sock.connect(self.iface.context(), remote, local).is_err() {
+            if bulk {
+                self.net.nat.release_bulk();
+            }
             self.release_flow(key.src.0);
             reset(&stream);
             return Err(());
@@ -631,6 +638,7 @@ impl NatEngine {
             aborting: false,
             forward: Some(id),
             connected: false,
+            bulk,
         }));
         self.tcp_index.insert(key, slot);
         self.counters.tcp_flows.fetch_add(1, Relaxed);
@@ -911,6 +919,7 @@ impl NatEngine {
             aborting: false,
             forward: None,
             connected: false,
+            bulk: false,
         });
         let slot = self.insert(flow);
         self.tcp_index.insert(key, slot);
@@ -1257,7 +1266,9 @@ impl NatEngine {
         let Some(Flow::Tcp(f)) = self.slots[slot].flow.as_mut() else {
             return;
         };
-        let mut sock = tcp_socket();
+        let bulk = self.net.nat.try_take_bulk();
+        f.bulk = bulk;
+        let mut sock = tcp_socket(bulk);
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(f.key.dst.0)),
             port: f.key.dst.1,
@@ -1756,6 +1767,9 @@ impl NatEngine {
                     }
                 }
                 self.tcp_index.remove(&f.key);
+                if f.bulk {
+                    self.net.nat.release_bulk();
+                }
                 if f.registered {
                     let _ = self.epoll.delete(f.stream.as_fd());
                 }
@@ -1856,12 +1870,14 @@ fn forward_tsval() -> u32 {
     start.elapsed().as_micros() as u32
 }
 
-/// A smoltcp TCP socket for one flow: [`TCP_BUFFER`] each way, no Nagle,
-/// the sandbox side's give-up and keep-alive timers set.
-fn tcp_socket() -> tcp::Socket<'static> {
+/// A smoltcp TCP socket for one flow: [`TCP_BUFFER`] each way (the send
+/// buffer [`TCP_BULK_BUFFER`] for a `bulk` flow), no Nagle, the sandbox
+/// side's give-up and keep-alive timers set.
+fn tcp_socket(bulk: bool) -> tcp::Socket<'static> {
+    let tx = if bulk { TCP_BULK_BUFFER } else { TCP_BUFFER };
     let mut sock = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
-        tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+        tcp::SocketBuffer::new(vec![0u8; tx]),
     );
     sock.set_nagle_enabled(false);
     sock.set_timeout(Some(smoltcp::time::Duration::from_secs(
