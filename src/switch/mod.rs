@@ -962,7 +962,7 @@ fn forward(
             let frame = &mut buf[vnet::HDR_LEN..];
             if !nat
                 .as_mut()
-                .is_some_and(|nat| nat.receive(now, frame, offload))
+                .is_some_and(|nat| nat.receive_offload(now, frame, offload))
             {
                 vnet::complete(frame, offload);
                 gateway.receive(frame);

@@ -306,6 +306,12 @@ impl NatEngine {
         Arc::clone(&self.counters)
     }
 
+    /// [`NatEngine::receive_offload`] for a frame whose checksums are as
+    /// written (nothing offloaded: a port without a virtio-net header).
+    pub fn receive(&mut self, now: Instant, frame: &[u8]) -> bool {
+        self.receive_offload(now, frame, Offload::None)
+    }
+
     /// Take `frame` (from a sandbox, to the gateway MAC, source already
     /// checked by the switch) if it is egress: IPv4 to an address that is
     /// neither the gateway's nor in the network's own subnet. Returns false
@@ -314,7 +320,7 @@ impl NatEngine {
     /// a trusted (partial or verified) one is taken as it is, any other is
     /// verified here, since the NAT's smoltcp interface does not verify TCP
     /// and UDP checksums.
-    pub fn receive(&mut self, now: Instant, frame: &[u8], offload: Offload) -> bool {
+    pub fn receive_offload(&mut self, now: Instant, frame: &[u8], offload: Offload) -> bool {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return false;
         };
@@ -2363,13 +2369,9 @@ mod tests {
     fn leaves_gateway_and_local_traffic_alone() {
         let mut nat = engine(Limits::default());
         let now = Instant::now();
-        assert!(!nat.receive(now, &syn(40000, (GW_IP, 53)), Offload::None));
-        assert!(!nat.receive(
-            now,
-            &syn(40000, (Ipv4Addr::new(10, 77, 0, 9), 80)),
-            Offload::None
-        ));
-        assert!(!nat.receive(now, &[0u8; 10], Offload::None));
+        assert!(!nat.receive(now, &syn(40000, (GW_IP, 53))));
+        assert!(!nat.receive(now, &syn(40000, (Ipv4Addr::new(10, 77, 0, 9), 80))));
+        assert!(!nat.receive(now, &[0u8; 10]));
         assert!(poll(&mut nat).is_empty());
     }
 
@@ -2378,11 +2380,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
         let port = listener.local_addr().expect("addr").port();
         let mut nat = engine(Limits::default());
-        assert!(nat.receive(
-            Instant::now(),
-            &syn(40000, (HOST_LOOPBACK_ADDR, port)),
-            Offload::None
-        ));
+        assert!(nat.receive(Instant::now(), &syn(40000, (HOST_LOOPBACK_ADDR, port))));
         // Before the connect is seen to complete, the sandbox hears nothing.
         assert!(poll(&mut nat).is_empty());
         assert_eq!(nat.counters().snapshot().tcp_flows, 1);
@@ -2396,7 +2394,7 @@ mod tests {
 
         // A RST from the sandbox ends the flow and its host socket.
         let rst = tcp_frame(40000, (HOST_LOOPBACK_ADDR, port), TcpControl::Rst, 1001);
-        assert!(nat.receive(Instant::now(), &rst, Offload::None));
+        assert!(nat.receive(Instant::now(), &rst));
         poll(&mut nat);
         assert_eq!(nat.counters().snapshot().tcp_flows, 0);
         assert_eq!(nat.net.nat.flows(), 0);
@@ -2430,10 +2428,7 @@ mod tests {
             0,
             Some(syn_seq.wrapping_add(1)),
         );
-        assert!(
-            nat.receive(Instant::now(), &rst, Offload::None),
-            "claimed for the forward"
-        );
+        assert!(nat.receive(Instant::now(), &rst), "claimed for the forward");
         poll(&mut nat);
         let stats = nat.counters().snapshot();
         assert_eq!((stats.forward_flows, stats.forward_refused), (0, 1));
@@ -2443,7 +2438,7 @@ mod tests {
         let err = client.read(&mut [0u8; 16]).expect_err("reset");
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
         // That port is not claimed any more.
-        assert!(!nat.receive(Instant::now(), &rst, Offload::None));
+        assert!(!nat.receive(Instant::now(), &rst));
 
         assert!(nat.remove_forward(id));
         assert_eq!(nat.counters().snapshot().forwards, 0);
@@ -2488,11 +2483,7 @@ mod tests {
             .expect("addr")
             .port();
         let mut nat = engine(Limits::default());
-        assert!(nat.receive(
-            Instant::now(),
-            &syn(40001, (HOST_LOOPBACK_ADDR, port)),
-            Offload::None
-        ));
+        assert!(nat.receive(Instant::now(), &syn(40001, (HOST_LOOPBACK_ADDR, port))));
         let out = wait_frames(&mut nat);
         let (_, _, flags, ack) = tcp_of(&out[0]);
         assert_eq!(flags, (false, true, true), "RST|ACK");
@@ -2507,8 +2498,7 @@ mod tests {
         let mut nat = engine(Limits::default());
         assert!(nat.receive(
             Instant::now(),
-            &syn(40002, (Ipv4Addr::new(10, 78, 0, 5), 80)),
-            Offload::None
+            &syn(40002, (Ipv4Addr::new(10, 78, 0, 5), 80))
         ));
         let out = poll(&mut nat);
         let eth = EthernetFrame::new_checked(&out[0][..]).expect("eth");
@@ -2562,11 +2552,7 @@ mod tests {
         let port = server.local_addr().expect("addr").port();
         let mut nat = engine(Limits::default());
         let t0 = Instant::now();
-        assert!(nat.receive(
-            t0,
-            &udp_frame(5353, (HOST_LOOPBACK_ADDR, port), b"ping"),
-            Offload::None
-        ));
+        assert!(nat.receive(t0, &udp_frame(5353, (HOST_LOOPBACK_ADDR, port), b"ping")));
         poll(&mut nat);
         let mut buf = [0u8; 16];
         let (n, peer) = server.recv_from(&mut buf).expect("datagram at the host");
@@ -2594,11 +2580,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
         let port = listener.local_addr().expect("addr").port();
         let mut nat = engine(Limits::default());
-        assert!(nat.receive(
-            Instant::now(),
-            &syn(40006, (HOST_LOOPBACK_ADDR, port)),
-            Offload::None
-        ));
+        assert!(nat.receive(Instant::now(), &syn(40006, (HOST_LOOPBACK_ADDR, port))));
         // The host side is never serviced; time passes.
         let mut out = Vec::new();
         let later = Instant::now() + CONNECT_TIMEOUT + Duration::from_secs(2);
@@ -2618,16 +2600,8 @@ mod tests {
             per_sandbox: 1,
             total: 10,
         });
-        assert!(nat.receive(
-            Instant::now(),
-            &syn(40003, (HOST_LOOPBACK_ADDR, port)),
-            Offload::None
-        ));
-        assert!(nat.receive(
-            Instant::now(),
-            &syn(40004, (HOST_LOOPBACK_ADDR, port)),
-            Offload::None
-        ));
+        assert!(nat.receive(Instant::now(), &syn(40003, (HOST_LOOPBACK_ADDR, port))));
+        assert!(nat.receive(Instant::now(), &syn(40004, (HOST_LOOPBACK_ADDR, port))));
         let out = poll(&mut nat);
         let (_, _, flags, _) = tcp_of(&out[0]);
         assert_eq!(flags, (false, true, true), "the second SYN is reset");
@@ -2635,7 +2609,7 @@ mod tests {
         assert_eq!((stats.limited, stats.tcp_flows), (1, 1));
         // A stray segment of no flow is reset too.
         let stray = tcp_frame(40005, (HOST_LOOPBACK_ADDR, port), TcpControl::None, 5);
-        assert!(nat.receive(Instant::now(), &stray, Offload::None));
+        assert!(nat.receive(Instant::now(), &stray));
         assert_eq!(poll(&mut nat).len(), 1);
         // Forgetting the sandbox frees its flows and the daemon-wide slots.
         nat.forget_sandbox(SB_IP);
