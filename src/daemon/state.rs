@@ -921,6 +921,7 @@ impl Daemon {
             ep.tap = fd.try_clone().ok().map(Arc::new);
             let spec = PortSpec {
                 fd,
+                vnet_hdr: true,
                 mac: ep.mac.0,
                 ipv4: ep.ip,
                 label: format!("{name}/{}", ep.ifname),

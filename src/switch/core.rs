@@ -25,7 +25,13 @@
 //!    [`DropReason::UnsupportedEthertype`]. IPv6 comes in a later issue, with
 //!    `proto-ipv6` enabled in smoltcp; router advertisements from sandboxes
 //!    will then be dropped as [`DropReason::RouterAdvert`] while other IPv6
-//!    passes.
+//!    passes;
+//! 6. a virtio-net header ([`Core::ingress_vnet`], frames read from a TAP)
+//!    that asks for segmentation, has unknown flags, or puts a partial
+//!    checksum anywhere but on the TCP or UDP checksum field of an
+//!    unfragmented IPv4 packet → [`DropReason::BadOffload`] (see
+//!    [`super::vnet`]). A good header comes back as the frame's
+//!    [`Offload`], which the I/O loop carries to the destination.
 //!
 //! Then the destination: the gateway MAC → [`Decision::Gateway`]; broadcast
 //! or multicast → [`Decision::Flood`] (all other ports and the gateway); a
@@ -65,6 +71,8 @@ use smoltcp::wire::{
     ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Packet,
 };
 use tracing::trace;
+
+use super::vnet::{self, Offload};
 
 /// Default bound of the MAC table.
 pub const DEFAULT_MAC_TABLE_CAP: usize = 4096;
@@ -166,8 +174,22 @@ impl Core {
         self.table.map.len()
     }
 
-    /// Decide what to do with `frame`, read from `port` at `now`.
+    /// Decide what to do with `frame`, read from `port` at `now`, with
+    /// nothing offloaded (a port without a virtio-net header).
     pub fn ingress(&mut self, now: Instant, port: PortId, frame: &[u8]) -> Decision {
+        self.ingress_vnet(now, port, &vnet::Header::NONE, frame).0
+    }
+
+    /// Decide what to do with `frame`, read from `port` at `now` after the
+    /// virtio-net header `hdr`; also say what the header offloads (for a
+    /// dropped frame, [`Offload::None`]).
+    pub fn ingress_vnet(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        hdr: &vnet::Header,
+        frame: &[u8],
+    ) -> (Decision, Offload) {
         let len = frame.len() as u64;
         self.counters.rx_frames.fetch_add(1, Relaxed);
         self.counters.rx_bytes.fetch_add(len, Relaxed);
@@ -178,23 +200,35 @@ impl Core {
             .and_then(|s| s.port.as_ref())
             .filter(|p| p.id == port)
         else {
-            return self.dropped(port, None, DropReason::UnknownPort, frame.len());
+            let drop = self.dropped(port, None, DropReason::UnknownPort, frame.len());
+            return (drop, Offload::None);
         };
         p.counters.rx_frames.fetch_add(1, Relaxed);
         p.counters.rx_bytes.fetch_add(len, Relaxed);
 
+        let mut offload = Offload::None;
         let decision = match check_source(p, frame) {
             Err(reason) => Decision::Drop(reason),
-            Ok(dst) => {
-                if !self.table.learn(p.mac, port, now) {
-                    self.counters.mac_table_full.fetch_add(1, Relaxed);
-                    trace!(port = %port, mac = %p.mac, "switch: MAC table full, not learned");
+            Ok(dst) => match vnet::check(hdr, frame) {
+                Err(bad) => {
+                    trace!(port = %port, ?bad, ?hdr, "switch: bad virtio-net header");
+                    Decision::Drop(DropReason::BadOffload)
                 }
-                self.destination(Some(port), dst)
-            }
+                Ok(o) => {
+                    offload = o;
+                    if !self.table.learn(p.mac, port, now) {
+                        self.counters.mac_table_full.fetch_add(1, Relaxed);
+                        trace!(port = %port, mac = %p.mac, "switch: MAC table full, not learned");
+                    }
+                    self.destination(Some(port), dst)
+                }
+            },
         };
-        match decision {
-            Decision::Drop(reason) => self.dropped(port, Some(&p.counters), reason, frame.len()),
+        let decision = match decision {
+            Decision::Drop(reason) => {
+                offload = Offload::None;
+                self.dropped(port, Some(&p.counters), reason, frame.len())
+            }
             Decision::Gateway => {
                 self.counters.to_gateway.fetch_add(1, Relaxed);
                 decision
@@ -205,7 +239,8 @@ impl Core {
                 decision
             }
             Decision::Unicast(_) => decision,
-        }
+        };
+        (decision, offload)
     }
 
     /// Decide where a frame the gateway sent goes. The gateway is trusted:
@@ -392,11 +427,15 @@ pub enum DropReason {
     UnknownUnicast,
     /// The ingress port is not (or no longer) registered.
     UnknownPort,
+    /// A virtio-net header that asks for segmentation, has unknown flags,
+    /// or puts a partial checksum anywhere but on the TCP or UDP checksum
+    /// field (see [`super::vnet::check`]).
+    BadOffload,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Runt,
         DropReason::SpoofedMac,
         DropReason::Malformed,
@@ -407,6 +446,7 @@ impl DropReason {
         DropReason::Hairpin,
         DropReason::UnknownUnicast,
         DropReason::UnknownPort,
+        DropReason::BadOffload,
     ];
 
     /// The snake_case name used in counters and traces.
@@ -422,6 +462,7 @@ impl DropReason {
             DropReason::Hairpin => "hairpin",
             DropReason::UnknownUnicast => "unknown_unicast",
             DropReason::UnknownPort => "unknown_port",
+            DropReason::BadOffload => "bad_offload",
         }
     }
 
@@ -518,6 +559,7 @@ impl Counters {
                 hairpin: d(DropReason::Hairpin),
                 unknown_unicast: d(DropReason::UnknownUnicast),
                 unknown_port: d(DropReason::UnknownPort),
+                bad_offload: d(DropReason::BadOffload),
             },
         }
     }
@@ -555,6 +597,7 @@ pub struct DropCounters {
     pub hairpin: u64,
     pub unknown_unicast: u64,
     pub unknown_port: u64,
+    pub bad_offload: u64,
 }
 
 impl DropCounters {
@@ -570,6 +613,7 @@ impl DropCounters {
             + self.hairpin
             + self.unknown_unicast
             + self.unknown_port
+            + self.bad_offload
     }
 }
 
@@ -1169,6 +1213,91 @@ mod tests {
     }
 
     #[test]
+    fn offloaded_checksums_are_carried_and_bad_headers_dropped() {
+        use crate::switch::vnet::{Header, F_DATA_VALID, F_NEEDS_CSUM};
+        let mut f = fixture();
+        // A UDP frame A→B: the L4 header starts at 14 + 20 = 34.
+        let frame = udp_like(A_MAC, B_MAC, A_IP, B_IP);
+        let partial = Header {
+            flags: F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 6,
+            ..Header::NONE
+        };
+        assert_eq!(
+            f.core.ingress_vnet(f.now, f.a, &partial, &frame),
+            (
+                Decision::Unicast(f.b),
+                Offload::Partial {
+                    start: 34,
+                    offset: 6
+                }
+            )
+        );
+        let valid = Header {
+            flags: F_DATA_VALID,
+            ..Header::NONE
+        };
+        assert_eq!(
+            f.core.ingress_vnet(f.now, f.a, &valid, &frame),
+            (Decision::Unicast(f.b), Offload::Valid)
+        );
+        assert_eq!(
+            f.core.ingress_vnet(f.now, f.a, &Header::NONE, &frame),
+            (Decision::Unicast(f.b), Offload::None)
+        );
+
+        // Lies: the TCP offset on UDP, a start inside the IP header, GSO,
+        // unknown flags, a partial checksum on ARP.
+        let lies = [
+            Header {
+                csum_offset: 16,
+                ..partial
+            },
+            Header {
+                csum_start: 20,
+                ..partial
+            },
+            Header {
+                gso_type: 1,
+                gso_size: 1400,
+                ..partial
+            },
+            Header {
+                flags: 0x84,
+                ..Header::NONE
+            },
+        ];
+        for (i, hdr) in lies.iter().enumerate() {
+            let before = f.core.counters().dropped(DropReason::BadOffload);
+            assert_eq!(
+                f.core.ingress_vnet(f.now, f.a, hdr, &frame),
+                (Decision::Drop(DropReason::BadOffload), Offload::None),
+                "lie {i}"
+            );
+            assert_eq!(
+                f.core.counters().dropped(DropReason::BadOffload),
+                before + 1
+            );
+        }
+        let arp = arp_request(A_MAC, A_IP, B_IP);
+        assert_eq!(
+            f.core.ingress_vnet(f.now, f.a, &partial, &arp).0,
+            Decision::Drop(DropReason::BadOffload)
+        );
+        // Source checks come first: a spoofed frame is counted as spoofed,
+        // whatever its header says.
+        let spoofed = udp_like(A_MAC, B_MAC, X_IP, B_IP);
+        assert_eq!(
+            f.core.ingress_vnet(f.now, f.a, &lies[2], &spoofed).0,
+            Decision::Drop(DropReason::SpoofedIp)
+        );
+        let a = f.core.port_counters(f.a).expect("a counters");
+        assert_eq!(a.dropped.load(Relaxed), 6);
+        assert_eq!(f.core.counters().snapshot().dropped.bad_offload, 5);
+    }
+
+    #[test]
     fn drop_reasons_index_their_counters() {
         for (i, reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(reason.index(), i, "{}", reason.as_str());
@@ -1210,6 +1339,13 @@ mod tests {
             let now = f.now + Duration::from_millis(u64::from(i));
             let _ = f.core.ingress(now, port, &buf[..len]);
             let _ = f.core.from_gateway(&buf[..len]);
+            // The same bytes after a random virtio-net header.
+            if len > crate::switch::vnet::HDR_LEN {
+                let (h, rest) = buf[..len].split_at(crate::switch::vnet::HDR_LEN);
+                let hdr = crate::switch::vnet::Header::parse(h.try_into().expect("10 bytes"));
+                let _ = f.core.ingress_vnet(now, port, &hdr, rest);
+                decisions += 1;
+            }
             decisions += 1;
         }
         let c = f.core.counters().snapshot();

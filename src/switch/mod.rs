@@ -18,7 +18,7 @@
 //!    single preallocated buffer, stopping at `EAGAIN` (STYLE item 5: bounded
 //!    work per wakeup, so one busy sandbox cannot starve the others; level
 //!    triggering brings the rest back next round). Each frame goes through
-//!    [`core::Core::ingress`] and is written straight to the destination
+//!    [`core::Core::ingress_vnet`] and is written straight to the destination
 //!    TAP(s) with `write`. No allocation per frame, no syscall but the read
 //!    and the writes.
 //! 3. Frames for the gateway are queued in it; after the port's batch the
@@ -31,6 +31,19 @@
 //!    messages, never as a lock. Handling the eventfd first means a name
 //!    table sent before a sandbox's query was written is in force when
 //!    that query is answered.
+//!
+//! # Offloads
+//!
+//! TAP fds carry a virtio-net header before each frame ([`vnet`]): the
+//! buffer keeps [`vnet::HDR_LEN`] bytes of room before the frame, a TAP is
+//! read into the whole buffer and a plain port ([`PortSpec::vnet_hdr`]
+//! false) after the room. The core checks the header with the frame and
+//! says what it offloads ([`vnet::Offload`]); a frame to a TAP is written
+//! with a header rebuilt from that in the room, in one `write`, so a
+//! partial checksum crosses sandbox to sandbox unsummed. To the gateway's
+//! own interface, and to a plain port, the checksum is completed first, in
+//! the buffer. The NAT takes partial checksums as they are and emits its
+//! TCP with partial ones too.
 //!
 //! # DNS
 //!
@@ -74,9 +87,10 @@
 //! thread. Dropping the handle stops the thread and closes every fd.
 
 pub mod core;
+pub mod vnet;
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -89,12 +103,14 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::uio::writev;
 use nix::unistd::{read, write};
 use serde::Serialize;
 use tracing::{debug, info, trace, warn};
 
 use self::core::{Core, CoreConfig, Counters, Decision, NetworkCounters, PortCounters};
 pub use self::core::{DropReason, PortError, PortId, DEFAULT_MAC_AGE, DEFAULT_MAC_TABLE_CAP};
+use self::vnet::Offload;
 use crate::gateway::dns::{
     DnsCounters, DnsStats, ForwardError, ForwardJob, ForwardResult, Forwarder, NameTable,
 };
@@ -217,7 +233,7 @@ impl SwitchHandle {
             dns_replies,
             nat,
             _subnet: subnet,
-            buf: vec![0u8; FRAME_BUFFER],
+            buf: vec![0u8; vnet::HDR_LEN + FRAME_BUFFER],
             start,
             last_expire: start,
             warn_read: RateLimit::default(),
@@ -406,6 +422,10 @@ impl NetworkSpec {
 pub struct PortSpec {
     /// The TAP fd (`IFF_TAP | IFF_NO_PI`); made non-blocking by `add_port`.
     pub fd: OwnedFd,
+    /// Each frame on `fd` is preceded by a virtio-net header (TAPs opened
+    /// by [`crate::sys::tap::create_tap`]: `IFF_VNET_HDR`, checksum
+    /// offload); false for fds that carry bare frames.
+    pub vnet_hdr: bool,
     /// The endpoint's MAC: the only source MAC accepted from this port.
     pub mac: [u8; 6],
     /// The endpoint's IPv4 address: the only source address accepted.
@@ -546,7 +566,8 @@ struct Engine {
     nat: Option<NatEngine>,
     /// Keeps the network's subnet registered as a container subnet.
     _subnet: Option<SubnetGuard>,
-    /// The one frame buffer.
+    /// The one frame buffer: [`vnet::HDR_LEN`] bytes of room for the
+    /// virtio-net header, then the frame.
     buf: Vec<u8>,
     /// Origin of the gateway's clock.
     start: Instant,
@@ -694,6 +715,7 @@ impl Engine {
         self.ports[slot] = Some(IoPort {
             id,
             fd: spec.fd,
+            vnet: spec.vnet_hdr,
             label: spec.label,
             read_errors: 0,
         });
@@ -744,25 +766,38 @@ impl Engine {
         // The fd stays open for the whole batch: only commands and
         // `port_gone`, which run outside this loop, close fds.
         let fd = port.fd.as_raw_fd();
+        // A TAP's header lands in the room before the frame; a plain
+        // port's frame after it, with nothing offloaded.
+        let (vnet, at) = if port.vnet {
+            (true, 0)
+        } else {
+            (false, vnet::HDR_LEN)
+        };
         let mut errors = port.read_errors;
         let hangup = flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
         let mut fed_gateway = false;
         let mut outcome = Batch::Done;
         for _ in 0..BATCH {
-            match read(fd, &mut self.buf) {
+            match read(fd, &mut self.buf[at..]) {
                 Ok(0) if hangup => {
                     outcome = Batch::Gone("hang-up");
                     break;
                 }
                 Ok(len) => {
                     errors = 0;
-                    let frame = &self.buf[..len];
+                    let hdr = match self.buf.first_chunk::<{ vnet::HDR_LEN }>() {
+                        Some(bytes) if vnet => vnet::Header::parse(bytes),
+                        _ => vnet::Header::NONE,
+                    };
+                    // A TAP read shorter than the header is an empty
+                    // frame: a runt.
+                    let end = (at + len).max(vnet::HDR_LEN);
                     fed_gateway |= forward(
                         &mut self.core,
                         &mut self.gateway,
                         &mut self.nat,
                         &self.ports,
-                        (now, id, frame),
+                        (now, id, &hdr, &mut self.buf[..end]),
                         &mut self.warn_write,
                     );
                 }
@@ -832,16 +867,28 @@ impl Engine {
             nat,
             ..
         } = self;
+        // The gateway's frames are small and summed by smoltcp.
         let mut out = |frame: &[u8]| match core.from_gateway(frame) {
-            Decision::Unicast(to) => send(core, ports, to, frame, warn_write),
+            Decision::Unicast(to) => send_slice(core, ports, to, frame, warn_write),
             Decision::Flood => {
                 for port in ports.iter().flatten() {
-                    send(core, ports, port.id, frame, warn_write);
+                    send_slice(core, ports, port.id, frame, warn_write);
                 }
             }
             Decision::Gateway | Decision::Drop(_) => {}
         };
         gateway.poll(gateway_now, &mut out);
+        // The NAT's come with room for the header, TCP partially summed.
+        let mut out =
+            |buf: &mut [u8], mut offload: Offload| match core.from_gateway(&buf[vnet::HDR_LEN..]) {
+                Decision::Unicast(to) => send(core, ports, to, buf, &mut offload, warn_write),
+                Decision::Flood => {
+                    for port in ports.iter().flatten() {
+                        send(core, ports, port.id, buf, &mut offload, warn_write);
+                    }
+                }
+                Decision::Gateway | Decision::Drop(_) => {}
+            };
         if let Some(nat) = nat {
             nat.poll(now, &mut out);
         }
@@ -890,6 +937,8 @@ impl Engine {
 struct IoPort {
     id: PortId,
     fd: OwnedFd,
+    /// Frames on `fd` carry a virtio-net header.
+    vnet: bool,
     label: String,
     /// Failed reads in a row.
     read_errors: u32,
@@ -903,56 +952,109 @@ enum Batch {
     Gone(&'static str),
 }
 
-/// Carry out the decision for one frame read from a port. Returns whether
-/// the gateway got the frame.
+/// Carry out the decision for one frame read from a port (`buf`: the
+/// header's room, then the frame). Returns whether the gateway got the
+/// frame.
 fn forward(
     core: &mut Core,
     gateway: &mut Gateway,
     nat: &mut Option<NatEngine>,
     ports: &[Option<IoPort>],
-    (now, from, frame): (Instant, PortId, &[u8]),
+    (now, from, hdr, buf): (Instant, PortId, &vnet::Header, &mut [u8]),
     warn_write: &mut RateLimit,
 ) -> bool {
-    match core.ingress(now, from, frame) {
+    let (decision, mut offload) = core.ingress_vnet(now, from, hdr, &buf[vnet::HDR_LEN..]);
+    match decision {
         Decision::Drop(_) => false,
         Decision::Unicast(to) => {
-            send(core, ports, to, frame, warn_write);
+            send(core, ports, to, buf, &mut offload, warn_write);
             false
         }
         Decision::Gateway => {
             // Egress (to an outside address) goes to the NAT, the rest to
-            // the gateway's own interface.
-            if !nat.as_mut().is_some_and(|nat| nat.receive(now, frame)) {
+            // the gateway's own interface, which wants whole checksums.
+            let frame = &mut buf[vnet::HDR_LEN..];
+            if !nat
+                .as_mut()
+                .is_some_and(|nat| nat.receive_offload(now, frame, offload))
+            {
+                vnet::complete(frame, offload);
                 gateway.receive(frame);
             }
             true
         }
         Decision::Flood => {
             for port in ports.iter().flatten().filter(|p| p.id != from) {
-                send(core, ports, port.id, frame, warn_write);
+                send(core, ports, port.id, buf, &mut offload, warn_write);
             }
+            let frame = &mut buf[vnet::HDR_LEN..];
+            vnet::complete(frame, offload);
             gateway.receive(frame);
             true
         }
     }
 }
 
-/// Write one frame to one port, without blocking; failures are counted.
+/// Write one frame (`buf`: [`vnet::HDR_LEN`] bytes of room, then the
+/// frame) to one port, without blocking; failures are counted. A TAP gets
+/// the header for `offload` in the room; a plain port gets the frame with
+/// its checksum completed (in `buf`, after which `offload` says so).
 fn send(
+    core: &Core,
+    ports: &[Option<IoPort>],
+    to: PortId,
+    buf: &mut [u8],
+    offload: &mut Offload,
+    warn_write: &mut RateLimit,
+) {
+    let Some(port) = port_of(ports, to) else {
+        return;
+    };
+    let result = if port.vnet {
+        let (room, frame) = buf.split_at_mut(vnet::HDR_LEN);
+        room.copy_from_slice(&vnet::encode(*offload, frame));
+        write(&port.fd, buf).map(|n| n.saturating_sub(vnet::HDR_LEN))
+    } else {
+        let frame = &mut buf[vnet::HDR_LEN..];
+        *offload = vnet::complete(frame, *offload);
+        write(&port.fd, frame)
+    };
+    sent(core, port, result, warn_write);
+}
+
+/// Write one whole frame (complete checksums, no room before it: the
+/// gateway's) to one port; a TAP gets an empty header before it.
+fn send_slice(
     core: &Core,
     ports: &[Option<IoPort>],
     to: PortId,
     frame: &[u8],
     warn_write: &mut RateLimit,
 ) {
-    let Some(port) = ports
+    let Some(port) = port_of(ports, to) else {
+        return;
+    };
+    let result = if port.vnet {
+        let hdr = vnet::Header::NONE.to_bytes();
+        writev(&port.fd, &[IoSlice::new(&hdr), IoSlice::new(frame)])
+            .map(|n| n.saturating_sub(vnet::HDR_LEN))
+    } else {
+        write(&port.fd, frame)
+    };
+    sent(core, port, result, warn_write);
+}
+
+fn port_of(ports: &[Option<IoPort>], to: PortId) -> Option<&IoPort> {
+    ports
         .get(to.slot())
         .and_then(Option::as_ref)
         .filter(|p| p.id == to)
-    else {
-        return;
-    };
-    match write(&port.fd, frame) {
+}
+
+/// Count the outcome of a write to `port`.
+fn sent(core: &Core, port: &IoPort, result: nix::Result<usize>, warn_write: &mut RateLimit) {
+    let to = port.id;
+    match result {
         Ok(len) => core.note_tx(to, len),
         Err(e @ (Errno::EAGAIN | Errno::ENOBUFS)) => {
             core.note_write_error(to);
@@ -1047,6 +1149,7 @@ mod tests {
         .expect("socketpair");
         let spec = PortSpec {
             fd: theirs,
+            vnet_hdr: false,
             mac,
             ipv4: ip,
             label: label.to_string(),
@@ -1186,6 +1289,130 @@ mod tests {
         assert_eq!(recv_frame(&b_fd, ARRIVE_MS), Some(Vec::new()));
     }
 
+    /// A port whose fd carries a virtio-net header before each frame, as
+    /// a TAP opened by `sys::tap` does.
+    fn vnet_port(switch: &SwitchHandle, mac: [u8; 6], ip: Ipv4Addr) -> OwnedFd {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("socketpair");
+        let spec = PortSpec {
+            fd: theirs,
+            vnet_hdr: true,
+            mac,
+            ipv4: ip,
+            label: "vnet".to_string(),
+        };
+        switch.add_port(spec).expect("add_port");
+        ours
+    }
+
+    /// What a kernel with `TUN_F_CSUM` sends: the UDP checksum field holds
+    /// the pseudo-header sum only, and the header says where it is.
+    fn partial_udp(good: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> (vnet::Header, Vec<u8>) {
+        let mut frame = good.to_vec();
+        let len = (frame.len() - 34) as u16;
+        let pseudo = vnet::pseudo_header_sum(src, dst, 17, len);
+        frame[40..42].copy_from_slice(&pseudo.to_be_bytes());
+        let hdr = vnet::Header {
+            flags: vnet::F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 6,
+            ..vnet::Header::NONE
+        };
+        (hdr, frame)
+    }
+
+    fn with_header(hdr: vnet::Header, frame: &[u8]) -> Vec<u8> {
+        let mut out = hdr.to_bytes().to_vec();
+        out.extend_from_slice(frame);
+        out
+    }
+
+    #[test]
+    fn partial_checksums_cross_between_taps_and_are_completed_elsewhere() {
+        let switch = SwitchHandle::spawn(spec(None)).expect("spawn");
+        let a = vnet_port(&switch, A_MAC, A_IP);
+        let b = vnet_port(&switch, B_MAC, B_IP);
+        let (_c, c) = port(&switch, C_MAC, C_IP, "plain");
+
+        // TAP to TAP: header and frame arrive as sent, nobody summed.
+        let good = udp(A_MAC, B_MAC, A_IP, B_IP, 4000, 5000, &[7u8; 3000]);
+        let (hdr, partial) = partial_udp(&good, A_IP, B_IP);
+        send_frame(&a, &with_header(hdr, &partial));
+        let got = expect_frame(&b, "partial UDP at B");
+        let (got_hdr, got_frame) = got.split_at(vnet::HDR_LEN);
+        assert_eq!(got_frame, &partial[..]);
+        assert_eq!(
+            vnet::Header::parse(got_hdr.try_into().expect("10 bytes")),
+            vnet::Header { hdr_len: 42, ..hdr }
+        );
+
+        // TAP to a plain port: the checksum is completed on the way.
+        let good_c = udp(A_MAC, C_MAC, A_IP, C_IP, 4000, 5000, &[9u8; 999]);
+        let (hdr, partial) = partial_udp(&good_c, A_IP, C_IP);
+        send_frame(&a, &with_header(hdr, &partial));
+        assert_eq!(expect_frame(&c, "completed UDP at C"), good_c);
+
+        // Plain port to a TAP: an empty header.
+        let from_c = udp(C_MAC, A_MAC, C_IP, A_IP, 5000, 4000, b"back");
+        send_frame(&c, &from_c);
+        assert_eq!(
+            expect_frame(&a, "frame from C at A"),
+            with_header(vnet::Header::NONE, &from_c)
+        );
+
+        // To the gateway: completed before smoltcp checks it, so a DNS
+        // query with a partial checksum is answered (SERVFAIL: no names).
+        send_frame(
+            &a,
+            &with_header(vnet::Header::NONE, &arp_request(A_MAC, A_IP, GW_IP)),
+        );
+        let reply = expect_frame(&a, "gateway ARP reply");
+        parse_arp(&reply[vnet::HDR_LEN..]);
+        // (The request was flooded, too.)
+        parse_arp(&expect_frame(&b, "flooded ARP at B")[vnet::HDR_LEN..]);
+        parse_arp(&expect_frame(&c, "flooded ARP at C"));
+        let query = {
+            use hickory_proto::op::{Message, Query};
+            use hickory_proto::rr::{Name, RecordType};
+            use std::str::FromStr;
+            let mut q = Message::new();
+            q.set_id(7);
+            q.add_query(Query::query(
+                Name::from_str("svc").expect("name"),
+                RecordType::A,
+            ));
+            q.to_vec().expect("query")
+        };
+        let good_q = udp(A_MAC, GW_MAC, A_IP, GW_IP, 33333, 53, &query);
+        let (hdr, partial) = partial_udp(&good_q, A_IP, GW_IP);
+        send_frame(&a, &with_header(hdr, &partial));
+        let answer = expect_frame(&a, "DNS answer");
+        assert_eq!(&answer[..vnet::HDR_LEN], &[0u8; vnet::HDR_LEN]);
+        let (port, _) = parse_udp(&answer[vnet::HDR_LEN..]).expect("a UDP answer");
+        assert_eq!(port, 33333);
+
+        // A header that lies is dropped and counted; the next good frame
+        // is the first B sees.
+        let lie = vnet::Header {
+            csum_offset: 16,
+            ..hdr
+        };
+        send_frame(&a, &with_header(lie, &partial_udp(&good, A_IP, B_IP).1));
+        let marker = udp(A_MAC, B_MAC, A_IP, B_IP, 4000, 5000, b"marker");
+        send_frame(&a, &with_header(vnet::Header::NONE, &marker));
+        let got = expect_frame(&b, "marker at B");
+        assert_eq!(&got[vnet::HDR_LEN..], &marker[..]);
+        let stats = switch.stats();
+        assert_eq!(stats.counters.dropped.bad_offload, 1);
+        assert_eq!(stats.counters.dropped.total(), 1);
+        assert_eq!(stats.counters.write_errors, 0);
+    }
+
     #[test]
     fn vanished_device_is_reported_and_removed() {
         let (gone_tx, gone_rx) = mpsc::channel();
@@ -1323,6 +1550,7 @@ mod tests {
         let err = switch
             .add_port(PortSpec {
                 fd: theirs,
+                vnet_hdr: false,
                 mac: A_MAC,
                 ipv4: B_IP,
                 label: "dup".into(),

@@ -42,7 +42,7 @@ use nix::sys::socket::{
     self, sockopt, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn,
 };
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4DstUnreachable,
@@ -54,14 +54,11 @@ use tracing::{debug, trace};
 use super::policy::{self, FlowCounts, FlowKey, Link};
 use super::{
     container_subnets, ForwardId, ForwardSpec, NatCounters, NetworkNat, Transport, CONNECT_TIMEOUT,
-    FORWARD_PENDING, ICMP_IDLE, TCP_BUFFER, UDP_IDLE,
+    FORWARD_PENDING, ICMP_IDLE, TCP_BUFFER, TCP_BULK_BUFFER, UDP_IDLE,
 };
 use crate::gateway::GatewayConfig;
+use crate::switch::vnet::{self, Offload};
 
-/// Most packets queued into the NAT's smoltcp interface.
-const RX_PACKETS: usize = 512;
-/// Most bytes queued into it.
-const RX_BYTES: usize = 8 << 20;
 /// Most packets smoltcp may emit before the switch takes them.
 const TX_PACKETS: usize = 1024;
 /// Most crafted frames (RST, ICMP) waiting for the switch.
@@ -90,6 +87,18 @@ const ACCEPTS_PER_WAKEUP: usize = 64;
 /// Host loopback clients of published ports that must be given another
 /// source port get one from here.
 const REMAP_PORTS: std::ops::Range<u16> = 32768..61000;
+/// Room before each packet smoltcp emits, for the virtio-net header and the
+/// Ethernet header: the frame leaves in the buffer smoltcp wrote it into.
+const ROOM: usize = vnet::HDR_LEN + ETH_HLEN;
+const ETH_HLEN: usize = 14;
+/// Bytes cleared at the start of each emitted packet (the longest IPv4
+/// and TCP headers): buffers are reused without zeroing, and the option
+/// padding smoltcp skips must not carry an earlier packet's bytes.
+const HEADER_CLEAR: usize = 120;
+/// Spare packet buffers kept for reuse.
+const POOL_BUFFERS: usize = 16;
+/// TCP timestamps option, as it counts against a segment's size.
+const TIMESTAMPS_LEN: usize = 12;
 
 /// See the module documentation.
 pub struct NatEngine {
@@ -184,10 +193,16 @@ struct TcpFlow {
     handle: Option<SocketHandle>,
     interest: EpollFlags,
     registered: bool,
+    /// The interest epoll has for the socket while `registered`.
+    armed: EpollFlags,
     host_eof: bool,
     host_wr_shut: bool,
     host_dead: bool,
     write_blocked: bool,
+    /// The host socket may have bytes (or EOF) to read: set by epoll,
+    /// cleared by a read that drained it, so the pump never reads just to
+    /// hear `EAGAIN`.
+    readable: bool,
     /// The smoltcp socket was aborted; free it after its RST went out.
     aborting: bool,
     /// The published port this flow came in through (`stream` is the
@@ -195,6 +210,9 @@ struct TcpFlow {
     forward: Option<ForwardId>,
     /// A forward flow's handshake with the sandbox completed.
     connected: bool,
+    /// The smoltcp socket has a [`TCP_BULK_BUFFER`] (one of the daemon's
+    /// [`super::BULK_FLOWS`]).
+    bulk: bool,
 }
 
 struct UdpFlow {
@@ -288,11 +306,21 @@ impl NatEngine {
         Arc::clone(&self.counters)
     }
 
+    /// [`NatEngine::receive_offload`] for a frame whose checksums are as
+    /// written (nothing offloaded: a port without a virtio-net header).
+    pub fn receive(&mut self, now: Instant, frame: &[u8]) -> bool {
+        self.receive_offload(now, frame, Offload::None)
+    }
+
     /// Take `frame` (from a sandbox, to the gateway MAC, source already
     /// checked by the switch) if it is egress: IPv4 to an address that is
     /// neither the gateway's nor in the network's own subnet. Returns false
-    /// for frames the gateway must see.
-    pub fn receive(&mut self, now: Instant, frame: &[u8]) -> bool {
+    /// for frames the gateway must see. `offload` is what the sandbox's
+    /// kernel said of its transport checksum (see [`crate::switch::vnet`]):
+    /// a trusted (partial or verified) one is taken as it is, any other is
+    /// verified here, since the NAT's smoltcp interface does not verify TCP
+    /// and UDP checksums.
+    pub fn receive_offload(&mut self, now: Instant, frame: &[u8], offload: Offload) -> bool {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return false;
         };
@@ -319,9 +347,10 @@ impl NatEngine {
         let Some(packet) = eth.payload().get(..len) else {
             return false;
         };
+        let trusted = offload.trusted();
         match ip.next_header() {
-            IpProtocol::Tcp => self.tcp_in(now, mac, packet),
-            IpProtocol::Udp => self.udp_in(now, mac, packet),
+            IpProtocol::Tcp => self.tcp_in(now, mac, packet, trusted),
+            IpProtocol::Udp => self.udp_in(now, mac, packet, trusted),
             IpProtocol::Icmp => self.icmp_in(now, mac, packet),
             _ => {
                 self.counters.dropped.fetch_add(1, Relaxed);
@@ -357,8 +386,11 @@ impl NatEngine {
     }
 
     /// Run smoltcp, move bytes, expire flows, and hand every frame for a
-    /// sandbox to `emit`.
-    pub fn poll(&mut self, now: Instant, emit: &mut dyn FnMut(&[u8])) {
+    /// sandbox to `emit`: the slice starts with [`vnet::HDR_LEN`] bytes of
+    /// room for the switch's virtio-net header, then the Ethernet frame,
+    /// with its transport checksum in the state the [`Offload`] says (TCP
+    /// segments leave with a partial checksum; see [`crate::switch::vnet`]).
+    pub fn poll(&mut self, now: Instant, emit: &mut dyn FnMut(&mut [u8], Offload)) {
         if now.saturating_duration_since(self.last_expire) >= EXPIRE_EVERY {
             self.last_expire = now;
             self.expire(now);
@@ -375,13 +407,16 @@ impl NatEngine {
             }
         }
         while let Some(frame) = self.out.pop_front() {
-            emit(&frame);
+            self.scratch.clear();
+            self.scratch.resize(vnet::HDR_LEN, 0);
+            self.scratch.extend_from_slice(&frame);
+            emit(&mut self.scratch, Offload::None);
         }
     }
 
     /// How long until [`NatEngine::poll`] must run again.
     pub fn poll_delay(&mut self, now: Instant) -> Option<Duration> {
-        if !self.out.is_empty() || !self.device.rx.is_empty() || !self.device.tx.is_empty() {
+        if !self.out.is_empty() || !self.device.tx.is_empty() {
             return Some(Duration::ZERO);
         }
         let smol = self
@@ -570,7 +605,8 @@ impl NatEngine {
             reset(&stream);
             return Err(());
         }
-        let mut sock = tcp_socket();
+        let bulk = self.net.nat.try_take_bulk();
+        let mut sock = tcp_socket(bulk);
         // Timestamps from one clock: a new connection on the 4-tuple of one
         // the sandbox still holds in TIME_WAIT (a host client port reused)
         // is accepted by its kernel, where a random ISN alone would be
@@ -582,6 +618,9 @@ impl NatEngine {
         };
         let remote = IpEndpoint::new(IpAddress::Ipv4(key.src.0), key.src.1);
         if sock.connect(self.iface.context(), remote, local).is_err() {
+            if bulk {
+                self.net.nat.release_bulk();
+            }
             self.release_flow(key.src.0);
             reset(&stream);
             return Err(());
@@ -597,13 +636,16 @@ impl NatEngine {
             handle: Some(handle),
             interest: EpollFlags::empty(),
             registered: false,
+            armed: EpollFlags::empty(),
             host_eof: false,
             host_wr_shut: false,
             host_dead: false,
             write_blocked: false,
+            readable: true,
             aborting: false,
             forward: Some(id),
             connected: false,
+            bulk,
         }));
         self.tcp_index.insert(key, slot);
         self.counters.tcp_flows.fetch_add(1, Relaxed);
@@ -806,16 +848,24 @@ impl NatEngine {
 
     // ---- ingress ---------------------------------------------------------
 
-    fn tcp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
+    fn tcp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8], trusted: bool) {
         let ip = Ipv4Packet::new_unchecked(packet);
         if ip.more_frags() || ip.frag_offset() != 0 {
-            self.feed(packet);
+            // Reassembled by smoltcp, whose TCP does not verify checksums
+            // here: such a segment (only raw sockets make one) goes
+            // unverified.
+            self.feed(now, packet);
             return;
         }
         let Ok(tcp) = smoltcp::wire::TcpPacket::new_checked(ip.payload()) else {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
         };
+        if !trusted && !tcp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()) {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            trace!("nat: TCP checksum wrong, dropped");
+            return;
+        }
         let key = FlowKey {
             src: (ip.src_addr(), tcp.src_port()),
             dst: (ip.dst_addr(), tcp.dst_port()),
@@ -843,14 +893,10 @@ impl NatEngine {
                     return;
                 }
             }
-            self.feed(packet);
+            self.feed(now, packet);
             return;
         }
         if tcp.rst() {
-            return;
-        }
-        if !tcp.verify_checksum(&key.src.0.into(), &key.dst.0.into()) {
-            self.counters.dropped.fetch_add(1, Relaxed);
             return;
         }
         if !tcp.syn() || tcp.ack() {
@@ -889,13 +935,16 @@ impl NatEngine {
             handle: None,
             interest: EpollFlags::EPOLLOUT,
             registered: false,
+            armed: EpollFlags::empty(),
             host_eof: false,
             host_wr_shut: false,
             host_dead: false,
             write_blocked: false,
+            readable: true,
             aborting: false,
             forward: None,
             connected: false,
+            bulk: false,
         });
         let slot = self.insert(flow);
         self.tcp_index.insert(key, slot);
@@ -904,17 +953,27 @@ impl NatEngine {
         trace!(?key, "nat: connecting");
     }
 
-    fn udp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
+    fn udp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8], trusted: bool) {
         let ip = Ipv4Packet::new_unchecked(packet);
         if ip.frag_offset() != 0 {
-            // A later fragment: smoltcp reassembles it with the first.
-            self.feed(packet);
+            // A later fragment: smoltcp reassembles it with the first (and
+            // does not verify the datagram's checksum on this interface).
+            self.feed(now, packet);
             return;
         }
         let payload = ip.payload();
         if payload.len() < 8 {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
+        }
+        if !trusted && !ip.more_frags() {
+            let ok = smoltcp::wire::UdpPacket::new_checked(payload)
+                .is_ok_and(|u| u.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()));
+            if !ok {
+                self.counters.dropped.fetch_add(1, Relaxed);
+                trace!("nat: UDP checksum wrong, dropped");
+                return;
+            }
         }
         let port = |i: usize| u16::from_be_bytes([payload[i], payload[i + 1]]);
         let key = FlowKey {
@@ -925,7 +984,7 @@ impl NatEngine {
             if let Some(Flow::Udp(f)) = &mut self.slots[slot].flow {
                 f.last = now;
             }
-            self.feed(packet);
+            self.feed(now, packet);
             return;
         }
         let link = self.link(mac);
@@ -986,7 +1045,7 @@ impl NatEngine {
                 debug!(error = %e, "nat: epoll add failed");
             }
         }
-        self.feed(packet);
+        self.feed(now, packet);
     }
 
     fn icmp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
@@ -1117,6 +1176,14 @@ impl NatEngine {
                 if events.contains(EpollFlags::EPOLLOUT) {
                     f.write_blocked = false;
                 }
+                if events.intersects(
+                    EpollFlags::EPOLLIN
+                        | EpollFlags::EPOLLHUP
+                        | EpollFlags::EPOLLRDHUP
+                        | EpollFlags::EPOLLERR,
+                ) {
+                    f.readable = true;
+                }
                 // Reads happen in the pump, which runs right after.
             }
             Flow::Udp(f) => {
@@ -1224,7 +1291,9 @@ impl NatEngine {
         let Some(Flow::Tcp(f)) = self.slots[slot].flow.as_mut() else {
             return;
         };
-        let mut sock = tcp_socket();
+        let bulk = self.net.nat.try_take_bulk();
+        f.bulk = bulk;
+        let mut sock = tcp_socket(bulk);
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(f.key.dst.0)),
             port: f.key.dst.1,
@@ -1240,7 +1309,7 @@ impl NatEngine {
         let syn = f.syn.take();
         trace!(key = ?f.key, "nat: connected");
         if let Some(syn) = syn {
-            self.feed(&syn);
+            self.feed(now, &syn);
         }
         // The listening socket takes its SYN now, so that no listening
         // socket ever outlives this call (it would accept any SYN to its
@@ -1308,13 +1377,18 @@ impl NatEngine {
                 n += 1;
                 let stream = &f.stream;
                 match sock.recv(|buf| match (&*stream).write(buf) {
-                    Ok(n) => (n, Ok(n)),
+                    Ok(n) => (n, Ok((n, buf.len()))),
                     Err(e) => (0, Err(e)),
                 }) {
-                    Ok(Ok(len)) => {
+                    Ok(Ok((len, offered))) => {
                         self.counters.tx_bytes.fetch_add(len as u64, Relaxed);
                         // The receive window opened: let smoltcp say so.
                         again = true;
+                        if len < offered {
+                            // The host socket's buffer is full: wait for
+                            // EPOLLOUT rather than ask for EAGAIN.
+                            f.write_blocked = true;
+                        }
                     }
                     Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                         f.write_blocked = true;
@@ -1343,7 +1417,8 @@ impl NatEngine {
             }
             // Host → sandbox.
             let mut n = 0;
-            while !f.host_eof
+            while f.readable
+                && !f.host_eof
                 && !f.host_dead
                 && sock.may_send()
                 && sock.send_queue() < sock.send_capacity()
@@ -1352,19 +1427,27 @@ impl NatEngine {
                 n += 1;
                 let stream = &f.stream;
                 match sock.send(|buf| match (&*stream).read(buf) {
-                    Ok(n) => (n, Ok(n)),
+                    Ok(n) => (n, Ok((n, buf.len()))),
                     Err(e) => (0, Err(e)),
                 }) {
-                    Ok(Ok(0)) => {
+                    Ok(Ok((0, _))) => {
                         f.host_eof = true;
                         sock.close();
                         again = true;
                     }
-                    Ok(Ok(len)) => {
+                    Ok(Ok((len, offered))) => {
                         self.counters.rx_bytes.fetch_add(len as u64, Relaxed);
                         again = true;
+                        if len < offered {
+                            // Drained for now (EPOLLIN says when there is
+                            // more); no read just to hear EAGAIN.
+                            f.readable = false;
+                        }
                     }
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        f.readable = false;
+                        break;
+                    }
                     Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                     Ok(Err(_)) => {
                         f.host_dead = true;
@@ -1531,34 +1614,55 @@ impl NatEngine {
         self.iface.poll(t, &mut self.device, &mut self.sockets);
     }
 
-    /// Queue an IPv4 packet for the NAT's smoltcp interface.
-    fn feed(&mut self, packet: &[u8]) {
-        if !self.device.push_rx(packet) {
-            self.counters.dropped.fetch_add(1, Relaxed);
-        }
+    /// Hand an IPv4 packet from a sandbox to the NAT's smoltcp interface,
+    /// at once and from the caller's buffer (no queue, no copy). A SYN's
+    /// MSS is clamped first (see [`clamp_mss`]).
+    fn feed(&mut self, now: Instant, packet: &[u8]) {
+        let t = self.smol_now(now);
+        let clamped = clamp_mss(packet, self.mtu);
+        let mut device = Ingress {
+            packet: Some(clamped.as_deref().unwrap_or(packet)),
+            device: &mut self.device,
+        };
+        self.iface
+            .poll_ingress_single(t, &mut device, &mut self.sockets);
     }
 
-    /// Wrap smoltcp's packets in Ethernet and hand them out.
-    fn emit_tx(&mut self, emit: &mut dyn FnMut(&[u8])) {
-        while let Some(packet) = self.device.tx.pop_front() {
-            let dst = Ipv4Packet::new_checked(&packet[..]).map(|p| p.dst_addr());
-            match dst.ok().and_then(|d| self.macs.get(&d)) {
-                Some(&mac) => {
-                    let link = self.link(mac);
-                    let scratch = &mut self.scratch;
-                    let sent = policy::fragment(&packet, self.mtu, &mut |piece| {
-                        policy::wrap_ethernet(link, piece, scratch);
-                        emit(scratch);
-                    });
-                    if !sent {
-                        self.counters.dropped.fetch_add(1, Relaxed);
-                    }
-                }
-                None => {
+    /// Put the headers on smoltcp's packets, in the room left before each,
+    /// and hand them out: TCP with a partial checksum (the pseudo-header
+    /// sum; the receiving kernel takes it as is), the rest as smoltcp
+    /// summed it. A packet over the network's MTU (a large UDP reply) is
+    /// summed in full and fragmented.
+    fn emit_tx(&mut self, emit: &mut dyn FnMut(&mut [u8], Offload)) {
+        while let Some((mut buffer, len)) = self.device.tx.pop_front() {
+            let frame = &mut buffer[..len];
+            let dst = Ipv4Packet::new_checked(&frame[ROOM..]).map(|p| p.dst_addr());
+            let Some(&mac) = dst.ok().and_then(|d| self.macs.get(&d)) else {
+                self.counters.dropped.fetch_add(1, Relaxed);
+                self.device.recycle(buffer);
+                continue;
+            };
+            let link = self.link(mac);
+            let eth = policy::ethernet_header(link);
+            frame[vnet::HDR_LEN..ROOM].copy_from_slice(&eth);
+            let offload = partial_tcp_checksum(&mut frame[vnet::HDR_LEN..]);
+            if len - ROOM <= self.mtu {
+                emit(frame, offload);
+            } else {
+                vnet::complete(&mut frame[vnet::HDR_LEN..], offload);
+                let scratch = &mut self.scratch;
+                let sent = policy::fragment(&frame[ROOM..], self.mtu, &mut |piece| {
+                    scratch.clear();
+                    scratch.resize(vnet::HDR_LEN, 0);
+                    scratch.extend_from_slice(&eth);
+                    scratch.extend_from_slice(piece);
+                    emit(scratch, Offload::None);
+                });
+                if !sent {
                     self.counters.dropped.fetch_add(1, Relaxed);
                 }
             }
-            self.device.recycle(packet);
+            self.device.recycle(buffer);
         }
     }
 
@@ -1644,7 +1748,12 @@ impl NatEngine {
         let Some(Flow::Tcp(f)) = self.slots[slot].flow.as_mut() else {
             return;
         };
+        if f.registered && f.interest == f.armed {
+            // Unchanged: no system call (the pump asks after every poll).
+            return;
+        }
         let event = EpollEvent::new(f.interest, tok);
+        f.armed = f.interest;
         let result = match (f.registered, f.interest.is_empty()) {
             (false, true) => Ok(()),
             (false, false) => {
@@ -1686,6 +1795,9 @@ impl NatEngine {
                     }
                 }
                 self.tcp_index.remove(&f.key);
+                if f.bulk {
+                    self.net.nat.release_bulk();
+                }
                 if f.registered {
                     let _ = self.epoll.delete(f.stream.as_fd());
                 }
@@ -1786,12 +1898,14 @@ fn forward_tsval() -> u32 {
     start.elapsed().as_micros() as u32
 }
 
-/// A smoltcp TCP socket for one flow: [`TCP_BUFFER`] each way, no Nagle,
-/// the sandbox side's give-up and keep-alive timers set.
-fn tcp_socket() -> tcp::Socket<'static> {
+/// A smoltcp TCP socket for one flow: [`TCP_BUFFER`] each way (the send
+/// buffer [`TCP_BULK_BUFFER`] for a `bulk` flow), no Nagle, the sandbox
+/// side's give-up and keep-alive timers set.
+fn tcp_socket(bulk: bool) -> tcp::Socket<'static> {
+    let tx = if bulk { TCP_BULK_BUFFER } else { TCP_BUFFER };
     let mut sock = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
-        tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+        tcp::SocketBuffer::new(vec![0u8; tx]),
     );
     sock.set_nagle_enabled(false);
     sock.set_timeout(Some(smoltcp::time::Duration::from_secs(
@@ -1873,11 +1987,85 @@ pub(super) fn probe_ping_socket() -> bool {
     ping_socket().is_ok()
 }
 
-/// The NAT interface's device: two bounded queues of IPv4 packets.
+/// Fill the checksum field of the TCP segment in `frame` (an Ethernet
+/// frame smoltcp emitted without TCP checksums) with its pseudo-header sum
+/// and say so; anything else is left as it is.
+fn partial_tcp_checksum(frame: &mut [u8]) -> Offload {
+    let Some((start, offset)) = vnet::l4_csum_field(frame) else {
+        return Offload::None;
+    };
+    if offset != vnet::TCP_CSUM_OFFSET {
+        return Offload::None;
+    }
+    let Ok(ip) = Ipv4Packet::new_checked(&frame[ETH_HLEN..]) else {
+        return Offload::None;
+    };
+    let l4_len = ip.total_len() - u16::from(ip.header_len());
+    let sum = vnet::pseudo_header_sum(ip.src_addr(), ip.dst_addr(), 6, l4_len);
+    let at = usize::from(start + offset);
+    frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    Offload::Partial { start, offset }
+}
+
+/// A copy of `packet` with its MSS lowered, when it is a TCP SYN (or
+/// SYN-ACK) that offers timestamps and an MSS larger than fits the
+/// network's MTU with them; `None` (use the packet as it is) otherwise.
+///
+/// smoltcp sends segments of the peer's MSS *plus* its options (RFC 6691
+/// says options come out of the MSS), so with timestamps each full segment
+/// to a sandbox would be 12 bytes over the MTU and leave as two fragments.
+/// Clamping the MSS the sandbox announces, as a router's MSS clamping
+/// does, keeps every segment within the MTU. The checksum is not redone:
+/// this interface does not verify TCP checksums (the packet was verified
+/// or trusted before).
+fn clamp_mss(packet: &[u8], mtu: usize) -> Option<Vec<u8>> {
+    let ip = Ipv4Packet::new_checked(packet).ok()?;
+    if ip.next_header() != IpProtocol::Tcp || ip.frag_offset() != 0 || ip.more_frags() {
+        return None;
+    }
+    let ihl = usize::from(ip.header_len());
+    let tcp = packet.get(ihl..usize::from(ip.total_len()))?;
+    if tcp.len() < 20 || tcp[13] & 0x02 == 0 {
+        return None;
+    }
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    let options = tcp.get(20..doff)?;
+    let (mut mss_at, mut timestamps, mut i) = (None, false, 0);
+    while i < options.len() {
+        match options[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let len = usize::from(*options.get(i + 1)?);
+                if len < 2 || i + len > options.len() {
+                    return None;
+                }
+                match (kind, len) {
+                    (2, 4) => mss_at = Some(ihl + 20 + i + 2),
+                    (8, 10) => timestamps = true,
+                    _ => {}
+                }
+                i += len;
+            }
+        }
+    }
+    let at = mss_at?;
+    let limit = u16::try_from(mtu.checked_sub(40 + TIMESTAMPS_LEN)?).ok()?;
+    let mss = u16::from_be_bytes([packet[at], packet[at + 1]]);
+    if !timestamps || mss <= limit {
+        return None;
+    }
+    let mut copy = packet.to_vec();
+    copy[at..at + 2].copy_from_slice(&limit.to_be_bytes());
+    Some(copy)
+}
+
+/// The NAT interface's device: the bounded queue of packets smoltcp
+/// emitted, each in a buffer with [`ROOM`] before it (and the length used:
+/// buffers never shrink, so reusing one never zeroes it again). Packets
+/// from the sandboxes come in through [`Ingress`], one at a time.
 struct IpDevice {
-    rx: VecDeque<Vec<u8>>,
-    rx_bytes: usize,
-    tx: VecDeque<Vec<u8>>,
+    tx: VecDeque<(Vec<u8>, usize)>,
     pool: Vec<Vec<u8>>,
     mtu: usize,
 }
@@ -1885,81 +2073,97 @@ struct IpDevice {
 impl IpDevice {
     fn new(mtu: usize) -> IpDevice {
         IpDevice {
-            rx: VecDeque::new(),
-            rx_bytes: 0,
             tx: VecDeque::new(),
             pool: Vec::new(),
             mtu,
         }
     }
 
-    fn push_rx(&mut self, packet: &[u8]) -> bool {
-        if self.rx.len() >= RX_PACKETS || self.rx_bytes + packet.len() > RX_BYTES {
-            return false;
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        if self.pool.len() < POOL_BUFFERS {
+            self.pool.push(buffer);
         }
-        let mut buffer = self.pool.pop().unwrap_or_default();
-        buffer.clear();
-        buffer.extend_from_slice(packet);
-        self.rx_bytes += buffer.len();
-        self.rx.push_back(buffer);
-        true
     }
 
-    fn recycle(&mut self, buffer: Vec<u8>) {
-        if self.pool.len() < 16 {
-            self.pool.push(buffer);
+    fn tx_token(&mut self) -> TxToken<'_> {
+        TxToken {
+            tx: &mut self.tx,
+            pool: &mut self.pool,
         }
     }
 }
 
 impl Device for IpDevice {
-    type RxToken<'a> = RxToken<'a>;
+    type RxToken<'a> = SliceRx<'a>;
     type TxToken<'a> = TxToken<'a>;
 
-    fn receive(&mut self, _now: smoltcp::time::Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        let buffer = self.rx.pop_front()?;
-        self.rx_bytes -= buffer.len();
-        Some((
-            RxToken {
-                buffer,
-                pool: &mut self.pool,
-            },
-            TxToken { tx: &mut self.tx },
-        ))
+    fn receive(&mut self, _now: smoltcp::time::Instant) -> Option<(SliceRx<'_>, TxToken<'_>)> {
+        None
     }
 
     fn transmit(&mut self, _now: smoltcp::time::Instant) -> Option<TxToken<'_>> {
-        (self.tx.len() < TX_PACKETS).then_some(TxToken { tx: &mut self.tx })
+        (self.tx.len() < TX_PACKETS).then(|| self.tx_token())
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ip;
         caps.max_transmission_unit = self.mtu;
+        // TCP: neither verified (the switch hands over only checksums the
+        // sandbox's kernel vouched for, or ones `receive` verified) nor
+        // computed (`emit_tx` leaves them partial for the receiving
+        // kernel). UDP: computed, not verified. IPv4 headers and ICMP: both.
+        caps.checksum.tcp = Checksum::None;
+        caps.checksum.udp = Checksum::Tx;
         caps
     }
 }
 
-struct RxToken<'a> {
-    buffer: Vec<u8>,
-    pool: &'a mut Vec<Vec<u8>>,
+/// The NAT interface's device while one packet from a sandbox is handed in,
+/// straight from the switch's buffer.
+struct Ingress<'a> {
+    packet: Option<&'a [u8]>,
+    device: &'a mut IpDevice,
 }
 
-impl phy::RxToken for RxToken<'_> {
+impl Device for Ingress<'_> {
+    type RxToken<'b>
+        = SliceRx<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = TxToken<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _now: smoltcp::time::Instant) -> Option<(SliceRx<'_>, TxToken<'_>)> {
+        let packet = self.packet.take()?;
+        Some((SliceRx(packet), self.device.tx_token()))
+    }
+
+    fn transmit(&mut self, now: smoltcp::time::Instant) -> Option<TxToken<'_>> {
+        self.device.transmit(now)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.device.capabilities()
+    }
+}
+
+struct SliceRx<'a>(&'a [u8]);
+
+impl phy::RxToken for SliceRx<'_> {
     fn consume<R, F>(self, f: F) -> R
     where
         F: FnOnce(&[u8]) -> R,
     {
-        let result = f(&self.buffer);
-        if self.pool.len() < 16 {
-            self.pool.push(self.buffer);
-        }
-        result
+        f(self.0)
     }
 }
 
 struct TxToken<'a> {
-    tx: &'a mut VecDeque<Vec<u8>>,
+    tx: &'a mut VecDeque<(Vec<u8>, usize)>,
+    pool: &'a mut Vec<Vec<u8>>,
 }
 
 impl phy::TxToken for TxToken<'_> {
@@ -1967,9 +2171,17 @@ impl phy::TxToken for TxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let mut buffer = vec![0u8; len];
-        let result = f(&mut buffer);
-        self.tx.push_back(buffer);
+        // A reused buffer keeps its old bytes past the headers, which
+        // smoltcp overwrites (it writes every byte of the payload).
+        let mut buffer = self.pool.pop().unwrap_or_default();
+        let used = ROOM + len;
+        if buffer.len() < used {
+            buffer.resize(used, 0);
+        }
+        let clear = (ROOM + HEADER_CLEAR).min(used);
+        buffer[ROOM..clear].fill(0);
+        let result = f(&mut buffer[ROOM..used]);
+        self.tx.push_back((buffer, used));
         result
     }
 }
@@ -2079,7 +2291,12 @@ mod tests {
 
     fn poll(engine: &mut NatEngine) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        engine.poll(Instant::now(), &mut |f| out.push(f.to_vec()));
+        // As a plain port would get them: no header, checksums complete.
+        engine.poll(Instant::now(), &mut |buf, offload| {
+            let mut frame = buf[vnet::HDR_LEN..].to_vec();
+            vnet::complete(&mut frame, offload);
+            out.push(frame);
+        });
         out
     }
 
@@ -2110,6 +2327,88 @@ mod tests {
             (tcp.syn(), tcp.ack(), tcp.rst()),
             tcp.ack_number().0 as u32,
         )
+    }
+
+    /// An IPv4 TCP packet from the sandbox with the given options.
+    fn tcp_packet(control: TcpControl, mss: Option<u16>, timestamps: bool) -> Vec<u8> {
+        let tcp_repr = TcpRepr {
+            src_port: 8000,
+            dst_port: 40000,
+            control,
+            seq_number: TcpSeqNumber(1),
+            ack_number: Some(TcpSeqNumber(2)),
+            window_len: 64000,
+            window_scale: Some(7),
+            max_seg_size: mss,
+            sack_permitted: true,
+            sack_ranges: [None, None, None],
+            timestamp: timestamps.then(|| smoltcp::wire::TcpTimestampRepr::new(5, 6)),
+            payload: &[],
+        };
+        let ip_repr = Ipv4Repr {
+            src_addr: SB_IP,
+            dst_addr: GW_IP,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp_repr.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut packet = vec![0u8; ip_repr.buffer_len() + tcp_repr.buffer_len()];
+        let mut ip = Ipv4Packet::new_unchecked(&mut packet[..]);
+        ip_repr.emit(&mut ip, &Default::default());
+        tcp_repr.emit(
+            &mut TcpPacket::new_unchecked(ip.payload_mut()),
+            &SB_IP.into(),
+            &GW_IP.into(),
+            &Default::default(),
+        );
+        packet
+    }
+
+    fn mss_of(packet: &[u8]) -> Option<u16> {
+        let ip = Ipv4Packet::new_checked(packet).expect("ip");
+        let tcp = TcpPacket::new_checked(ip.payload()).expect("tcp");
+        TcpRepr::parse(
+            &tcp,
+            &SB_IP.into(),
+            &GW_IP.into(),
+            &smoltcp::phy::ChecksumCapabilities::ignored(),
+        )
+        .expect("repr")
+        .max_seg_size
+    }
+
+    #[test]
+    fn syn_mss_leaves_room_for_timestamps() {
+        // A SYN-ACK at MTU 65520 with timestamps: 65480 would make smoltcp
+        // send 65532-byte packets; clamped to 65468 they fit.
+        let synack = tcp_packet(TcpControl::Syn, Some(65480), true);
+        let clamped = clamp_mss(&synack, 65520).expect("clamped");
+        assert_eq!(mss_of(&clamped), Some(65468));
+        assert_eq!(clamped.len(), synack.len());
+        // Small MSS, no timestamps, no MSS, not a SYN: left alone.
+        assert_eq!(
+            clamp_mss(&tcp_packet(TcpControl::Syn, Some(1460), true), 65520),
+            None
+        );
+        assert_eq!(
+            clamp_mss(&tcp_packet(TcpControl::Syn, Some(65480), false), 65520),
+            None
+        );
+        assert_eq!(
+            clamp_mss(&tcp_packet(TcpControl::Syn, None, true), 65520),
+            None
+        );
+        assert_eq!(
+            clamp_mss(&tcp_packet(TcpControl::None, Some(65480), true), 65520),
+            None
+        );
+        // Option lengths that lie are left to smoltcp, never read past.
+        let mut lying = synack.clone();
+        lying[20 + 21] = 40;
+        assert_eq!(clamp_mss(&lying, 65520), None);
+        for cut in 0..synack.len() {
+            let _ = clamp_mss(&synack[..cut], 65520);
+        }
     }
 
     #[test]
@@ -2316,7 +2615,7 @@ mod tests {
 
         // Idle past UDP_IDLE: the flow and its socket go.
         let later = Instant::now() + UDP_IDLE + Duration::from_secs(2);
-        nat.poll(later, &mut |_| {});
+        nat.poll(later, &mut |_, _| {});
         assert_eq!(nat.counters().snapshot().udp_flows, 0);
         assert_eq!(nat.net.nat.flows(), 0);
         assert!(nat.udp_binds.is_empty());
@@ -2419,7 +2718,7 @@ mod tests {
         // The host side is never serviced; time passes.
         let mut out = Vec::new();
         let later = Instant::now() + CONNECT_TIMEOUT + Duration::from_secs(2);
-        nat.poll(later, &mut |f| out.push(f.to_vec()));
+        nat.poll(later, &mut |f, _| out.push(f[vnet::HDR_LEN..].to_vec()));
         let (_, _, flags, ack) = tcp_of(&out[0]);
         assert_eq!(flags, (false, true, true), "RST|ACK");
         assert_eq!(ack, 1001);

@@ -191,6 +191,15 @@ pub struct Link {
     pub sandbox: EthernetAddress,
 }
 
+/// The Ethernet header of a frame from the gateway to the sandbox.
+pub fn ethernet_header(link: Link) -> [u8; 14] {
+    let mut header = [0u8; 14];
+    header[..6].copy_from_slice(link.sandbox.as_bytes());
+    header[6..12].copy_from_slice(link.gateway.as_bytes());
+    header[12..].copy_from_slice(&[0x08, 0x00]);
+    header
+}
+
 /// Put `ip_packet` in an Ethernet frame from the gateway to the sandbox,
 /// into `out` (cleared first).
 pub fn wrap_ethernet(link: Link, ip_packet: &[u8], out: &mut Vec<u8>) {
