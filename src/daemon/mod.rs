@@ -85,6 +85,11 @@ pub fn run(paths: Paths, opts: Options) -> Result<()> {
     lock.set_len(0)?;
     writeln!(&mut *lock, "{}", std::process::id())?;
     raise_fd_limit();
+    // Per-flow buffers are returned to the kernel when a flow ends (see
+    // sys::alloc): without this, bursts of flows leave RSS high for good.
+    if !crate::sys::alloc::fix_mmap_threshold(128 * 1024) {
+        warn!("could not fix the allocator's mmap threshold");
+    }
 
     let exe = std::env::current_exe().context("locating the warren binary")?;
     // Still single-threaded: the confinement covers every thread. The

@@ -15,10 +15,14 @@
 //!   (compiled by `seccompiler`; installed here with the flags it cannot
 //!   pass) and the daemon's SIGSYS reporter.
 //!
+//! - [`alloc`]: fixing glibc's mmap threshold so large per-flow buffers go
+//!   back to the kernel when freed.
+//!
 //! Safe wrappers that `nix` already provides (setns, unshare, mount,
 //! SCM_RIGHTS) are used directly by their callers.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod alloc;
 pub mod fd;
 pub mod ns;
 pub mod pidfd;
