@@ -157,3 +157,61 @@ fn hostile_frames_are_dropped_or_answered_and_harm_no_one() {
     assert_eq!(out.trim(), "EGRESS", "and for everyone else");
     env.assert_daemon_idle();
 }
+
+#[test]
+fn lying_virtio_net_headers_are_dropped_and_counted() {
+    // The TAPs carry a virtio-net header with checksum offload; a root
+    // process in a sandbox can put a partial checksum anywhere the kernel
+    // accepts. The switch drops every such frame (bad_offload) before it
+    // reaches another sandbox, whose kernel would otherwise write a
+    // checksum into the wrong bytes.
+    let env = Env::new();
+    env.ok(&["network", "create", "dev"]);
+    env.start("attacker", &["dev"], &["sleep", "600"]);
+    env.start(
+        "victim",
+        &["dev"],
+        &["python3", &tool("tcp_echo.py"), "8080"],
+    );
+    let victim = env.ip("victim", "dev");
+    let victim_mac = {
+        let ip: std::net::Ipv4Addr = victim.parse().unwrap();
+        let o = ip.octets();
+        format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+    };
+    assert!(env.ping("attacker", &victim));
+    let before = env.stats("dev")["counters"]["dropped"]["bad_offload"]
+        .as_u64()
+        .unwrap();
+    let report = env.exec_ok(
+        "attacker",
+        &["python3", &tool("vnet_frames.py"), &victim, &victim_mac],
+    );
+    for kind in ["csum_in_ip_header", "csum_at_tcp_offset", "good"] {
+        assert!(
+            report.contains(&format!("{kind} sent"))
+                && !report.contains(&format!("{kind} refused")),
+            "{kind}: {report}"
+        );
+    }
+    let after = env.stats("dev")["counters"]["dropped"]["bad_offload"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        after >= before + 6,
+        "each lying header dropped and counted: {before} -> {after}"
+    );
+    // The honest frame passed, and the neighbours still talk.
+    let echo = env.exec_ok(
+        "attacker",
+        &[
+            "python3",
+            &tool("tcp_client.py"),
+            &victim,
+            "8080",
+            "still here",
+        ],
+    );
+    assert_eq!(echo.trim(), "STILL HERE");
+    env.assert_daemon_idle();
+}
