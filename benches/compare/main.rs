@@ -19,7 +19,8 @@
 //! Settings from the environment: `WARREN_BENCH_SECS` (seconds per run,
 //! 3), `WARREN_BENCH_ROUNDS` (3), `WARREN_BENCH_TIMEOUT` (the run stops
 //! itself, cleaning up and printing what it has, after this many seconds:
-//! 570).
+//! 570), `WARREN_BENCH_PROFILE=DIR` (a `perf` profile of warren on each
+//! row with a goal, from one extra run: see `compare/profile.rs`).
 //!
 //! Why Rust and not a shell script: the harness has to find and kill what
 //! daemons and forwarders leave behind, hold a time limit and signals while
@@ -38,6 +39,7 @@ mod footprint;
 mod helpers;
 mod lab;
 mod measure;
+mod profile;
 mod report;
 
 use std::collections::BTreeSet;
@@ -152,6 +154,7 @@ fn main() {
             "compare: {runs} runs of {secs} s, about {} s",
             runs as u64 * (u64::from(secs) + 1)
         );
+        let profiles = profile::dir();
         let mut done = 0;
         for round in 0..rounds as usize {
             for &i in &specs {
@@ -181,6 +184,14 @@ fn main() {
                         }
                     );
                     report::record(i, sys, figure);
+                }
+                if let Some(dir) = profiles.as_deref() {
+                    if round == 0
+                        && !spec.goal.is_empty()
+                        && lab.place(Sys::Warren, spec.route).is_some()
+                    {
+                        profile::run(dir, &lab, spec, secs);
+                    }
                 }
             }
         }

@@ -52,7 +52,12 @@ const EGRESS: &[Sys] = &[Sys::Warren, Sys::Pasta, Sys::Slirp];
 const INGRESS: &[Sys] = &[Sys::Warren, Sys::Rootlesskit, Sys::Pasta, Sys::Slirp];
 const BRIDGE_GOAL: Goal = &[(Sys::Bridge, 0.8)];
 const EGRESS_GOAL: Goal = &[(Sys::Pasta, 2.0), (Sys::Slirp, 3.0)];
+/// Issue 5 (host into the sandbox): rootlesskit's builtin driver and 3×
+/// slirp4netns.
 const INGRESS_GOAL: Goal = &[(Sys::Rootlesskit, 1.0), (Sys::Slirp, 3.0)];
+/// Out of the sandbox through a published port only issue 7's ingress
+/// goal applies (issue 5's benchmark is the way in).
+const INGRESS_R_GOAL: Goal = &[(Sys::Rootlesskit, 1.0)];
 
 /// Every throughput and latency row, in table order.
 pub const SPECS: &[Spec] = &[
@@ -120,7 +125,7 @@ pub const SPECS: &[Spec] = &[
             reverse: true,
         },
         systems: INGRESS,
-        goal: INGRESS_GOAL,
+        goal: INGRESS_R_GOAL,
     },
     Spec {
         section: "ingress",
