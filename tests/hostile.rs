@@ -31,6 +31,21 @@ fn host_echo() -> u16 {
     port
 }
 
+/// `from` still reaches the victim's echo server on port 8080.
+fn assert_still_talks(env: &Env, from: &str, victim: &str) {
+    let echo = env.exec_ok(
+        from,
+        &[
+            "python3",
+            &tool("tcp_client.py"),
+            victim,
+            "8080",
+            "still here",
+        ],
+    );
+    assert_eq!(echo.trim(), "STILL HERE", "{from} -> {victim}");
+}
+
 #[test]
 fn hostile_frames_are_dropped_or_answered_and_harm_no_one() {
     let env = Env::new();
@@ -118,17 +133,7 @@ fn hostile_frames_are_dropped_or_answered_and_harm_no_one() {
         String::from_utf8_lossy(&got.stdout).contains(&victim),
         "DNS still answers"
     );
-    let echo = env.exec_ok(
-        "peer",
-        &[
-            "python3",
-            &tool("tcp_client.py"),
-            &victim,
-            "8080",
-            "still here",
-        ],
-    );
-    assert_eq!(echo.trim(), "STILL HERE");
+    assert_still_talks(&env, "peer", &victim);
     let out = env.exec_ok(
         "attacker",
         &[
@@ -202,16 +207,6 @@ fn lying_virtio_net_headers_are_dropped_and_counted() {
         "each lying header dropped and counted: {before} -> {after}"
     );
     // The honest frame passed, and the neighbours still talk.
-    let echo = env.exec_ok(
-        "attacker",
-        &[
-            "python3",
-            &tool("tcp_client.py"),
-            &victim,
-            "8080",
-            "still here",
-        ],
-    );
-    assert_eq!(echo.trim(), "STILL HERE");
+    assert_still_talks(&env, "attacker", &victim);
     env.assert_daemon_idle();
 }
