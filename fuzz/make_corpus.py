@@ -67,6 +67,14 @@ write("switch_ingress", "udp-unicast", B + A + b"\x08\x00" + ipv4("172.17.0.2", 
 write("switch_ingress", "ping-gateway", GW + A + b"\x08\x00" + ipv4("172.17.0.2", "172.17.0.1", 1, icmp_echo()))
 write("switch_ingress", "spoofed-ip", BC + A + b"\x08\x00" + ipv4("172.17.0.9", "172.17.0.1", 17, udp(1, 2, b"")))
 write("switch_ingress", "runt", b"\xff" * 10)
+# With a virtio-net header first (the target reads every input both ways):
+# a TCP segment whose checksum the sender left to the device, as a
+# sandbox's kernel sends one (NEEDS_CSUM, csum_start at the TCP header).
+tcp = struct.pack("!HHIIBBHHH", 40000, 80, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
+partial = struct.pack("=BBHHHH", 1, 0, 0, 0, 14 + 20, 16)
+write("switch_ingress", "vnet-tcp-partial", partial + B + A + b"\x08\x00" + ipv4("172.17.0.2", "172.17.0.3", 6, tcp))
+valid = struct.pack("=BBHHHH", 2, 0, 0, 0, 0, 0)
+write("switch_ingress", "vnet-udp-valid", valid + B + A + b"\x08\x00" + ipv4("172.17.0.2", "172.17.0.3", 17, udp(1000, 2000, b"hi")))
 
 # gateway_frames: a sandbox at 172.18.0.2 talking to the gateway 172.18.0.1;
 # frames are separated by 0xff in the fuzz input, so use one frame per file
