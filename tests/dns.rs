@@ -10,117 +10,24 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::upstream::{Reply, Upstream};
 use common::{tool, Env};
-use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record};
+use hickory_proto::rr::RecordType;
 
 const SLEEP: &[&str] = &["sleep", "600"];
 const OUTSIDE_ADDR: &str = "198.51.100.7";
 
-/// The test's upstream resolver on loopback.
-struct Upstream {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<String>>>,
-    silent: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Upstream {
-    fn start() -> Upstream {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let addr = socket.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let silent = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen2, silent2, stop2) = (seen.clone(), silent.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !stop2.load(Ordering::SeqCst) {
-                let Ok((len, from)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok(query) = Message::from_vec(&buf[..len]) else {
-                    continue;
-                };
-                let Some(q) = query.queries().first().cloned() else {
-                    continue;
-                };
-                let name = q.name().to_lowercase().to_ascii();
-                seen2.lock().unwrap().push(name.clone());
-                if silent2.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let mut answer = Message::new();
-                answer
-                    .set_id(query.id())
-                    .set_message_type(MessageType::Response)
-                    .set_recursion_desired(query.recursion_desired())
-                    .set_recursion_available(true);
-                answer.add_query(q.clone());
-                if name.ends_with("outside.test.") && !name.starts_with("nx") {
-                    answer.add_answer(Record::from_rdata(
-                        q.name().clone(),
-                        60,
-                        RData::A(A(OUTSIDE_ADDR.parse().unwrap())),
-                    ));
-                } else {
-                    answer.set_response_code(ResponseCode::NXDomain);
-                }
-                let _ = socket.send_to(&answer.to_vec().unwrap(), from);
-            }
-        });
-        Upstream {
-            addr,
-            seen,
-            silent,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn arg(&self) -> String {
-        self.addr.to_string()
-    }
-
-    /// Names asked so far (lower case, absolute).
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn asked(&self, name: &str) -> bool {
-        self.seen().iter().any(|n| n == name)
-    }
-
-    /// Keep receiving but never answer.
-    fn go_silent(&self) {
-        self.silent.store(true, Ordering::SeqCst);
-    }
-
-    /// Close the socket: queries are refused by the kernel.
-    fn shut(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.shut();
+/// The test's upstream resolver's answers: `outside.test.` names (any
+/// type) are OUTSIDE_ADDR unless they start with `nx`; the rest NXDOMAIN.
+fn outside(name: &str, _: RecordType) -> Reply {
+    if name.ends_with("outside.test.") && !name.starts_with("nx") {
+        Reply::A(OUTSIDE_ADDR.parse().unwrap())
+    } else {
+        Reply::NxDomain
     }
 }
 
@@ -221,7 +128,7 @@ fn run_aliased(env: &Env, name: &str, network: &str, alias: &str) {
 
 #[test]
 fn seed_walkthrough_names_aliases_round_robin_scope_ptr() {
-    let up = Upstream::start();
+    let up = Upstream::start(outside);
     let env = env_with(&up);
     env.ok(&["network", "create", "dev"]);
     env.ok(&["network", "create", "prod"]);
@@ -336,7 +243,7 @@ fn seed_walkthrough_names_aliases_round_robin_scope_ptr() {
 
 #[test]
 fn forwarding_servfail_and_internal_networks() {
-    let mut up = Upstream::start();
+    let mut up = Upstream::start(outside);
     let env = env_with(&up);
     env.ok(&["network", "create", "pub"]);
     env.ok(&["network", "create", "--internal", "priv"]);
@@ -407,7 +314,7 @@ fn forwarding_servfail_and_internal_networks() {
 
 #[test]
 fn names_follow_rm_connect_and_disconnect_at_once() {
-    let up = Upstream::start();
+    let up = Upstream::start(outside);
     let env = env_with(&up);
     env.ok(&["network", "create", "dev"]);
     env.start("alpha", &["dev"], SLEEP);
@@ -465,7 +372,7 @@ fn closed_after(text: &str) -> f64 {
 }
 
 fn hostile_env() -> (Upstream, Env, String) {
-    let up = Upstream::start();
+    let up = Upstream::start(outside);
     let env = env_with(&up);
     env.ok(&["network", "create", "dev"]);
     env.start("es", &["dev"], SLEEP);

@@ -12,6 +12,8 @@
 //! gateways, on networks the test made.
 #![allow(dead_code)]
 
+pub mod upstream;
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
