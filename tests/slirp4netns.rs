@@ -19,19 +19,17 @@ mod common;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::upstream::{Reply, Upstream};
 use common::{free_port, tool, Env};
-use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record};
+use hickory_proto::rr::RecordType;
 
 const REAL: &str = "/usr/bin/slirp4netns";
 
@@ -184,6 +182,12 @@ impl Instance {
     }
 
     /// Waits for the process to end; its exit status code.
+    /// The instance exits with status 0 within 10 s (its log if not).
+    fn assert_exits_cleanly(&mut self) {
+        let code = self.wait_exit(Duration::from_secs(10));
+        assert_eq!(code, Some(0), "{}", self.log_text());
+    }
+
     fn wait_exit(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
@@ -345,12 +349,7 @@ fn api_replies_match_real_slirp4netns_byte_for_byte() {
         }
         // Both stop on the exit fd, and take their socket with them.
         inst.exit.take();
-        assert_eq!(
-            inst.wait_exit(Duration::from_secs(10)),
-            Some(0),
-            "{}",
-            inst.log_text()
-        );
+        inst.assert_exits_cleanly();
         assert!(!sock.exists(), "{} left its API socket", bin.display());
         replies.push(got);
     }
@@ -377,71 +376,13 @@ fn api_replies_match_real_slirp4netns_byte_for_byte() {
     );
 }
 
-/// A DNS server on loopback answering 198.51.100.9 for `*.slirp.test`,
-/// NXDOMAIN otherwise.
-struct Upstream {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Upstream {
-    fn start() -> Upstream {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let addr = socket.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !stop2.load(Ordering::SeqCst) {
-                let Ok((len, from)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok(query) = Message::from_vec(&buf[..len]) else {
-                    continue;
-                };
-                let Some(q) = query.queries().first().cloned() else {
-                    continue;
-                };
-                let mut answer = Message::new();
-                answer
-                    .set_id(query.id())
-                    .set_message_type(MessageType::Response)
-                    .set_recursion_desired(query.recursion_desired())
-                    .set_recursion_available(true);
-                answer.add_query(q.clone());
-                let name = q.name().to_lowercase().to_ascii();
-                if name.ends_with("slirp.test.")
-                    && q.query_type() == hickory_proto::rr::RecordType::A
-                {
-                    answer.add_answer(Record::from_rdata(
-                        q.name().clone(),
-                        60,
-                        RData::A(A("198.51.100.9".parse().unwrap())),
-                    ));
-                } else if !name.ends_with("slirp.test.") {
-                    answer.set_response_code(ResponseCode::NXDomain);
-                }
-                let _ = socket.send_to(&answer.to_vec().unwrap(), from);
-            }
-        });
-        Upstream {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+/// The upstream's answers: 198.51.100.9 for `*.slirp.test` (no data for
+/// other types there), NXDOMAIN otherwise.
+fn slirp_test(name: &str, qtype: RecordType) -> Reply {
+    match (name.ends_with("slirp.test."), qtype) {
+        (true, RecordType::A) => Reply::A("198.51.100.9".parse().unwrap()),
+        (true, _) => Reply::NoData,
+        (false, _) => Reply::NxDomain,
     }
 }
 
@@ -460,7 +401,7 @@ fn rootlesskit_egress_dns_and_port_driver() {
     if !Path::new("/usr/bin/rootlesskit").exists() {
         panic!("rootlesskit is needed: run scripts/install-deps");
     }
-    let up = Upstream::start();
+    let up = Upstream::start(slirp_test);
     let env = Env::new();
     env.start_daemon(&["--dns-upstream", &up.addr.to_string()]);
     let link = slirp_link(&env);
@@ -628,12 +569,7 @@ fn help_ready_fd_exit_fd_signals_and_configuration() {
         assert!(ok, "ping {ip}: {text}");
     }
     inst.exit.take();
-    assert_eq!(
-        inst.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        inst.log_text()
-    );
+    inst.assert_exits_cleanly();
     assert!(
         all_gone(&env, inst.pid()),
         "{:?} {:?}",
@@ -653,12 +589,7 @@ fn help_ready_fd_exit_fd_signals_and_configuration() {
         nix::sys::signal::SIGTERM,
     )
     .unwrap();
-    assert_eq!(
-        inst.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        inst.log_text()
-    );
+    inst.assert_exits_cleanly();
     assert!(all_gone(&env, inst.pid()));
 
     // SIGKILL: nothing cleans up in the instance; the daemon does (the
@@ -759,16 +690,28 @@ fn a_netns_path_as_podman_gives_it() {
     let (ok, text) = target.sh(&env, "ip -o -4 addr show tap0; ping -c 1 -W 2 10.0.2.3");
     assert!(ok && text.contains("inet 10.0.2.100/24"), "{text}");
     inst.exit.take();
-    assert_eq!(
-        inst.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        inst.log_text()
-    );
+    inst.assert_exits_cleanly();
     assert!(all_gone(&env, inst.pid()));
     // And a SIGKILLed one: the path through its fd dies with it.
     let inst = Instance::start_at(&env, &link, &["-c"], &["--netns-type=path", &netns, "tap0"]);
     kill_and_wait(&env, inst);
+}
+
+/// A network `name` on `subnet` owned (`owner-pid`) by a new process of
+/// the test's unprivileged user; killing the process is the test's to do.
+fn owned_network(env: &Env, subnet: &str, name: &str) -> Killed {
+    let owner = Killed(
+        env.user_cmd("sleep")
+            .arg("120")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let owner_pid = format!("owner-pid={}", owner.0.id());
+    env.ok(&[
+        "network", "create", "--subnet", subnet, "--opt", &owner_pid, name,
+    ]);
+    owner
 }
 
 #[test]
@@ -858,23 +801,7 @@ fn network_options_behind_the_mode() {
 
     // owner-pid: the network goes when its owner does; a sandbox of
     // `warren run` on it is only disconnected.
-    let mut owner = Killed(
-        env.user_cmd("sleep")
-            .arg("120")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let pid = owner.0.id().to_string();
-    env.ok(&[
-        "network",
-        "create",
-        "--subnet",
-        "10.76.0.0/24",
-        "--opt",
-        &format!("owner-pid={pid}"),
-        "owned",
-    ]);
+    let mut owner = owned_network(&env, "10.76.0.0/24", "owned");
     env.ok(&["network", "connect", "owned", "d2"]);
     let _ = owner.0.kill();
     let _ = owner.0.wait();
@@ -892,23 +819,7 @@ fn network_options_behind_the_mode() {
 
     // An owner that dies while no daemon runs: the next daemon removes the
     // network at start.
-    let mut owner = Killed(
-        env.user_cmd("sleep")
-            .arg("120")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let pid = owner.0.id().to_string();
-    env.ok(&[
-        "network",
-        "create",
-        "--subnet",
-        "10.75.0.0/24",
-        "--opt",
-        &format!("owner-pid={pid}"),
-        "owned2",
-    ]);
+    let mut owner = owned_network(&env, "10.75.0.0/24", "owned2");
     let daemon = env.daemon_pid().expect("daemon pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon),
