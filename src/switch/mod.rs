@@ -1140,6 +1140,18 @@ mod tests {
 
     /// A port on `switch`, and the test's end of its "TAP".
     fn port(switch: &SwitchHandle, mac: [u8; 6], ip: Ipv4Addr, label: &str) -> (PortId, OwnedFd) {
+        add_port(switch, mac, ip, label, false)
+    }
+
+    /// A port on `switch` over a socket pair, with or without a virtio-net
+    /// header before each frame; the test's end of the pair.
+    fn add_port(
+        switch: &SwitchHandle,
+        mac: [u8; 6],
+        ip: Ipv4Addr,
+        label: &str,
+        vnet_hdr: bool,
+    ) -> (PortId, OwnedFd) {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -1149,7 +1161,7 @@ mod tests {
         .expect("socketpair");
         let spec = PortSpec {
             fd: theirs,
-            vnet_hdr: false,
+            vnet_hdr,
             mac,
             ipv4: ip,
             label: label.to_string(),
@@ -1292,22 +1304,7 @@ mod tests {
     /// A port whose fd carries a virtio-net header before each frame, as
     /// a TAP opened by `sys::tap` does.
     fn vnet_port(switch: &SwitchHandle, mac: [u8; 6], ip: Ipv4Addr) -> OwnedFd {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .expect("socketpair");
-        let spec = PortSpec {
-            fd: theirs,
-            vnet_hdr: true,
-            mac,
-            ipv4: ip,
-            label: "vnet".to_string(),
-        };
-        switch.add_port(spec).expect("add_port");
-        ours
+        add_port(switch, mac, ip, "vnet", true).1
     }
 
     /// What a kernel with `TUN_F_CSUM` sends: the UDP checksum field holds

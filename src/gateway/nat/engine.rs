@@ -2378,23 +2378,7 @@ mod tests {
             timestamp: timestamps.then(|| smoltcp::wire::TcpTimestampRepr::new(5, 6)),
             payload: &[],
         };
-        let ip_repr = Ipv4Repr {
-            src_addr: SB_IP,
-            dst_addr: GW_IP,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp_repr.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut packet = vec![0u8; ip_repr.buffer_len() + tcp_repr.buffer_len()];
-        let mut ip = Ipv4Packet::new_unchecked(&mut packet[..]);
-        ip_repr.emit(&mut ip, &Default::default());
-        tcp_repr.emit(
-            &mut TcpPacket::new_unchecked(ip.payload_mut()),
-            &SB_IP.into(),
-            &GW_IP.into(),
-            &Default::default(),
-        );
-        packet
+        policy::tests::tcp_ip_packet(SB_IP, GW_IP, &tcp_repr)
     }
 
     fn mss_of(packet: &[u8]) -> Option<u16> {

@@ -377,7 +377,7 @@ pub fn icmp_from(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use smoltcp::wire::{TcpPacket, TcpSeqNumber};
 
@@ -414,9 +414,14 @@ mod tests {
             timestamp: None,
             payload: &[],
         };
+        tcp_ip_packet(src.0, dst.0, &tcp_repr)
+    }
+
+    /// `tcp_repr` from `src` to `dst` as an IPv4 packet, checksums filled.
+    pub(crate) fn tcp_ip_packet(src: Ipv4Addr, dst: Ipv4Addr, tcp_repr: &TcpRepr) -> Vec<u8> {
         let ip_repr = Ipv4Repr {
-            src_addr: src.0,
-            dst_addr: dst.0,
+            src_addr: src,
+            dst_addr: dst,
             next_header: IpProtocol::Tcp,
             payload_len: tcp_repr.buffer_len(),
             hop_limit: 64,
@@ -425,7 +430,7 @@ mod tests {
         let mut ip = Ipv4Packet::new_unchecked(&mut packet[..]);
         ip_repr.emit(&mut ip, &Default::default());
         let mut tcp = TcpPacket::new_unchecked(ip.payload_mut());
-        tcp_repr.emit(&mut tcp, &src.0.into(), &dst.0.into(), &Default::default());
+        tcp_repr.emit(&mut tcp, &src.into(), &dst.into(), &Default::default());
         packet
     }
 
