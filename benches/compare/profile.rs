@@ -55,14 +55,27 @@ pub fn run(dir: &Path, lab: &Lab, spec: &Spec, secs: u32) {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn();
-    let mut record = match record {
+    let record = match record {
         Ok(c) => c,
         Err(e) => return report::note(format!("{}: perf record: {e}", spec.label)),
     };
     // perf needs a moment to open its events on every CPU.
     std::thread::sleep(Duration::from_millis(300));
     let figure = measure::run(lab, spec, Sys::Warren, secs);
-    let _ = record.wait();
+    // Its stderr is read to the end here, so a chatty perf cannot fill the
+    // pipe and stall; what it said is the note if it failed.
+    match record.wait_with_output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let last = err.lines().last().unwrap_or("no output");
+            return report::note(format!(
+                "{}: perf record failed ({}): {last}",
+                spec.label, o.status
+            ));
+        }
+        Err(e) => return report::note(format!("{}: perf record: {e}", spec.label)),
+    }
     let header = format!(
         "# {}, warren, {secs} s under perf record -a -g: {}\n\
          # Shares are of all CPUs' time (with 2 CPUs, 50% is one whole core);\n\
