@@ -24,6 +24,11 @@
 //!   --disable-host-loopback` (MTU 65520), ports added with `rootlessctl
 //!   add-ports 127.0.0.1:HOST:CHILD/tcp`; published ports only (its egress
 //!   is slirp4netns's).
+//! - **host loopback**: no sandbox and no forwarder, the reference for the
+//!   egress rows: the same client on the host, to its own set of the
+//!   host's servers on 127.0.0.1. One TCP connection between two
+//!   processes over `lo` is the most any path to the host's loopback can
+//!   carry here; every egress path is that plus a sandbox and a forwarder.
 //!
 //! Every peer runs as uid 65534 when the harness is root (rootlesskit
 //! needs a subuid range for it, which `scripts/install-deps` adds). All
@@ -47,15 +52,18 @@ pub enum Sys {
     Pasta,
     Slirp,
     Rootlesskit,
+    /// No sandbox: the reference for egress (see the module documentation).
+    Loopback,
 }
 
 impl Sys {
-    pub const ALL: [Sys; 5] = [
+    pub const ALL: [Sys; 6] = [
         Sys::Warren,
         Sys::Bridge,
         Sys::Pasta,
         Sys::Slirp,
         Sys::Rootlesskit,
+        Sys::Loopback,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,13 +73,14 @@ impl Sys {
             Sys::Pasta => "pasta",
             Sys::Slirp => "slirp4netns",
             Sys::Rootlesskit => "rootlesskit builtin",
+            Sys::Loopback => "host loopback (no sandbox)",
         }
     }
 
     /// Why this system cannot be set up here, if it cannot.
     pub fn missing(self) -> Option<String> {
         let tools: &[&str] = match self {
-            Sys::Warren => &["sh"],
+            Sys::Warren | Sys::Loopback => &["sh"],
             Sys::Bridge if !is_root() => return Some("needs root".into()),
             Sys::Bridge => &["ip"],
             Sys::Pasta => &["pasta", "unshare", "nsenter"],
@@ -257,7 +266,7 @@ impl Lab {
             failed: Vec::new(),
         };
         for &sys in systems {
-            if [Sys::Warren, Sys::Pasta, Sys::Slirp].contains(&sys) {
+            if [Sys::Warren, Sys::Pasta, Sys::Slirp, Sys::Loopback].contains(&sys) {
                 let host = Ports::free();
                 let spawned = user("sh", &lab.bench.dir)
                     .args(["-c", &servers(&lab.bench.helper, "127.0.0.1", host)])
@@ -288,6 +297,8 @@ impl Lab {
                 Sys::Pasta => lab.setup_pasta().map(|n| lab.pasta = Some(n)),
                 Sys::Slirp => lab.setup_slirp().map(|n| lab.slirp = Some(n)),
                 Sys::Rootlesskit => lab.setup_rootlesskit().map(|n| lab.rootlesskit = Some(n)),
+                // Its servers are the host's, started above.
+                Sys::Loopback => Ok(()),
             };
             match r.and_then(|()| lab.probe(sys)) {
                 Ok(()) => {}
@@ -308,6 +319,9 @@ impl Lab {
             Sys::Pasta => self.pasta = None,
             Sys::Slirp => self.slirp = None,
             Sys::Rootlesskit => self.rootlesskit = None,
+            Sys::Loopback => {
+                self.host.remove(&sys);
+            }
         }
     }
 
@@ -334,6 +348,9 @@ impl Lab {
                 };
                 p.env = w.w.env();
                 Some(p)
+            }
+            (Sys::Loopback, Route::Egress) => {
+                Some(as_user(Vec::new(), "127.0.0.1", *self.host.get(&sys)?))
             }
             (Sys::Bridge, Route::Local) => {
                 let b = self.bridge.as_ref()?;

@@ -48,7 +48,8 @@ pub struct Spec {
 }
 
 const LOCAL: &[Sys] = &[Sys::Warren, Sys::Bridge];
-const EGRESS: &[Sys] = &[Sys::Warren, Sys::Pasta, Sys::Slirp];
+/// The host's own loopback is the reference: no egress path can beat it.
+const EGRESS: &[Sys] = &[Sys::Warren, Sys::Pasta, Sys::Slirp, Sys::Loopback];
 const INGRESS: &[Sys] = &[Sys::Warren, Sys::Rootlesskit, Sys::Pasta, Sys::Slirp];
 const BRIDGE_GOAL: Goal = &[(Sys::Bridge, 0.8)];
 const EGRESS_GOAL: Goal = &[(Sys::Pasta, 2.0), (Sys::Slirp, 3.0)];

@@ -100,13 +100,14 @@ pub fn median(v: &[f64]) -> Option<f64> {
 }
 
 /// Peers' columns, after warren's.
-const COLUMNS: [Sys; 5] = Sys::ALL;
+const COLUMNS: [Sys; 6] = Sys::ALL;
 
 fn short(sys: Sys) -> &'static str {
     match sys {
         Sys::Bridge => "bridge",
         Sys::Slirp => "slirp4netns",
         Sys::Rootlesskit => "rootlesskit",
+        Sys::Loopback => "loopback",
         other => other.name(),
     }
 }
@@ -248,7 +249,9 @@ fn spec_row(r: &Results, i: usize, spec: &Spec) -> String {
     row
 }
 
-/// Cores, kernel and the peers' package versions.
+/// Cores, kernel, the TCP congestion control (new network namespaces
+/// inherit the host's, and under BBR every sender paces with a timer, which
+/// moves every throughput figure) and the peers' package versions.
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -259,9 +262,12 @@ fn machine() -> String {
             format!("{p} {}", if v.is_empty() { "?" } else { &v })
         })
         .collect();
+    let cc =
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap_or_default();
     format!(
-        "{cores} cores, Linux {}, {}",
+        "{cores} cores, Linux {}, TCP congestion control {}, {}",
         kernel.trim(),
+        cc.trim(),
         versions.join(", ")
     )
 }
