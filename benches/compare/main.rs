@@ -10,7 +10,8 @@
 //! criterion, allocations per frame counted), `memory` (run to ready,
 //! daemon memory idle, per sandbox and per NAT flow), then the rows of
 //! `local` (sandbox to sandbox against a kernel bridge, root only),
-//! `egress` (against pasta and slirp4netns), `ingress` (published ports
+//! `egress` (against pasta and slirp4netns, with the host's own loopback
+//! as the ceiling), `ingress` (published ports
 //! against rootlesskit's builtin driver, pasta and slirp4netns) and
 //! `latency` (request/response and connection rates) — measured in
 //! rounds: every round runs every row on every system, rotating which
