@@ -19,8 +19,7 @@ def write(target, name, data):
         f.write(data)
 
 
-def mac(s):
-    return bytes(int(x, 16) for x in s.split(":"))
+mac = frames.mac
 
 
 A = mac("02:42:ac:11:00:02")

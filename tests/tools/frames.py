@@ -1,8 +1,32 @@
 """Building blocks for hand-made frames, shared by the frame injectors
-(inject.py, hostile_frames.py) and fuzz/make_corpus.py. Addresses are raw
-bytes (4 for IPv4, 6 for MACs).
+(inject.py, hostile_frames.py, vnet_frames.py) and fuzz/make_corpus.py.
+Addresses are raw bytes (4 for IPv4, 6 for MACs).
 """
+import socket
 import struct
+
+SOL_PACKET = 263
+PACKET_VNET_HDR = 15
+
+
+def mac(text):
+    """A MAC address as "aa:bb:cc:dd:ee:ff", as raw bytes."""
+    return bytes(int(x, 16) for x in text.split(":"))
+
+
+def eth0(toward, vnet_hdr=False):
+    """An AF_PACKET socket bound to eth0 (passing its own virtio-net header
+    with `vnet_hdr`), with this end's MAC and the IPv4 source the kernel
+    would use towards the address `toward`: (socket, mac, ip)."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    if vnet_hdr:
+        s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+    s.bind(("eth0", 0))
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.connect((toward, 9))
+    ip = socket.inet_aton(probe.getsockname()[0])
+    probe.close()
+    return s, s.getsockname()[4], ip
 
 
 def csum(b):

@@ -16,16 +16,9 @@ import sys
 import frames as frames_lib
 
 gw_ip = socket.inet_aton(sys.argv[1])
-gw_mac = bytes(int(x, 16) for x in sys.argv[2].split(":"))
+gw_mac = frames_lib.mac(sys.argv[2])
 outside = socket.inet_aton(sys.argv[3])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind(("eth0", 0))
-me = s.getsockname()[4]
-# Our address: ask the kernel which source it would use towards the gateway.
-probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-probe.connect((sys.argv[1], 9))
-my_ip = socket.inet_aton(probe.getsockname()[0])
-probe.close()
+s, me, my_ip = frames_lib.eth0(sys.argv[1])
 BC = b"\xff" * 6
 
 

@@ -15,20 +15,11 @@ import sys
 
 import frames as frames_lib
 
-SOL_PACKET = 263
-PACKET_VNET_HDR = 15
 NEEDS_CSUM = 1
 
 peer_ip = socket.inet_aton(sys.argv[1])
-peer_mac = bytes(int(x, 16) for x in sys.argv[2].split(":"))
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
-s.bind(("eth0", 0))
-me = s.getsockname()[4]
-probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-probe.connect((sys.argv[1], 9))
-my_ip = socket.inet_aton(probe.getsockname()[0])
-probe.close()
+peer_mac = frames_lib.mac(sys.argv[2])
+s, me, my_ip = frames_lib.eth0(sys.argv[1], vnet_hdr=True)
 
 
 def vnet(flags=0, start=0, offset=0):
