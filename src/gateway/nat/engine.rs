@@ -321,7 +321,9 @@ impl NatEngine {
     /// Take `frame` (from a sandbox, to the gateway MAC, source already
     /// checked by the switch) if it is egress: IPv4 to an address that is
     /// neither the gateway's nor in the network's own subnet. Returns false
-    /// for frames the gateway must see. `offload` is what the sandbox's
+    /// for frames the gateway must see; IPv4 with another version or a
+    /// header shorter than 20 bytes is taken and dropped (and counted).
+    /// `offload` is what the sandbox's
     /// kernel said of its transport checksum (see [`crate::switch::vnet`]):
     /// a trusted (partial or verified) one is taken as it is, any other is
     /// verified here, since the NAT's smoltcp interface does not verify TCP
@@ -336,6 +338,13 @@ impl NatEngine {
         let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
             return false;
         };
+        // The switch refuses these from sandboxes already; the engine does
+        // not lean on that (smoltcp's length check lets a header length of
+        // 0 through, and everything below reads the header).
+        if ip.version() != 4 || ip.header_len() < 20 {
+            self.counters.dropped.fetch_add(1, Relaxed);
+            return true;
+        }
         let dst = ip.dst_addr();
         if dst == self.gateway_ip {
             // Replies to host loopback clients of published ports, which
@@ -346,6 +355,13 @@ impl NatEngine {
             }
         } else if self.own_subnet.contains(&dst) || dst.is_broadcast() || dst.is_multicast() {
             return false;
+        }
+        if !self.sandbox_address(ip.src_addr()) {
+            // Again the switch's anti-spoofing stops these first; smoltcp
+            // would answer 0.0.0.0 with an assertion.
+            self.counters.dropped.fetch_add(1, Relaxed);
+            trace!(src = %ip.src_addr(), "nat: source no sandbox can have, dropped");
+            return true;
         }
         let mac = eth.src_addr();
         // Ethernet padding is not part of the packet.
@@ -838,6 +854,15 @@ impl NatEngine {
         let dst_port = (ip.frag_offset() == 0 && payload.len() >= 4)
             .then(|| u16::from_be_bytes([payload[2], payload[3]]));
         !(self.net.dns_on_gateway && dst_port == Some(crate::gateway::dns::DNS_PORT))
+    }
+
+    /// Whether `src` is an address a sandbox of this network can have: in
+    /// the subnet, not the gateway's, not the subnet's network or broadcast
+    /// address (a /31 or /32 has neither).
+    fn sandbox_address(&self, src: Ipv4Addr) -> bool {
+        let net = self.own_subnet;
+        let edge = net.prefix_len() <= 30 && (src == net.network() || src == net.broadcast());
+        net.contains(&src) && src != self.gateway_ip && !edge
     }
 
     /// Put paused listeners back into epoll once their handshakes drained.
@@ -2435,6 +2460,42 @@ mod tests {
         assert!(!nat.receive(now, &syn(40000, (GW_IP, 53))));
         assert!(!nat.receive(now, &syn(40000, (Ipv4Addr::new(10, 77, 0, 9), 80))));
         assert!(!nat.receive(now, &[0u8; 10]));
+        assert!(poll(&mut nat).is_empty());
+    }
+
+    #[test]
+    fn malformed_or_impossible_ipv4_is_dropped() {
+        // Found by the nat_frames fuzz target: smoltcp's length check lets
+        // a header length of 0 through, with a total length of 1.
+        let mut nat = engine(Limits::default());
+        let now = Instant::now();
+        let good = syn(40000, (HOST_LOOPBACK_ADDR, 9));
+        for (version_ihl, total) in [(0x40, 1u16), (0x44, 40), (0x65, 40)] {
+            let mut frame = good.clone();
+            frame[14] = version_ihl;
+            frame[16..18].copy_from_slice(&total.to_be_bytes());
+            assert!(nat.receive(now, &frame), "taken: {version_ihl:#x}");
+        }
+        // Sources no sandbox of 10.77.0.0/24 can have (smoltcp asserts on
+        // answering 0.0.0.0): taken and dropped too, even with a checksum
+        // the sandbox's kernel vouched for.
+        let sources = [
+            [0, 0, 0, 0],
+            [10, 77, 0, 0],
+            [10, 77, 0, 1],
+            [10, 77, 0, 255],
+            [10, 78, 0, 2],
+        ];
+        for src in sources {
+            let mut frame = good.clone();
+            frame[26..30].copy_from_slice(&src);
+            assert!(
+                nat.receive_offload(now, &frame, Offload::Valid),
+                "taken: {src:?}"
+            );
+        }
+        assert_eq!(nat.counters().snapshot().dropped, 8);
+        assert_eq!(nat.counters().snapshot().tcp_flows, 0);
         assert!(poll(&mut nat).is_empty());
     }
 
