@@ -84,6 +84,51 @@ write("gateway_frames", "arp-for-gateway", arp_gw[6:])  # leading broadcast woul
 write("gateway_frames", "dns-udp", GW18 + S + b"\x08\x00" + ipv4("172.18.0.2", "172.18.0.1", 17, udp(5353, 53, dns_query("es"))))
 write("gateway_frames", "ping", GW18 + S + b"\x08\x00" + ipv4("172.18.0.2", "172.18.0.1", 1, icmp_echo()))
 
+# nat_frames: a sandbox at 172.18.0.2 reaching outside addresses through
+# the NAT. An input is a mode byte (see the target), then frames, each
+# after a big-endian u16 length. 169.254.1.2 is the host's loopback there
+# (the target's own namespace: a TCP listener on 80, a UDP echo on 53);
+# the documentation addresses (192.0.2.0/24 and friends) have no route.
+def l4_sum(src, dst, proto, seg):
+    pseudo = ip(src) + ip(dst) + struct.pack("!BBH", 0, proto, len(seg))
+    return seg[:16 if proto == 6 else 6] + struct.pack("!H", frames.csum(pseudo + seg)) + seg[18 if proto == 6 else 8:]
+
+
+def tcp(src, dst, sport, dport, seq, ack, flags, payload=b""):
+    seg = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0) + payload
+    return GW18 + S + b"\x08\x00" + ipv4(src, dst, 6, l4_sum(src, dst, 6, seg))
+
+
+def udp_to(dst, dport, payload, src="172.18.0.2"):
+    seg = udp(40000, dport, payload)
+    return GW18 + S + b"\x08\x00" + ipv4(src, dst, 17, l4_sum(src, dst, 17, seg))
+
+
+def ping_to(dst):
+    return GW18 + S + b"\x08\x00" + ipv4("172.18.0.2", dst, 1, icmp_echo())
+
+
+def nat_input(mode, *frames_):
+    return bytes([mode]) + b"".join(struct.pack("!H", len(f)) + f for f in frames_)
+
+
+LO = "169.254.1.2"
+syn = tcp("172.18.0.2", LO, 40000, 80, 1000, 0, 0x02)
+get = tcp("172.18.0.2", LO, 40000, 80, 1001, 1, 0x18, b"GET / HTTP/1.0\r\n\r\n")
+fin = tcp("172.18.0.2", LO, 40000, 80, 1019, 1, 0x11)
+rst = tcp("172.18.0.2", LO, 40000, 80, 1020, 0, 0x04)
+write("nat_frames", "tcp-loopback", nat_input(0, syn, get, fin, rst))
+write("nat_frames", "tcp-loopback-partial-close", nat_input(0x0c, syn, get, fin))
+write("nat_frames", "tcp-unreachable", nat_input(0, tcp("172.18.0.2", "192.0.2.10", 40001, 443, 5, 0, 0x02)))
+write("nat_frames", "udp-dns-loopback", nat_input(0x02, udp_to(LO, 53, dns_query("example.org")), udp_to(LO, 53, b"again")))
+write("nat_frames", "udp-unreachable", nat_input(0, udp_to("198.51.100.7", 9, b"discard")))
+write("nat_frames", "udp-gateway-loopback", nat_input(0x01, udp_to("172.18.0.1", 53, dns_query("es")), udp_to("172.18.0.1", 5000, b"x")))
+write("nat_frames", "ping", nat_input(0, ping_to(LO), ping_to("203.0.113.1")))
+big = udp(40000, 53, b"f" * 3000)
+first = GW18 + S + b"\x08\x00" + frames.ipv4(ip("172.18.0.2"), ip(LO), 17, big[:1480], frag=0x2000, ident=7)
+second = GW18 + S + b"\x08\x00" + frames.ipv4(ip("172.18.0.2"), ip(LO), 17, big[1480:], frag=185, ident=7)
+write("nat_frames", "udp-fragments", nat_input(0, first, second))
+
 # dns_query: messages as they arrive.
 write("dns_query", "a-es", dns_query("es"))
 write("dns_query", "a-qualified", dns_query("es-2.dev"))
