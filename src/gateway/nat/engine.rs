@@ -220,6 +220,32 @@ struct TcpFlow {
     bulk: bool,
 }
 
+impl TcpFlow {
+    /// A flow over `stream` started at `started`: no smoltcp socket yet,
+    /// no epoll interest, nothing seen from the host.
+    fn new(key: FlowKey, stream: TcpStream, started: Instant) -> TcpFlow {
+        TcpFlow {
+            key,
+            stream,
+            started,
+            syn: None,
+            handle: None,
+            interest: EpollFlags::empty(),
+            registered: false,
+            armed: EpollFlags::empty(),
+            host_eof: false,
+            host_wr_shut: false,
+            host_dead: false,
+            write_blocked: false,
+            readable: true,
+            aborting: false,
+            forward: None,
+            connected: false,
+            bulk: false,
+        }
+    }
+}
+
 struct UdpFlow {
     key: FlowKey,
     out: UdpOut,
@@ -651,23 +677,10 @@ impl NatEngine {
         self.macs.insert(key.src.0, mac);
         let handle = self.sockets.add(sock);
         let slot = self.insert(Flow::Tcp(TcpFlow {
-            key,
-            stream,
-            started: now,
-            syn: None,
             handle: Some(handle),
-            interest: EpollFlags::empty(),
-            registered: false,
-            armed: EpollFlags::empty(),
-            host_eof: false,
-            host_wr_shut: false,
-            host_dead: false,
-            write_blocked: false,
-            readable: true,
-            aborting: false,
             forward: Some(id),
-            connected: false,
             bulk,
+            ..TcpFlow::new(key, stream, now)
         }));
         self.tcp_index.insert(key, slot);
         self.counters.tcp_flows.fetch_add(1, Relaxed);
@@ -959,23 +972,9 @@ impl NatEngine {
             };
         self.macs.insert(key.src.0, mac);
         let flow = Flow::Tcp(TcpFlow {
-            key,
-            stream,
-            started: now,
             syn: Some(packet.to_vec()),
-            handle: None,
             interest: EpollFlags::EPOLLOUT,
-            registered: false,
-            armed: EpollFlags::empty(),
-            host_eof: false,
-            host_wr_shut: false,
-            host_dead: false,
-            write_blocked: false,
-            readable: true,
-            aborting: false,
-            forward: None,
-            connected: false,
-            bulk: false,
+            ..TcpFlow::new(key, stream, now)
         });
         let slot = self.insert(flow);
         self.tcp_index.insert(key, slot);
