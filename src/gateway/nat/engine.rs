@@ -269,8 +269,19 @@ struct PingFlow {
 }
 
 impl NatEngine {
-    /// The engine of the network whose gateway is `gateway`.
+    /// The engine of the network whose gateway is `gateway`, its smoltcp
+    /// seeded at random (initial sequence numbers, ephemeral ports).
     pub fn new(net: NetworkNat, gateway: &GatewayConfig) -> io::Result<NatEngine> {
+        use std::hash::BuildHasher;
+        let seed = std::collections::hash_map::RandomState::new().hash_one(gateway.ip);
+        NatEngine::with_seed(net, gateway, seed)
+    }
+
+    /// [`NatEngine::new`] with smoltcp's random seed given: the same inputs
+    /// then give the same sequence numbers, which a fuzzer needs to get
+    /// past a handshake. Never for a real network (predictable sequence
+    /// numbers let an off-path host forge segments).
+    pub fn with_seed(net: NetworkNat, gateway: &GatewayConfig, seed: u64) -> io::Result<NatEngine> {
         let own_subnet = Ipv4Net::new(gateway.ip, gateway.prefix_len)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
             .trunc();
@@ -280,10 +291,7 @@ impl NatEngine {
         // every interface.)
         let mut device = IpDevice::new(policy::MAX_PACKET);
         let mut config = Config::new(HardwareAddress::Ip);
-        config.random_seed = {
-            use std::hash::BuildHasher;
-            std::collections::hash_map::RandomState::new().hash_one(gateway.ip)
-        };
+        config.random_seed = seed;
         let mut iface = Interface::new(config, &mut device, smoltcp::time::Instant::ZERO);
         iface.set_any_ip(true);
         iface.update_ip_addrs(|addrs| {
