@@ -99,8 +99,8 @@ def tcp(src, dst, sport, dport, seq, ack, flags, payload=b""):
     return GW18 + S + b"\x08\x00" + ipv4(src, dst, 6, l4_sum(src, dst, 6, seg))
 
 
-def udp_to(dst, dport, payload, src="172.18.0.2"):
-    seg = udp(40000, dport, payload)
+def udp_to(dst, dport, payload, src="172.18.0.2", sport=40000):
+    seg = udp(sport, dport, payload)
     return GW18 + S + b"\x08\x00" + ipv4(src, dst, 17, l4_sum(src, dst, 17, seg))
 
 
@@ -125,6 +125,16 @@ fin = tcp("172.18.0.2", LO, 40000, 80, 1019, ISN + 1, 0x11)
 rst = tcp("172.18.0.2", LO, 40000, 80, 1020, 0, 0x04)
 write("nat_frames", "tcp-loopback", nat_input(0, syn, ack, get, fin, rst))
 write("nat_frames", "tcp-loopback-partial-close", nat_input(0x0c, syn, ack, get, fin))
+# Mode 0x10: published ports. The host client 127.0.0.1:40080 appears to
+# the sandbox as the gateway 172.18.0.1:40080, and its SYN to port 80
+# carries the same first sequence number; the frames answer as the server.
+GWIP = "172.18.0.1"
+synack = tcp("172.18.0.2", GWIP, 80, 40080, 5000, ISN + 1, 0x12)
+reply = tcp("172.18.0.2", GWIP, 80, 40080, 5001, ISN + 1, 0x18, b"HTTP/1.0 200 OK\r\n\r\n")
+close = tcp("172.18.0.2", GWIP, 80, 40080, 5020, ISN + 1, 0x11)
+answer = udp_to(GWIP, 40053, b"answer", sport=53)
+write("nat_frames", "published", nat_input(0x10, synack, reply, answer, close))
+write("nat_frames", "published-refused", nat_input(0x14, tcp("172.18.0.2", GWIP, 80, 40080, 0, ISN + 1, 0x14)))
 write("nat_frames", "tcp-unreachable", nat_input(0, tcp("172.18.0.2", "192.0.2.10", 40001, 443, 5, 0, 0x02)))
 write("nat_frames", "udp-dns-loopback", nat_input(0x02, udp_to(LO, 53, dns_query("example.org")), udp_to(LO, 53, b"again")))
 write("nat_frames", "udp-unreachable", nat_input(0, udp_to("198.51.100.7", 9, b"discard")))
