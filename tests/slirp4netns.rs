@@ -22,6 +22,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -65,11 +66,13 @@ impl Target {
         self.child.id().to_string()
     }
 
-    /// A command run inside the target's namespaces.
+    /// A command run inside the target's namespaces, in a process group
+    /// of its own (see [`common::kill_group`]).
     fn cmd(&self, env: &Env, script: &str) -> Command {
         let mut c = env.user_cmd("nsenter");
         c.args(["-t", &self.pid(), "-U", "-n", "--preserve-credentials"])
-            .args(["timeout", "20", "sh", "-c", script]);
+            .args(["timeout", "20", "sh", "-c", script])
+            .process_group(0);
         c
     }
 
@@ -98,8 +101,7 @@ impl Target {
 impl Drop for Target {
     fn drop(&mut self) {
         for c in &mut self.inside {
-            let _ = c.kill();
-            let _ = c.wait();
+            common::kill_group(c);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -386,13 +388,13 @@ fn slirp_test(name: &str, qtype: RecordType) -> Reply {
     }
 }
 
-/// Kills a process on drop.
+/// Kills a process, and its process group if it was spawned in one of its
+/// own, on drop.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        common::kill_group(&mut self.0);
     }
 }
 
@@ -420,6 +422,7 @@ fn rootlesskit_egress_dns_and_port_driver() {
     let child_log = File::create(env.dir.join("rootlesskit.log")).unwrap();
     let mut rk = Killed(
         env.user_cmd("timeout")
+            .process_group(0)
             .arg("60")
             .arg("rootlesskit")
             .arg("--state-dir")

@@ -478,3 +478,18 @@ pub fn unshared(env: &Env, cmd: &[&str]) -> std::process::Child {
     assert!(moved, "unshare did not make the namespaces for {cmd:?}");
     child
 }
+
+/// Kills `child` and everything left in its process group, then reaps it.
+/// For children spawned with `process_group(0)` whose own children
+/// outlive a SIGKILL to them: `timeout` and `sh -c` leave their command
+/// running when they are killed, and a server left that way would run on
+/// after the test.
+pub fn kill_group(child: &mut std::process::Child) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::Pid;
+    if let Ok(pgid) = i32::try_from(child.id()) {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
