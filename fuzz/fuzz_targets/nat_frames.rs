@@ -72,24 +72,14 @@ static HOST: OnceLock<Mutex<Host>> = OnceLock::new();
 /// Move into a user and network namespace of our own and start the
 /// servers; exit if the process cannot be isolated.
 fn isolate() {
-    let uid = nix::unistd::getuid();
-    let gid = nix::unistd::getgid();
-    let flags = nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWNET;
-    if let Err(e) = nix::sched::unshare(flags) {
-        eprintln!("nat_frames: cannot make a network namespace of its own ({e}); it never runs on the host's network");
+    if let Err(e) = warren::sandbox::init::unshare_as_root(nix::sched::CloneFlags::CLONE_NEWNET) {
+        eprintln!("nat_frames: cannot make a network namespace of its own ({e:#}); it never runs on the host's network");
         std::process::exit(1);
     }
-    let maps = [
-        ("/proc/self/setgroups", "deny".to_string()),
-        ("/proc/self/uid_map", format!("0 {uid} 1\n")),
-        ("/proc/self/gid_map", format!("0 {gid} 1\n")),
-        ("/proc/sys/net/ipv4/ping_group_range", "0 0\n".to_string()),
-    ];
-    for (path, text) in &maps {
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("nat_frames: writing {path}: {e}");
-            std::process::exit(1);
-        }
+    let path = "/proc/sys/net/ipv4/ping_group_range";
+    if let Err(e) = std::fs::write(path, "0 0\n") {
+        eprintln!("nat_frames: writing {path}: {e}");
+        std::process::exit(1);
     }
     if let Err(e) = warren::sandbox::netlink::configure(true, &[], None) {
         eprintln!("nat_frames: bringing lo up: {e:#}");

@@ -160,6 +160,20 @@ pub fn main(detach: bool, net_host: bool, cmd: &[String]) -> i32 {
     }
 }
 
+/// Unshares a new user namespace and the namespaces in `more`, and maps
+/// our uid and gid to root in it, as `unshare -r` does: root inside, the
+/// caller outside, no privilege needed.
+pub fn unshare_as_root(more: CloneFlags) -> Result<()> {
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    unshare(CloneFlags::CLONE_NEWUSER | more)
+        .context("unshare (user namespaces must be enabled for unprivileged users)")?;
+    std::fs::write("/proc/self/setgroups", "deny").context("writing /proc/self/setgroups")?;
+    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).context("writing uid_map")?;
+    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).context("writing gid_map")?;
+    Ok(())
+}
+
 fn run(detach: bool, net_host: bool, cmd: &[String]) -> Result<i32> {
     if cmd.is_empty() {
         bail!("no command given");
@@ -176,16 +190,11 @@ fn run(detach: bool, net_host: bool, cmd: &[String]) -> Result<i32> {
     if detach {
         nix::unistd::setsid().context("setsid")?;
     }
-    let uid = nix::unistd::getuid();
-    let gid = nix::unistd::getgid();
-    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
+    let mut flags = CloneFlags::CLONE_NEWNS;
     if !net_host {
         flags |= CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS;
     }
-    unshare(flags).context("unshare (user namespaces must be enabled for unprivileged users)")?;
-    std::fs::write("/proc/self/setgroups", "deny").context("writing /proc/self/setgroups")?;
-    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).context("writing uid_map")?;
-    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).context("writing gid_map")?;
+    unshare_as_root(flags)?;
     nix::unistd::write(&sync, READY).context("signalling ready")?;
     let mut buf = vec![0u8; 64 * 1024];
     let n = nix::unistd::read(sync.as_raw_fd(), &mut buf).unwrap_or(0);
