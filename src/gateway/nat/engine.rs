@@ -878,12 +878,14 @@ impl NatEngine {
     }
 
     /// Whether `src` is an address a sandbox of this network can have: in
-    /// the subnet, not the gateway's, not the subnet's network or broadcast
-    /// address (a /31 or /32 has neither).
+    /// the subnet, and none of the addresses the IPAM never hands out (the
+    /// gateway's, the subnet's network and broadcast addresses).
     fn sandbox_address(&self, src: Ipv4Addr) -> bool {
         let net = self.own_subnet;
-        let edge = net.prefix_len() <= 30 && (src == net.network() || src == net.broadcast());
-        net.contains(&src) && src != self.gateway_ip && !edge
+        net.contains(&src)
+            && src != self.gateway_ip
+            && src != net.network()
+            && src != net.broadcast()
     }
 
     /// Put paused listeners back into epoll once their handshakes drained.
