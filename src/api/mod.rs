@@ -80,6 +80,21 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .with_state(daemon)
 }
 
+/// The router for a connection whose peer is inside a sandbox
+/// ([`crate::daemon::peer`]): every request gets 403, and says why.
+pub fn forbidden(why: String) -> Router {
+    Router::new().fallback(move || {
+        let why = why.clone();
+        async move {
+            ApiError::new(
+                403,
+                format!("the warren API does not serve processes inside a sandbox: the peer {why}"),
+                "run warren commands from outside the sandbox (docs/security.md)",
+            )
+        }
+    })
+}
+
 /// A request body: read (bounded by [`MAX_BODY`]) and parsed strictly, every
 /// failure in the API's JSON error shape.
 fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {

@@ -2,8 +2,9 @@
 //!
 //! The CLI is a thin client of the daemon's API ([`client`]); one file per
 //! command group mirrors the commands (`network`, `run`, `sandbox` for
-//! ps/inspect/rm/exec). Three hidden subcommands are not for users: `__init`
-//! (the first process of a sandbox), `__netns-helper` (the daemon's setns
+//! ps/inspect/rm/exec). Four hidden subcommands are not for users: `__init`
+//! (the first process of a sandbox), `__nsenter` (what `exec` runs in the
+//! sandbox), `__netns-helper` (the daemon's setns
 //! helper) and `__helper-spawner` (which starts helpers for the confined
 //! daemon); see [`crate::sandbox`].
 //!
@@ -18,6 +19,7 @@ pub mod network;
 pub mod port;
 pub mod run;
 pub mod sandbox;
+pub mod stdio;
 
 use std::path::PathBuf;
 
@@ -70,6 +72,8 @@ pub enum Command {
     Slirp4netns(Slirp4netnsArgs),
     #[command(name = "__init", hide = true)]
     Init(InitArgs),
+    #[command(name = "__nsenter", hide = true)]
+    Nsenter(NsenterArgs),
     #[command(name = "__netns-helper", hide = true)]
     NetnsHelper,
     #[command(name = "__helper-spawner", hide = true)]
@@ -134,9 +138,17 @@ pub struct DaemonArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct InitArgs {
+pub struct NsenterArgs {
     #[arg(long)]
-    pub detach: bool,
+    pub pid: i32,
+    #[arg(long)]
+    pub tty: bool,
+    #[arg(last = true, required = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
     #[arg(long)]
     pub net_host: bool,
     #[arg(last = true, required = true)]
@@ -178,9 +190,8 @@ pub fn main() -> i32 {
         Command::Slirp4netns(args) => {
             return crate::slirp::main("warren slirp4netns", &args.args, &paths)
         }
-        Command::Init(args) => {
-            return crate::sandbox::init::main(args.detach, args.net_host, &args.cmd)
-        }
+        Command::Init(args) => return crate::sandbox::init::main(args.net_host, &args.cmd),
+        Command::Nsenter(args) => sandbox::nsenter(args.pid, args.tty, &args.cmd),
         Command::NetnsHelper => return crate::sandbox::helper::main(),
         Command::HelperSpawner(args) => {
             return match crate::sys::seccomp::Mode::parse(&args.seccomp) {

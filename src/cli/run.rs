@@ -7,12 +7,12 @@
 //! killed before the command ever ran, and `run` exits 125 with the daemon's
 //! reason. The exit status is otherwise the command's (128+N for a signal).
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 
 use anyhow::{bail, Context, Result};
 
 use super::client::Client;
+use super::stdio::{self, IoArgs};
 use crate::api::types::{EndpointRequest, SandboxCreate, SandboxCreated};
 use crate::daemon::paths::Paths;
 use crate::daemon::util::random_id;
@@ -31,6 +31,14 @@ pub struct RunArgs {
     /// Run in the background and print the sandbox id
     #[arg(long, short = 'd')]
     pub detach: bool,
+    #[command(flatten)]
+    pub io: IoArgs,
+    /// Show the host's files read-only (a private writable /tmp), for commands not trusted
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// With --read-only: a path that stays writable (repeatable)
+    #[arg(long, value_name = "PATH", requires = "read_only")]
+    pub writable: Vec<std::path::PathBuf>,
     /// The command and its arguments
     #[arg(
         required = true,
@@ -70,28 +78,50 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
             return Ok(EXIT_ABORTED);
         }
     };
+    let env = stdio::sandbox_env(&a.io)?;
+    let writable = a
+        .writable
+        .iter()
+        .map(|w| {
+            let path = std::fs::canonicalize(w)
+                .with_context(|| format!("--writable {}: no such path", w.display()))?;
+            if path.starts_with("/tmp") || path.starts_with("/dev/shm") {
+                bail!(
+                    "--writable {}: --read-only gives the sandbox a private /tmp and /dev/shm, \
+                     so a path there cannot be shared; choose one outside them",
+                    path.display()
+                );
+            }
+            Ok(path)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let client = Client::connect(paths)?;
     let id = random_id();
-    let stdio = if a.detach {
+    let (stdio, relay, tty) = if a.detach {
         let log_path = paths.logs_dir().join(format!("{id}.log"));
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
-        [
+        let stdio = [
             Stdio::null(),
             Stdio::from(log.try_clone()?),
             Stdio::from(log),
-        ]
+        ];
+        (stdio, None, false)
     } else {
-        [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()]
+        let (stdio, relay, tty) = stdio::plan(&a.io)?;
+        (stdio, Some(relay), tty)
     };
     let exe = std::env::current_exe().context("locating the warren binary")?;
-    let handle = match init::spawn(&exe, &a.cmd, net_mode, a.detach, stdio) {
+    let handle = match init::spawn(&exe, &a.cmd, net_mode, &env, stdio) {
         Ok(h) => h,
         Err(e) => {
             super::report(&e);
             return Ok(EXIT_ABORTED);
         }
     };
+    // The sandbox's process, for forwarded signals: a pidfd, so a reused
+    // pid is never signalled.
+    let target = crate::sys::pidfd::open(handle.pid()).context("pidfd of the sandbox")?;
     let req = SandboxCreate {
         id: Some(id.clone()),
         name: a.name.clone(),
@@ -119,17 +149,17 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
             .map(|(s, d)| (s.into(), d.into()))
             .collect(),
         hide: vec![paths.runtime.clone(), paths.state.clone()],
+        tty,
+        read_only: a.read_only.then_some(writable),
     };
     drop(client);
     let mut child = handle.go(&go)?;
-    if a.detach {
+    let Some(relay) = relay else {
         println!("{}", created.id);
         return Ok(0);
-    }
-    let status = child.wait().context("waiting for the sandbox's command")?;
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    };
+    let status = relay.run(&mut child, &target)?;
+    Ok(stdio::exit_code(status))
 }
 
 impl NetArgs {

@@ -1,12 +1,16 @@
 //! `warren ps`, `inspect`, `exec` and `rm`.
 //!
-//! `exec` joins a running sandbox's namespaces itself: it asks the daemon for
-//! the sandbox's pid, opens `/proc/PID/ns/{user,net,uts,mnt}`, `setns`es into
-//! each that differs from its own (user first: that is where its
-//! capabilities for the others come from), returns to the caller's working
-//! directory if it exists there, and execs the command, so the exit status is
-//! the command's. The CLI is single-threaded at that point, as
-//! `setns(CLONE_NEWUSER)` requires.
+//! `exec` asks the daemon for the sandbox's pid and starts `warren
+//! __nsenter` ([`nsenter`]), a fresh single-threaded process (as
+//! `setns(CLONE_NEWUSER)` requires), which opens
+//! `/proc/PID/ns/{user,net,uts,mnt}`, `setns`es into each that differs
+//! from its own (user first: that is where its capabilities for the others
+//! come from), starts a session of its own, returns to the caller's working
+//! directory if it exists there, and execs the command. The CLI stays
+//! outside and relays its streams as `run` does ([`super::stdio`]): the
+//! command never holds the caller's terminal, and gets only the
+//! environment a container runtime passes. The exit status is the
+//! command's.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -17,7 +21,7 @@ use anyhow::{Context, Result};
 use nix::sched::CloneFlags;
 
 use super::client::Client;
-use super::{print_table, Format};
+use super::{print_table, stdio, Format};
 use crate::api::types::{SandboxInspect, SandboxSummary};
 use crate::daemon::paths::Paths;
 
@@ -38,6 +42,8 @@ pub struct InspectArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ExecArgs {
+    #[command(flatten)]
+    pub io: stdio::IoArgs,
     pub sandbox: String,
     #[arg(
         required = true,
@@ -143,6 +149,35 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
             a.sandbox
         );
     }
+    let env = stdio::sandbox_env(&a.io)?;
+    let (streams, relay, tty) = stdio::plan(&a.io)?;
+    let [stdin, stdout, stderr] = streams;
+    let exe = std::env::current_exe().context("locating the warren binary")?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("__nsenter").arg("--pid").arg(pid.to_string());
+    if tty {
+        command.arg("--tty");
+    }
+    let mut child = command
+        .arg("--")
+        .args(&a.cmd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .context("starting the process that joins the sandbox")?;
+    drop(command);
+    let target = crate::sys::pidfd::open(child.id() as i32).context("pidfd of the exec")?;
+    let status = relay.run(&mut child, &target)?;
+    Ok(stdio::exit_code(status))
+}
+
+/// The body of `warren __nsenter`: joins sandbox `pid`'s namespaces and
+/// execs `cmd` there, in a session of its own (with `tty`, its stdout is
+/// the pty to take as controlling terminal).
+pub fn nsenter(pid: i32, tty: bool, cmd: &[String]) -> Result<i32> {
     let cwd = std::env::current_dir().ok();
     // Open every namespace before joining any: after joining the user
     // namespace, the host's /proc/PID may no longer be ours to read.
@@ -156,7 +191,7 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
     for (kind, flag) in kinds {
         let path = format!("/proc/{pid}/ns/{kind}");
         let target = File::open(&path)
-            .with_context(|| format!("opening {path} (has sandbox {} exited?)", a.sandbox))?;
+            .with_context(|| format!("opening {path} (has the sandbox exited?)"))?;
         let ours = std::fs::metadata(format!("/proc/self/ns/{kind}"))?;
         if target.metadata()?.ino() != ours.ino() {
             joins.push((kind, flag, target));
@@ -166,13 +201,17 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
         nix::sched::setns(target.as_fd(), *flag)
             .with_context(|| format!("joining the sandbox's {kind} namespace"))?;
     }
+    nix::unistd::setsid().context("setsid")?;
+    if tty {
+        crate::sys::process::set_controlling_terminal(std::io::stdout().as_fd())
+            .context("making the pty the controlling terminal")?;
+    }
     if let Some(dir) = cwd {
         if std::env::set_current_dir(&dir).is_err() {
             let _ = std::env::set_current_dir("/");
         }
     }
-    let args: Vec<CString> = a
-        .cmd
+    let args: Vec<CString> = cmd
         .iter()
         .map(|s| CString::new(s.as_bytes()))
         .collect::<Result<_, _>>()
@@ -181,7 +220,7 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    eprintln!("warren: cannot run {:?}: {err}", a.cmd[0]);
+    eprintln!("warren: cannot run {:?}: {err}", cmd[0]);
     Ok(if err == nix::errno::Errno::ENOENT {
         127
     } else {

@@ -5,7 +5,8 @@
 //! daemon per runtime directory), raise the fd limit, load the stored
 //! networks and start a switch thread for each ([`state::Daemon::open`]),
 //! then serve the HTTP API ([`crate::api`]) on `warren.sock` (0600) on a
-//! tokio runtime. The API is bounded: at most [`MAX_API_CONNECTIONS`]
+//! tokio runtime, to peers outside every sandbox ([`peer`]: the others get
+//! 403 to every request). The API is bounded: at most [`MAX_API_CONNECTIONS`]
 //! connections (more are refused), [`API_HEADER_TIMEOUT`] to send headers
 //! and [`API_CONNECTION_TIMEOUT`] for a whole connection, so slow or
 //! half-open clients cannot pile up. SIGTERM and SIGINT stop it cleanly; the socket and pid file
@@ -18,6 +19,7 @@ pub mod confine;
 pub mod error;
 pub mod ipam;
 pub mod paths;
+pub mod peer;
 pub mod publish;
 pub mod record;
 pub mod state;
@@ -145,6 +147,7 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
     }
     info!(socket = %sock.display(), pid = std::process::id(), "warren daemon ready");
     let app = crate::api::router(daemon);
+    let peers = peer::PeerCheck::new().context("reading /proc/self/uid_map")?;
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_API_CONNECTIONS));
     let shutdown = shutdown_signal(crate::sandbox::spawner::installed().map(|s| s.pidfd()));
     tokio::pin!(shutdown);
@@ -168,7 +171,15 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
             );
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // A sandbox's process is refused by who it is (docs/security.md).
+        let router = match peers.check(&stream) {
+            Ok(()) => app.clone(),
+            Err(why) => {
+                warn!(peer = %why, "refusing an API connection from inside a sandbox");
+                crate::api::forbidden(why)
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router);
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

@@ -1,32 +1,46 @@
-//! The first process of a sandbox made by `warren run`.
+//! The first processes of a sandbox made by `warren run`.
 //!
 //! The CLI ([`spawn`]) starts `warren __init` with one end of a
 //! SOCK_SEQPACKET socketpair left open across exec (its number in
-//! `WARREN_SYNC_FD`). The init ([`main`]):
+//! `WARREN_SYNC_FD`). Two processes come out of it:
 //!
-//! 1. `setsid()` when detached (`-d`), so it outlives the CLI's terminal;
-//! 2. unshares user, network, mount and uts namespaces (user and mount only
-//!    for `--network host`) and maps the caller's uid and gid to root
-//!    inside, as `unshare -r` and podman do;
-//! 3. sends `ready`, and waits for one [`Go`] message: the CLI has meanwhile
-//!    asked the daemon to attach the sandbox's pid, and forwards what the
-//!    daemon generated (hostname, files to bind-mount);
-//! 4. makes its mounts private, bind-mounts `/etc/hosts` and `/etc/hostname`,
-//!    sets the hostname, covers warren's own state and runtime directories
-//!    with an empty read-only tmpfs, and execs the command. The pid stays
-//!    the same, so the daemon's pidfd on it follows the user's command.
+//! - the **supervisor** (the init itself): `setsid()` (no sandbox process
+//!   ever has the caller's terminal as its controlling terminal), then a
+//!   new *outer* user namespace (the caller mapped to root, as
+//!   `unshare -r` does) and mount namespace. It forks
+//! - the **sandbox**: its own session, and a new *inner* user namespace
+//!   (outer root mapped to root) with network and uts namespaces of its
+//!   own (user only for `--network host`). It says `ready`; the supervisor
+//!   passes that and the sandbox's pid on to the CLI, which asks the daemon
+//!   to attach that pid and forwards what the daemon generated ([`Go`]).
 //!
-//! The cover matters: the sandbox's root is the user's own uid outside, so
-//! without it the daemon's socket (mode 0600, the user's) would be open to
-//! the sandbox, and with it the whole API, as would the network
-//! definitions on disk. The bind mounts are made first, so the generated
-//! files inside the runtime directory stay visible at their targets.
+//! Then the supervisor, root of the outer namespaces, makes the mounts in
+//! the outer mount namespace, which the sandbox still shares: the
+//! generated `/etc/hosts` and `/etc/hostname`; for `--read-only` every
+//! mount made read-only, a private `/tmp` and `/dev/shm`, `--writable`
+//! paths bound writable; a `devpts` of the sandbox's own over `/dev/pts`
+//! (the user's terminals are not the sandbox's to open); and an empty
+//! read-only tmpfs over warren's state and runtime directories (the
+//! daemon's socket lives there). It releases the sandbox, which sets its
+//! hostname and *only then* unshares a mount namespace of its own: a copy
+//! made into a namespace owned by a less privileged user namespace, so the
+//! kernel **locks** every mount in it. Root in the sandbox can stack new
+//! mounts, but `umount` of a cover fails (`EINVAL`), a non-recursive bind
+//! that would show what a cover hides is refused, and a read-only mount
+//! stays read-only. A `-t` sandbox takes the pty on its stdout as its
+//! controlling terminal; a `--read-only` one puts its command under
+//! Landlock (writes only under `/tmp`, `/dev` and the `--writable` paths).
+//! Then it execs the command: the sandbox's pid is the command's, so the
+//! daemon's pidfd on it follows the user's command.
 //!
-//! If the CLI goes away before sending `Go` (the attach failed), the init
-//! exits quietly with status 125 before running anything.
+//! The supervisor waits for the sandbox and exits with its status (128+N
+//! for a signal). The sandbox dies with the supervisor (a parent-death
+//! signal), and if the CLI goes away before sending `Go` (the attach
+//! failed), the sandbox is killed before running anything and the init
+//! exits 125.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -34,9 +48,15 @@ use anyhow::{bail, Context, Result};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
 use nix::sys::time::TimeVal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+
+use super::mounts;
+use crate::sys::process::{fork_single_threaded, Forked};
 
 const READY: &[u8] = b"ready";
 const SYNC_ENV: &str = "WARREN_SYNC_FD";
@@ -55,6 +75,13 @@ pub struct Go {
     /// and runtime directories: the daemon's socket lives there).
     #[serde(default)]
     pub hide: Vec<PathBuf>,
+    /// The sandbox's stdout is a pty of its own (`-t`), to become its
+    /// controlling terminal.
+    #[serde(default)]
+    pub tty: bool,
+    /// `--read-only`: the paths that stay writable (`--writable`).
+    #[serde(default)]
+    pub read_only: Option<Vec<PathBuf>>,
 }
 
 /// How the init should isolate the sandbox.
@@ -68,17 +95,21 @@ pub enum NetMode {
 
 /// CLI side: a started init, waiting for [`InitHandle::go`].
 pub struct InitHandle {
+    /// The supervisor (`warren __init`): its exit status is the command's.
     pub child: Child,
     sock: OwnedFd,
+    /// The sandbox's first process (soon the user's command).
+    pid: i32,
 }
 
-/// Spawns `exe __init` for `cmd`. `stdio` gives the child's stdin, stdout
-/// and stderr. Returns once the namespaces exist (the init said `ready`).
+/// Spawns `exe __init` for `cmd`, with exactly the environment `env` (see
+/// `cli::stdio::sandbox_env`). `stdio` gives the child's stdin, stdout and
+/// stderr. Returns once the namespaces exist (the init said `ready`).
 pub fn spawn(
     exe: &std::path::Path,
     cmd: &[String],
     mode: NetMode,
-    detach: bool,
+    env: &[(String, String)],
     stdio: [Stdio; 3],
 ) -> Result<InitHandle> {
     let (ours, theirs) = socketpair(
@@ -94,15 +125,14 @@ pub fn spawn(
     let [stdin, stdout, stderr] = stdio;
     let mut command = Command::new(exe);
     command.arg("__init");
-    if detach {
-        command.arg("--detach");
-    }
     if mode == NetMode::Host {
         command.arg("--net-host");
     }
     command
         .arg("--")
         .args(cmd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env(SYNC_ENV, theirs.as_raw_fd().to_string())
         .stdin(stdin)
         .stdout(stdout)
@@ -111,10 +141,20 @@ pub fn spawn(
     drop(theirs);
     let timeout = TimeVal::new(10, 0);
     setsockopt(&ours, sockopt::ReceiveTimeout, &timeout).context("SO_RCVTIMEO")?;
-    let mut handle = InitHandle { child, sock: ours };
+    let mut handle = InitHandle {
+        child,
+        sock: ours,
+        pid: 0,
+    };
     let mut buf = [0u8; 64];
     let n = nix::unistd::read(handle.sock.as_raw_fd(), &mut buf).unwrap_or(0);
-    if &buf[..n] != READY {
+    let pid = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|m| m.strip_prefix("ready "))
+        .and_then(|p| p.parse::<i32>().ok());
+    if let Some(pid) = pid {
+        handle.pid = pid;
+    } else {
         let _ = handle.child.kill();
         let status = handle.child.wait().ok();
         bail!(
@@ -127,13 +167,13 @@ pub fn spawn(
 }
 
 impl InitHandle {
-    /// The sandbox's pid (the init, soon the user's command).
+    /// The sandbox's pid (soon the user's command).
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.pid
     }
 
     /// Lets the init finish its set-up and exec the command. Waits until the
-    /// exec happened (the sync socket closes on exec).
+    /// exec happened (the supervisor closes the sync socket then).
     pub fn go(self, go: &Go) -> Result<Child> {
         let body = serde_json::to_vec(go)?;
         nix::unistd::write(&self.sock, &body).context("releasing the sandbox init")?;
@@ -150,8 +190,8 @@ impl InitHandle {
 }
 
 /// Init side: the body of `warren __init`. Returns only on failure.
-pub fn main(detach: bool, net_host: bool, cmd: &[String]) -> i32 {
-    match run(detach, net_host, cmd) {
+pub fn main(net_host: bool, cmd: &[String]) -> i32 {
+    match run(net_host, cmd) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("warren: {e:#}");
@@ -174,7 +214,7 @@ pub fn unshare_as_root(more: CloneFlags) -> Result<()> {
     Ok(())
 }
 
-fn run(detach: bool, net_host: bool, cmd: &[String]) -> Result<i32> {
+fn run(net_host: bool, cmd: &[String]) -> Result<i32> {
     if cmd.is_empty() {
         bail!("no command given");
     }
@@ -187,22 +227,8 @@ fn run(detach: bool, net_host: bool, cmd: &[String]) -> Result<i32> {
     // owning it makes sure it is closed on every path.
     let sync = crate::sys::fd::adopt_inherited(raw).context("WARREN_SYNC_FD is not an open fd")?;
     fcntl(sync.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("F_SETFD")?;
-    if detach {
-        nix::unistd::setsid().context("setsid")?;
-    }
-    let mut flags = CloneFlags::CLONE_NEWNS;
-    if !net_host {
-        flags |= CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS;
-    }
-    unshare_as_root(flags)?;
-    nix::unistd::write(&sync, READY).context("signalling ready")?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = nix::unistd::read(sync.as_raw_fd(), &mut buf).unwrap_or(0);
-    if n == 0 {
-        // The CLI gave up (the attach failed and it reported why).
-        return Ok(EXIT_ABORTED);
-    }
-    let go: Go = serde_json::from_slice(&buf[..n]).context("parsing the go message")?;
+    nix::unistd::setsid().context("setsid")?;
+    unshare_as_root(CloneFlags::CLONE_NEWNS)?;
     mount(
         None::<&str>,
         "/",
@@ -211,25 +237,106 @@ fn run(detach: bool, net_host: bool, cmd: &[String]) -> Result<i32> {
         None::<&str>,
     )
     .context("making mounts private")?;
-    if !net_host {
-        for (src, dst) in &go.binds {
-            mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>).with_context(
-                || format!("bind-mounting {} over {}", src.display(), dst.display()),
-            )?;
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair for the sandbox")?;
+    match fork_single_threaded().context("fork")? {
+        Forked::Child => {
+            drop(ours);
+            drop(sync);
+            let code = match sandbox(net_host, &theirs, cmd) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("warren: {e:#}");
+                    EXIT_ABORTED
+                }
+            };
+            std::process::exit(code);
         }
+        Forked::Parent(child) => {
+            drop(theirs);
+            supervise(sync, ours, child, net_host)
+        }
+    }
+}
+
+/// The supervisor: relays `ready` and [`Go`], makes the mounts, waits.
+fn supervise(sync: OwnedFd, link: OwnedFd, child: Pid, net_host: bool) -> Result<i32> {
+    let abandon = |why: &str| -> Result<i32> {
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        bail!("{why}")
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = nix::unistd::read(link.as_raw_fd(), &mut buf).unwrap_or(0);
+    if &buf[..n] != READY {
+        return abandon("the sandbox could not create its namespaces");
+    }
+    nix::unistd::write(&sync, format!("ready {child}").as_bytes()).context("signalling ready")?;
+    let n = nix::unistd::read(sync.as_raw_fd(), &mut buf).unwrap_or(0);
+    if n == 0 {
+        // The CLI gave up (the attach failed and it reported why).
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Ok(EXIT_ABORTED);
+    }
+    let go: Go = match serde_json::from_slice(&buf[..n]) {
+        Ok(go) => go,
+        Err(e) => return abandon(&format!("parsing the go message: {e}")),
+    };
+    if let Err(e) = mounts::prepare(&go, net_host) {
+        return abandon(&format!("{e:#}"));
+    }
+    nix::unistd::write(&link, &buf[..n]).context("releasing the sandbox")?;
+    // The link closes when the sandbox execs its command (or fails to).
+    let _ = nix::unistd::read(link.as_raw_fd(), &mut buf);
+    drop(link);
+    drop(sync);
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("waiting for the sandbox: {e}"),
+        }
+    }
+}
+
+/// The sandbox: inner namespaces, `ready`, then (once released) its own
+/// locked copy of the mounts, and the command.
+fn sandbox(net_host: bool, link: &OwnedFd, cmd: &[String]) -> Result<i32> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("PR_SET_PDEATHSIG")?;
+    nix::unistd::setsid().context("setsid")?;
+    let mut flags = CloneFlags::empty();
+    if !net_host {
+        flags |= CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS;
+    }
+    unshare_as_root(flags)?;
+    nix::unistd::write(link, READY).context("signalling ready")?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = nix::unistd::read(link.as_raw_fd(), &mut buf).unwrap_or(0);
+    if n == 0 {
+        return Ok(EXIT_ABORTED);
+    }
+    let go: Go = serde_json::from_slice(&buf[..n]).context("parsing the go message")?;
+    if !net_host {
         if let Some(h) = &go.hostname {
             nix::unistd::sethostname(h).context("sethostname")?;
         }
     }
-    for dir in go.hide.iter().filter(|d| d.is_dir()) {
-        mount(
-            Some("warren-hidden"),
-            dir,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            Some("size=4k,mode=0555"),
-        )
-        .with_context(|| format!("hiding {} from the sandbox", dir.display()))?;
+    // The copy that locks the supervisor's mounts (see the module doc).
+    unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
+    if go.tty {
+        crate::sys::process::set_controlling_terminal(std::io::stdout().as_fd())
+            .context("making the pty the sandbox's controlling terminal")?;
+    }
+    if let Some(writable) = &go.read_only {
+        mounts::restrict_command(writable)?;
     }
     exec(cmd)
 }

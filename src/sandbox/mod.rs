@@ -24,6 +24,7 @@
 
 pub mod helper;
 pub mod init;
+pub mod mounts;
 pub mod netlink;
 pub mod spawner;
 

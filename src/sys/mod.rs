@@ -7,7 +7,10 @@
 //! - [`tap`]: opening `/dev/net/tun` and the `TUNSETIFF` ioctl that makes
 //!   a TAP device in the caller's *current* network namespace.
 //! - [`pidfd`]: `pidfd_open` and `pidfd_send_signal`, so the daemon can watch a
-//!   sandbox's process without racing pid reuse.
+//!   sandbox's process without racing pid reuse, and `SO_PEERPIDFD`, so the
+//!   API knows which process is at the other end of a connection.
+//! - [`process`]: `fork` for the sandbox init (checked single-threaded),
+//!   and the terminal ioctls of `-t` (`TIOCSCTTY`, window sizes).
 //! - [`ns`]: `NS_GET_USERNS`, to find the user namespace owning a netns.
 //! - [`scm`], [`fd`]: taking ownership of fds received over SCM_RIGHTS or
 //!   inherited across exec.
@@ -26,6 +29,7 @@ pub mod alloc;
 pub mod fd;
 pub mod ns;
 pub mod pidfd;
+pub mod process;
 pub mod scm;
 pub mod seccomp;
 pub mod tap;
