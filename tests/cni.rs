@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::{tool, Env};
@@ -31,34 +30,16 @@ fn cni_if(
     ifname: &str,
     config: &serde_json::Value,
 ) -> (bool, serde_json::Value) {
-    let mut child = env
-        .user_cmd(env.cni_bin())
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", CONTAINER)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=pod1")
-        .env("CNI_PATH", "/opt/cni/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(config.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let json = if text.trim().is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{command}: stdout is not JSON ({e}): {text}"))
-    };
-    (out.status.success(), json)
+    common::run_cni(
+        env.user_cmd(env.cni_bin())
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", CONTAINER)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", ifname)
+            .env("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=pod1")
+            .env("CNI_PATH", "/opt/cni/bin"),
+        config,
+    )
 }
 
 fn container(env: &Env) -> (Child, String) {

@@ -34,17 +34,6 @@ use hickory_proto::rr::RecordType;
 
 const REAL: &str = "/usr/bin/slirp4netns";
 
-/// `DIR/bin/slirp4netns`, a symlink to the test's copy of `warren`.
-fn slirp_link(env: &Env) -> PathBuf {
-    let dir = env.dir.join("bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let link = dir.join("slirp4netns");
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(tool("warren"), &link).unwrap();
-    link
-}
-
 /// A process in fresh user and network namespaces (`unshare -rn`, as a
 /// runner makes them), as the test user. Killed on drop.
 struct Target {
@@ -276,7 +265,7 @@ fn kill_and_wait(env: &Env, inst: Instance) {
 #[test]
 fn api_replies_match_real_slirp4netns_byte_for_byte() {
     let env = Env::new();
-    let link = slirp_link(&env);
+    let link = env.slirp_link();
     let (tcp_port, udp_port) = (free_port(), free_port());
     let add = |args: &str| format!(r#"{{"execute":"add_hostfwd","arguments":{{{args}}}}}"#);
     let requests: Vec<Vec<u8>> = [
@@ -406,7 +395,7 @@ fn rootlesskit_egress_dns_and_port_driver() {
     let up = Upstream::start(slirp_test);
     let env = Env::new();
     env.start_daemon(&["--dns-upstream", &up.addr.to_string()]);
-    let link = slirp_link(&env);
+    let link = env.slirp_link();
 
     // A service on the host's loopback, for the child to reach at 10.0.2.2.
     let host = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -521,7 +510,7 @@ fn rootlesskit_egress_dns_and_port_driver() {
 #[test]
 fn help_ready_fd_exit_fd_signals_and_configuration() {
     let env = Env::new();
-    let link = slirp_link(&env);
+    let link = env.slirp_link();
 
     // --help, byte for byte the real one's but for the program name.
     let real = env.user_cmd(REAL).arg("--help").output().unwrap();
@@ -673,7 +662,7 @@ fn a_netns_path_as_podman_gives_it() {
     // may live in podman's own mount namespace, so the instance opens it
     // and the daemon reaches it through the instance's fd.
     let env = Env::new();
-    let link = slirp_link(&env);
+    let link = env.slirp_link();
     let target = Target::start(&env);
     let netns = format!("/proc/{}/ns/net", target.pid());
     let mut inst = Instance::start_at(

@@ -7,6 +7,12 @@
 //! detached (its own session, output to `daemon.log` in the runtime
 //! directory) and waits until `/v1/ping` answers, so a new user never starts
 //! the daemon by hand.
+//!
+//! The CLI talks only to its own daemon (see [`crate::daemon::paths`],
+//! "Trust"): before each connection the runtime directory and the socket
+//! must be the caller's and private, and after it the peer (`SO_PEERCRED`)
+//! must run as the caller; otherwise the request is never sent, no daemon
+//! is started, and the error is an [`Untrusted`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,7 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::types::ErrorBody;
-use crate::daemon::paths::Paths;
+use crate::daemon::paths::{self, Paths, Untrusted};
 
 /// How long the CLI waits for a daemon it started.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -68,8 +74,11 @@ impl Client {
             rt,
             exe,
         };
-        if client.ping().is_err() {
-            client.start_daemon()?;
+        match client.ping() {
+            Ok(()) => {}
+            // Someone else's directory or daemon: neither used nor replaced.
+            Err(e) if e.is::<Untrusted>() => return Err(e),
+            Err(_) => client.start_daemon()?,
         }
         Ok(client)
     }
@@ -100,8 +109,10 @@ impl Client {
             .context("starting warren daemon")?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if self.ping().is_ok() {
-                return Ok(());
+            match self.ping() {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is::<Untrusted>() => return Err(e),
+                Err(_) => {}
             }
             if let Ok(Some(status)) = child.try_wait() {
                 // Another CLI may have won the race to start it.
@@ -147,10 +158,17 @@ impl Client {
             Some(b) => serde_json::to_vec(b)?,
             None => Vec::new(),
         };
+        self.paths.check_runtime()?;
         self.rt.block_on(async move {
             let stream = tokio::net::UnixStream::connect(&sock)
                 .await
                 .with_context(|| format!("connecting to {}", sock.display()))?;
+            // Whoever accepted must be us, whatever became of the path
+            // since it was checked; nothing is sent before.
+            let peer = stream
+                .peer_cred()
+                .with_context(|| format!("reading the peer credentials on {}", sock.display()))?;
+            paths::check_peer(&sock, peer.uid(), paths::caller())?;
             let (mut sender, conn) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(conn);

@@ -234,6 +234,9 @@ pub fn report(e: &anyhow::Error) -> i32 {
         }
     } else {
         eprintln!("warren: {e:#}");
+        if let Some(hint) = crate::daemon::paths::Untrusted::hint_of(e) {
+            eprintln!("hint: {hint}");
+        }
     }
     1
 }

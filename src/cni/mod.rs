@@ -36,7 +36,7 @@ use crate::api::types::{
     SandboxCreate, SandboxCreated, SandboxInspect, SandboxSummary,
 };
 use crate::cli::client::{ApiFailure, Client};
-use crate::daemon::paths::Paths;
+use crate::daemon::paths::{Paths, Untrusted};
 
 /// The versions this plugin speaks.
 pub const SUPPORTED: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
@@ -60,8 +60,17 @@ impl CniError {
         }
     }
 
+    /// A runtime directory or daemon that is not the caller's: not worth
+    /// trying again (code 50, not 11).
+    fn untrusted(u: &Untrusted) -> CniError {
+        CniError::new(50, u.to_string(), u.hint())
+    }
+
     /// An error from talking to the daemon: its message becomes the details.
     fn daemon(msg: &str, e: anyhow::Error) -> CniError {
+        if let Some(u) = e.downcast_ref::<Untrusted>() {
+            return CniError::untrusted(u);
+        }
         let details = match e.downcast_ref::<ApiFailure>() {
             Some(f) if f.body.hint.is_empty() => f.body.error.clone(),
             Some(f) => format!("{} ({})", f.body.error, f.body.hint),
@@ -320,8 +329,10 @@ fn connect(conf: &NetConf) -> Result<Client, CniError> {
             .filter(|p| p.exists())
             .unwrap_or_else(|| PathBuf::from("warren"))
     });
-    Client::connect_with(&paths, exe)
-        .map_err(|e| CniError::new(50, "the warren daemon is not available", format!("{e:#}")))
+    Client::connect_with(&paths, exe).map_err(|e| match e.downcast_ref::<Untrusted>() {
+        Some(u) => CniError::untrusted(u),
+        None => CniError::new(50, "the warren daemon is not available", format!("{e:#}")),
+    })
 }
 
 /// The attached sandbox of this container, if any.

@@ -39,7 +39,7 @@ use crate::api::types::{
     Configure, EndpointRequest, NetworkCreate, PortsRequest, SandboxCreate, SandboxCreated,
 };
 use crate::cli::client::{ApiFailure, Client};
-use crate::daemon::paths::Paths;
+use crate::daemon::paths::{Paths, Untrusted};
 use crate::daemon::state::{ALLOW_OVERLAP_OPTION, OWNER_PID_OPTION};
 use crate::gateway::dns::{DNS_ADDRESS_OPTION, DNS_OPTION};
 use crate::gateway::nat::{HOST_LOOPBACK_GATEWAY, HOST_LOOPBACK_OPTION, OUTBOUND_ADDRESS_OPTION};
@@ -60,19 +60,23 @@ pub fn run(opts: &Options, paths: &Paths) -> i32 {
         Ok(mut inst) => {
             let status = match inst.serve(opts) {
                 Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("warren slirp4netns: {e:#}");
-                    1
-                }
+                Err(e) => fail(&e),
             };
             inst.stop();
             status
         }
-        Err(e) => {
-            eprintln!("warren slirp4netns: {e:#}");
-            1
-        }
+        Err(e) => fail(&e),
     }
+}
+
+/// Prints `e` (and the hint of a refused runtime directory or daemon);
+/// returns exit status 1.
+fn fail(e: &anyhow::Error) -> i32 {
+    eprintln!("warren slirp4netns: {e:#}");
+    if let Some(hint) = Untrusted::hint_of(e) {
+        eprintln!("hint: {hint}");
+    }
+    1
 }
 
 /// An fd the caller left open for us (`-r`, `-e`); the standard streams

@@ -243,6 +243,18 @@ impl Env {
         shared_dir().join("warren-cni")
     }
 
+    /// `DIR/bin/slirp4netns`, a symlink to the test's copy of `warren`, as
+    /// runners find it.
+    pub fn slirp_link(&self) -> PathBuf {
+        let dir = self.dir.join("bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = dir.join("slirp4netns");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(tool("warren"), &link).unwrap();
+        link
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
@@ -492,4 +504,29 @@ pub fn kill_group(child: &mut std::process::Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Runs a CNI plugin command (`cmd`, its `CNI_*` variables set) with the
+/// network configuration `config` on stdin; returns (exit success, stdout
+/// as JSON or Null).
+pub fn run_cni(cmd: &mut Command, config: &serde_json::Value) -> (bool, serde_json::Value) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        config.to_string().as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text}"))
+    };
+    (out.status.success(), json)
 }
