@@ -143,6 +143,8 @@ pub struct NsenterArgs {
     pub pid: i32,
     #[arg(long)]
     pub tty: bool,
+    #[arg(long)]
+    pub tty_stdin: bool,
     #[arg(last = true, required = true)]
     pub cmd: Vec<String>,
 }
@@ -191,7 +193,7 @@ pub fn main() -> i32 {
             return crate::slirp::main("warren slirp4netns", &args.args, &paths)
         }
         Command::Init(args) => return crate::sandbox::init::main(args.net_host, &args.cmd),
-        Command::Nsenter(args) => sandbox::nsenter(args.pid, args.tty, &args.cmd),
+        Command::Nsenter(args) => sandbox::nsenter(args.pid, args.tty, args.tty_stdin, &args.cmd),
         Command::NetnsHelper => return crate::sandbox::helper::main(),
         Command::HelperSpawner(args) => {
             return match crate::sys::seccomp::Mode::parse(&args.seccomp) {

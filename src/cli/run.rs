@@ -150,14 +150,18 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
             .collect(),
         hide: vec![paths.runtime.clone(), paths.state.clone()],
         tty,
+        tty_stdin: tty && a.io.interactive,
         read_only: a.read_only.then_some(writable),
     };
     drop(client);
-    let mut child = handle.go(&go)?;
-    let Some(relay) = relay else {
+    let (mut child, master) = handle.go(&go)?;
+    let Some(mut relay) = relay else {
         println!("{}", created.id);
         return Ok(0);
     };
+    if let Some(master) = master {
+        relay.attach_pty(master)?;
+    }
     let status = relay.run(&mut child, &target)?;
     Ok(stdio::exit_code(status))
 }

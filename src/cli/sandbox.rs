@@ -14,7 +14,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::{Context, Result};
@@ -24,6 +24,7 @@ use super::client::Client;
 use super::{print_table, stdio, Format};
 use crate::api::types::{SandboxInspect, SandboxSummary};
 use crate::daemon::paths::Paths;
+use crate::sandbox::init;
 
 #[derive(clap::Args, Debug)]
 pub struct PsArgs {
@@ -154,14 +155,26 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
     let [stdin, stdout, stderr] = streams;
     let exe = std::env::current_exe().context("locating the warren binary")?;
     let mut command = std::process::Command::new(exe);
-    command.arg("__nsenter").arg("--pid").arg(pid.to_string());
-    if tty {
-        command.arg("--tty");
-    }
+    command
+        .env_clear()
+        .arg("__nsenter")
+        .arg("--pid")
+        .arg(pid.to_string());
+    let sync = if tty {
+        let (ours, theirs) = init::sync_pair()?;
+        command
+            .arg("--tty")
+            .env(init::SYNC_ENV, theirs.as_raw_fd().to_string());
+        if a.io.interactive {
+            command.arg("--tty-stdin");
+        }
+        Some((ours, theirs))
+    } else {
+        None
+    };
     let mut child = command
         .arg("--")
         .args(&a.cmd)
-        .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(stdin)
         .stdout(stdout)
@@ -170,6 +183,15 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
         .context("starting the process that joins the sandbox")?;
     drop(command);
     let target = crate::sys::pidfd::open(child.id() as i32).context("pidfd of the exec")?;
+    let mut relay = relay;
+    if let Some((ours, theirs)) = sync {
+        drop(theirs);
+        // None: it failed before taking the pty; the relay still carries
+        // its error and its status.
+        if let Some(master) = init::receive_master(&ours) {
+            relay.attach_pty(master)?;
+        }
+    }
     let status = relay.run(&mut child, &target)?;
     Ok(stdio::exit_code(status))
 }
@@ -177,7 +199,8 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
 /// The body of `warren __nsenter`: joins sandbox `pid`'s namespaces and
 /// execs `cmd` there, in a session of its own (with `tty`, its stdout is
 /// the pty to take as controlling terminal).
-pub fn nsenter(pid: i32, tty: bool, cmd: &[String]) -> Result<i32> {
+pub fn nsenter(pid: i32, tty: bool, tty_stdin: bool, cmd: &[String]) -> Result<i32> {
+    let sync = if tty { Some(init::adopt_sync()?) } else { None };
     let cwd = std::env::current_dir().ok();
     // Open every namespace before joining any: after joining the user
     // namespace, the host's /proc/PID may no longer be ours to read.
@@ -202,9 +225,11 @@ pub fn nsenter(pid: i32, tty: bool, cmd: &[String]) -> Result<i32> {
             .with_context(|| format!("joining the sandbox's {kind} namespace"))?;
     }
     nix::unistd::setsid().context("setsid")?;
-    if tty {
-        crate::sys::process::set_controlling_terminal(std::io::stdout().as_fd())
-            .context("making the pty the controlling terminal")?;
+    if let Some(sync) = sync {
+        // Allocated here, from the sandbox's own devpts (sandbox::pty).
+        let master = crate::sandbox::pty::take_own(tty_stdin)?;
+        crate::sys::scm::send_with_fds(&sync, crate::sandbox::pty::MASTER, &[master])
+            .context("sending the pty")?;
     }
     if let Some(dir) = cwd {
         if std::env::set_current_dir(&dir).is_err() {

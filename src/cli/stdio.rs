@@ -11,9 +11,9 @@
 //! - without `-t`, a stream that is a terminal becomes a pipe the CLI
 //!   relays; one that is not (a file, a pipe) is passed as it is. stdin is
 //!   `/dev/null` unless `-i`, as in Docker.
-//! - with `-t`, warren allocates a pty of the sandbox's own: the slave is
-//!   its stdout and stderr (and stdin with `-i`) and its controlling
-//!   terminal, the CLI relays the master, puts the caller's terminal in raw
+//! - with `-t`, the sandbox gets a pty of its own, allocated inside it
+//!   (`sandbox::pty`): the slave is its stdout and stderr (and stdin with
+//!   `-i`) and its controlling terminal; the CLI relays the master, puts the caller's terminal in raw
 //!   mode while it does (so `^C` reaches the sandbox's shell as a
 //!   character) and copies the window size on SIGWINCH.
 //!
@@ -106,6 +106,8 @@ pub struct Relay {
     master: Option<OwnedFd>,
     /// Our terminal's settings before raw mode, restored on drop.
     restore: Option<Termios>,
+    /// `-i` with `-t`: relay stdin to the pty once it is there.
+    interactive: bool,
 }
 
 fn is_tty(fd: i32) -> bool {
@@ -126,32 +128,16 @@ pub fn plan(io: &IoArgs) -> Result<([Stdio; 3], Relay, bool)> {
         outputs: Vec::new(),
         master: None,
         restore: None,
+        interactive: false,
     };
     if io.tty {
-        let ws = process::window_size(std::io::stdout().as_fd())
-            .or_else(|| process::window_size(std::io::stdin().as_fd()));
-        let pty = nix::pty::openpty(ws.as_ref(), None).context("allocating a pty")?;
-        let master = File::from(pty.master);
-        let slave = File::from(pty.slave);
-        let stdin = if io.interactive {
-            relay.stdin = Some(master.try_clone()?);
-            Stdio::from(slave.try_clone()?)
-        } else {
-            Stdio::null()
-        };
-        relay.outputs.push((master.try_clone()?, 1));
-        relay.master = Some(OwnedFd::from(master));
-        if io.interactive && is_tty(0) {
-            let stdin_fd = std::io::stdin();
-            let saved = termios::tcgetattr(stdin_fd.as_fd()).context("reading the terminal")?;
-            let mut raw = saved.clone();
-            termios::cfmakeraw(&mut raw);
-            termios::tcsetattr(stdin_fd.as_fd(), SetArg::TCSANOW, &raw)
-                .context("raw mode on the terminal")?;
-            relay.restore = Some(saved);
-        }
-        let stdio = [stdin, Stdio::from(slave.try_clone()?), Stdio::from(slave)];
-        return Ok((stdio, relay, true));
+        // The sandbox allocates the pty itself and its master comes back
+        // later ([`Relay::attach_pty`]); until then it has nothing of ours
+        // but a pipe for the errors of its set-up.
+        relay.interactive = io.interactive;
+        let (r, w) = pipe()?;
+        relay.outputs.push((r, 2));
+        return Ok(([Stdio::null(), Stdio::null(), Stdio::from(w)], relay, true));
     }
     let stdin = if !io.interactive {
         Stdio::null()
@@ -184,6 +170,31 @@ const FORWARDED: [Signal; 4] = [
 ];
 
 impl Relay {
+    /// Relays the sandbox's pty (`-t`): its output to our stdout, our
+    /// stdin to it with `-i` (our terminal in raw mode meanwhile), and our
+    /// window size onto it.
+    pub fn attach_pty(&mut self, master: OwnedFd) -> Result<()> {
+        let master = File::from(master);
+        if let Some(ws) = our_window_size() {
+            let _ = process::set_window_size(master.as_fd(), &ws);
+        }
+        if self.interactive {
+            self.stdin = Some(master.try_clone()?);
+            if is_tty(0) {
+                let stdin = std::io::stdin();
+                let saved = termios::tcgetattr(stdin.as_fd()).context("reading the terminal")?;
+                let mut raw = saved.clone();
+                termios::cfmakeraw(&mut raw);
+                termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw)
+                    .context("raw mode on the terminal")?;
+                self.restore = Some(saved);
+            }
+        }
+        self.outputs.push((master.try_clone()?, 1));
+        self.master = Some(OwnedFd::from(master));
+        Ok(())
+    }
+
     /// Relays until `child` exits; signals go to `target` (the sandbox's
     /// process, whose pid the CLI opened as a pidfd). Call it from the
     /// CLI's only thread: it blocks the forwarded signals.
@@ -286,11 +297,7 @@ impl Relay {
 
     fn signal(&self, signo: i32, target: &OwnedFd) {
         if signo == Signal::SIGWINCH as i32 {
-            if let (Some(master), Some(ws)) = (
-                &self.master,
-                process::window_size(std::io::stdout().as_fd())
-                    .or_else(|| process::window_size(std::io::stdin().as_fd())),
-            ) {
+            if let (Some(master), Some(ws)) = (&self.master, our_window_size()) {
                 let _ = process::set_window_size(master.as_fd(), &ws);
             }
             return;
@@ -305,6 +312,12 @@ impl Drop for Relay {
             let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, saved);
         }
     }
+}
+
+/// The window size of the caller's terminal, if it has one.
+fn our_window_size() -> Option<process::Winsize> {
+    process::window_size(std::io::stdout().as_fd())
+        .or_else(|| process::window_size(std::io::stdin().as_fd()))
 }
 
 /// The exit status `warren` reports for a finished command: its code, or

@@ -27,8 +27,8 @@
 //! kernel **locks** every mount in it. Root in the sandbox can stack new
 //! mounts, but `umount` of a cover fails (`EINVAL`), a non-recursive bind
 //! that would show what a cover hides is refused, and a read-only mount
-//! stays read-only. A `-t` sandbox takes the pty on its stdout as its
-//! controlling terminal; a `--read-only` one puts its command under
+//! stays read-only. A `-t` sandbox allocates a pty from its own devpts
+//! and sends the master back ([`super::pty`]); a `--read-only` one puts its command under
 //! Landlock (writes only under `/tmp`, `/dev` and the `--writable` paths).
 //! Then it execs the command: the sandbox's pid is the command's, so the
 //! daemon's pidfd on it follows the user's command.
@@ -40,7 +40,7 @@
 //! exits 125.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -55,11 +55,12 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use super::mounts;
+use super::{mounts, pty};
 use crate::sys::process::{fork_single_threaded, Forked};
+use crate::sys::scm;
 
 const READY: &[u8] = b"ready";
-const SYNC_ENV: &str = "WARREN_SYNC_FD";
+pub const SYNC_ENV: &str = "WARREN_SYNC_FD";
 /// Exit status when the sandbox was torn down before the command ran
 /// (Docker uses 125 for "the daemon failed").
 pub const EXIT_ABORTED: i32 = 125;
@@ -75,10 +76,13 @@ pub struct Go {
     /// and runtime directories: the daemon's socket lives there).
     #[serde(default)]
     pub hide: Vec<PathBuf>,
-    /// The sandbox's stdout is a pty of its own (`-t`), to become its
-    /// controlling terminal.
+    /// `-t`: the sandbox allocates a pty of its own (`sandbox::pty`) and
+    /// sends its master back.
     #[serde(default)]
     pub tty: bool,
+    /// With `tty`: the pty is stdin too (`-i`).
+    #[serde(default)]
+    pub tty_stdin: bool,
     /// `--read-only`: the paths that stay writable (`--writable`).
     #[serde(default)]
     pub read_only: Option<Vec<PathBuf>>,
@@ -112,16 +116,7 @@ pub fn spawn(
     env: &[(String, String)],
     stdio: [Stdio; 3],
 ) -> Result<InitHandle> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .context("socketpair for the sandbox init")?;
-    // The CLI is single-threaded, so no other spawn can inherit this fd while
-    // its close-on-exec flag is off.
-    fcntl(theirs.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())).context("F_SETFD")?;
+    let (ours, theirs) = sync_pair()?;
     let [stdin, stdout, stderr] = stdio;
     let mut command = Command::new(exe);
     command.arg("__init");
@@ -173,13 +168,12 @@ impl InitHandle {
     }
 
     /// Lets the init finish its set-up and exec the command. Waits until the
-    /// exec happened (the supervisor closes the sync socket then).
-    pub fn go(self, go: &Go) -> Result<Child> {
+    /// exec happened (the supervisor closes the sync socket then). Returns
+    /// the supervisor and, for `-t`, the master of the sandbox's pty.
+    pub fn go(self, go: &Go) -> Result<(Child, Option<OwnedFd>)> {
         let body = serde_json::to_vec(go)?;
         nix::unistd::write(&self.sock, &body).context("releasing the sandbox init")?;
-        let mut buf = [0u8; 16];
-        let _ = nix::unistd::read(self.sock.as_raw_fd(), &mut buf);
-        Ok(self.child)
+        Ok((self.child, receive_master(&self.sock)))
     }
 
     /// Kills the init before it ran anything.
@@ -187,6 +181,51 @@ impl InitHandle {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The set-up socket between the CLI and a process it starts: ours, and
+/// theirs to leave open across exec (its number goes in `WARREN_SYNC_FD`).
+pub fn sync_pair() -> Result<(OwnedFd, OwnedFd)> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair for the sandbox's set-up")?;
+    // The CLI is single-threaded, so no other spawn can inherit this fd while
+    // its close-on-exec flag is off.
+    fcntl(theirs.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())).context("F_SETFD")?;
+    Ok((ours, theirs))
+}
+
+/// The child's end of [`sync_pair`], taken over (and made close-on-exec).
+pub fn adopt_sync() -> Result<OwnedFd> {
+    let raw: i32 = std::env::var(SYNC_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .context("this subcommand is internal to warren (WARREN_SYNC_FD is missing)")?;
+    std::env::remove_var(SYNC_ENV);
+    // The fd number comes from our parent, which left it open for us;
+    // owning it makes sure it is closed on every path.
+    let sync = crate::sys::fd::adopt_inherited(raw).context("WARREN_SYNC_FD is not an open fd")?;
+    fcntl(sync.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("F_SETFD")?;
+    Ok(sync)
+}
+
+/// Reads `sock` until it closes, keeping the pty master a sandbox sent.
+pub fn receive_master(sock: &OwnedFd) -> Option<OwnedFd> {
+    let mut master = None;
+    let mut buf = [0u8; 16];
+    while let Ok((n, mut fds)) = scm::recv_with_fds(sock, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        if &buf[..n] == pty::MASTER && !fds.is_empty() {
+            master = Some(fds.swap_remove(0));
+        }
+    }
+    master
 }
 
 /// Init side: the body of `warren __init`. Returns only on failure.
@@ -218,15 +257,7 @@ fn run(net_host: bool, cmd: &[String]) -> Result<i32> {
     if cmd.is_empty() {
         bail!("no command given");
     }
-    let raw: i32 = std::env::var(SYNC_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .context("__init is internal to warren run (WARREN_SYNC_FD is missing)")?;
-    std::env::remove_var(SYNC_ENV);
-    // The fd number comes from our parent, which left it open for us;
-    // owning it makes sure it is closed on every path.
-    let sync = crate::sys::fd::adopt_inherited(raw).context("WARREN_SYNC_FD is not an open fd")?;
-    fcntl(sync.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("F_SETFD")?;
+    let sync = adopt_sync()?;
     nix::unistd::setsid().context("setsid")?;
     unshare_as_root(CloneFlags::CLONE_NEWNS)?;
     mount(
@@ -292,8 +323,16 @@ fn supervise(sync: OwnedFd, link: OwnedFd, child: Pid, net_host: bool) -> Result
         return abandon(&format!("{e:#}"));
     }
     nix::unistd::write(&link, &buf[..n]).context("releasing the sandbox")?;
-    // The link closes when the sandbox execs its command (or fails to).
-    let _ = nix::unistd::read(link.as_raw_fd(), &mut buf);
+    // The link closes when the sandbox execs its command (or fails to); a
+    // `-t` sandbox sends its pty's master first, for the CLI.
+    while let Ok((n, fds)) = scm::recv_with_fds(&link, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        if &buf[..n] == pty::MASTER && !fds.is_empty() {
+            scm::send_with_fds(&sync, pty::MASTER, &fds).context("passing the pty on")?;
+        }
+    }
     drop(link);
     drop(sync);
     loop {
@@ -332,8 +371,8 @@ fn sandbox(net_host: bool, link: &OwnedFd, cmd: &[String]) -> Result<i32> {
     // The copy that locks the supervisor's mounts (see the module doc).
     unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
     if go.tty {
-        crate::sys::process::set_controlling_terminal(std::io::stdout().as_fd())
-            .context("making the pty the sandbox's controlling terminal")?;
+        let master = pty::take_own(go.tty_stdin)?;
+        scm::send_with_fds(link, pty::MASTER, &[master]).context("sending the pty")?;
     }
     if let Some(writable) = &go.read_only {
         mounts::restrict_command(writable)?;

@@ -8,13 +8,14 @@
 //! functions; [`fork_single_threaded`] checks that the caller has one
 //! thread, so its child may do anything.
 //!
-//! `TIOCSCTTY` makes a pty the controlling terminal of a new session;
+//! `TIOCGPTPEER` opens a pty's slave from its master; `TIOCSCTTY` makes it
+//! the controlling terminal of a new session;
 //! `TIOCGWINSZ`/`TIOCSWINSZ` copy the user's window size onto it. `nix`
 //! generates the ioctl wrappers, which are unsafe because they take raw
 //! pointers.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 pub use nix::pty::Winsize;
 use nix::unistd::{ForkResult, Pid};
@@ -52,6 +53,7 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
 }
 
 nix::ioctl_write_int_bad!(tiocsctty, libc::TIOCSCTTY);
+nix::ioctl_write_int_bad!(tiocgptpeer, libc::TIOCGPTPEER);
 nix::ioctl_read_bad!(tiocgwinsz, libc::TIOCGWINSZ, Winsize);
 nix::ioctl_write_ptr_bad!(tiocswinsz, libc::TIOCSWINSZ, Winsize);
 
@@ -62,6 +64,17 @@ pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> io::Result<()> {
     // another session holds) and touches no memory of ours.
     unsafe { tiocsctty(fd.as_raw_fd(), 0) }.map_err(io::Error::from)?;
     Ok(())
+}
+
+/// Opens the slave of the pty master `master` from the master itself
+/// (`TIOCGPTPEER`, Linux 4.13), so no path under `/dev/pts` is looked up.
+pub fn open_pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open(2) flags as its int argument and
+    // returns a new fd (or -1); it touches no memory of ours.
+    let fd = unsafe { tiocgptpeer(master.as_raw_fd(), flags) }.map_err(io::Error::from)?;
+    // SAFETY: the kernel just installed `fd` in our table for us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The window size of the terminal `fd`, if it is one.

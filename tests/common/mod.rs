@@ -112,6 +112,11 @@ fn check_prerequisites() {
     }
 }
 
+/// The copied `warren` binary, readable by the test uid.
+pub fn warren_bin() -> String {
+    shared_dir().join("warren").display().to_string()
+}
+
 /// A path of a tool script, readable by the test uid.
 pub fn tool(name: &str) -> String {
     shared_dir().join(name).display().to_string()

@@ -1,0 +1,43 @@
+//! The pty of a `-t` sandbox, allocated inside it.
+//!
+//! The sandbox has a devpts instance of its own (`sandbox::mounts`), so a
+//! pty allocated from the caller's would have no name inside (`tty` would
+//! say "not a tty"). So the sandbox's process allocates it itself, from
+//! its own `/dev/ptmx`, just before it execs the command: the slave becomes
+//! its stdout and stderr (and stdin with `-i`) and its controlling
+//! terminal, and the master travels back to the CLI over the set-up socket
+//! (SCM_RIGHTS), which relays it. The master is close-on-exec: the
+//! command never holds it.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
+
+use crate::sys::process;
+
+/// Message that carries the master.
+pub const MASTER: &[u8] = b"pty";
+
+/// Allocates a pty in the current mount namespace and makes it the
+/// caller's terminal (the caller must lead a session of its own). Returns
+/// the master, for the CLI.
+pub fn take_own(stdin: bool) -> Result<OwnedFd> {
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .context("opening /dev/ptmx")?;
+    nix::pty::grantpt(&master).context("grantpt")?;
+    nix::pty::unlockpt(&master).context("unlockpt")?;
+    let master = master
+        .as_fd()
+        .try_clone_to_owned()
+        .context("dup of the pty master")?;
+    let slave = process::open_pty_peer(master.as_fd()).context("opening the pty's slave")?;
+    let targets: &[i32] = if stdin { &[0, 1, 2] } else { &[1, 2] };
+    for &fd in targets {
+        nix::unistd::dup2(slave.as_raw_fd(), fd).context("dup2 of the pty")?;
+    }
+    drop(slave);
+    process::set_controlling_terminal(std::io::stdout().as_fd())
+        .context("making the pty the controlling terminal")?;
+    Ok(master)
+}
