@@ -80,6 +80,7 @@
 //! `tcp_idle_closed`.
 
 pub mod answer;
+pub mod fair;
 pub mod forward;
 pub mod server;
 pub mod table;
