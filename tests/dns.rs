@@ -5,13 +5,15 @@
 //! resolver this test process runs on 127.0.0.1, so no query ever leaves
 //! the machine: names under `outside.test.` resolve to 198.51.100.7 (an
 //! address that is only ever *named*, never contacted), names starting with
-//! `nx` and every other name get NXDOMAIN.
+//! `nx` and every other name get NXDOMAIN (but for the flood test's
+//! `slow.test.` names, which it never answers).
 
 mod common;
 
 use std::collections::HashSet;
 use std::process::Command;
 use std::str::FromStr;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use common::upstream::{Reply, Upstream};
@@ -19,6 +21,19 @@ use common::{tool, Env};
 use hickory_proto::rr::RecordType;
 
 const SLEEP: &[&str] = &["sleep", "600"];
+
+/// The flood test measures latency, so it runs alone among this file's
+/// tests (they hold this shared, it exclusively): their daemons and
+/// sandboxes starting on the same cores are not what it measures.
+static TIMING: RwLock<()> = RwLock::new(());
+
+fn timing_shared() -> RwLockReadGuard<'static, ()> {
+    TIMING.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn timing_alone() -> RwLockWriteGuard<'static, ()> {
+    TIMING.write().unwrap_or_else(|e| e.into_inner())
+}
 const OUTSIDE_ADDR: &str = "198.51.100.7";
 
 /// The test's upstream resolver's answers: `outside.test.` names (any
@@ -128,6 +143,7 @@ fn run_aliased(env: &Env, name: &str, network: &str, alias: &str) {
 
 #[test]
 fn seed_walkthrough_names_aliases_round_robin_scope_ptr() {
+    let _timing = timing_shared();
     let up = Upstream::start(outside);
     let env = env_with(&up);
     env.ok(&["network", "create", "dev"]);
@@ -243,6 +259,7 @@ fn seed_walkthrough_names_aliases_round_robin_scope_ptr() {
 
 #[test]
 fn forwarding_servfail_and_internal_networks() {
+    let _timing = timing_shared();
     let mut up = Upstream::start(outside);
     let env = env_with(&up);
     env.ok(&["network", "create", "pub"]);
@@ -314,6 +331,7 @@ fn forwarding_servfail_and_internal_networks() {
 
 #[test]
 fn names_follow_rm_connect_and_disconnect_at_once() {
+    let _timing = timing_shared();
     let up = Upstream::start(outside);
     let env = env_with(&up);
     env.ok(&["network", "create", "dev"]);
@@ -383,6 +401,7 @@ fn hostile_env() -> (Upstream, Env, String) {
 
 #[test]
 fn hostile_udp_queries_are_answered_or_dropped() {
+    let _timing = timing_shared();
     let (_up, env, gw) = hostile_env();
     let r = probe(&env, "x", &gw, "udp");
     let formerr = [
@@ -417,6 +436,7 @@ fn hostile_udp_queries_are_answered_or_dropped() {
 
 #[test]
 fn hostile_tcp_messages_are_answered_or_closed() {
+    let _timing = timing_shared();
     let (_up, env, gw) = hostile_env();
     let r = probe(&env, "x", &gw, "tcp");
     for name in [
@@ -437,6 +457,7 @@ fn hostile_tcp_messages_are_answered_or_closed() {
 
 #[test]
 fn tcp_abuse_idle_reset_and_fairness() {
+    let _timing = timing_shared();
     let (_up, env, gw) = hostile_env();
     let r = probe(&env, "x", &gw, "tcp-abuse");
     assert!(closed_after(result(&r, "length-0")) < 1.0, "{r:?}");
@@ -468,6 +489,7 @@ fn tcp_abuse_idle_reset_and_fairness() {
 
 #[test]
 fn host_warren_internal_resolves_only_where_host_loopback_is_on() {
+    let _timing = timing_shared();
     let env = Env::new();
     env.ok(&[
         "network",
@@ -492,4 +514,136 @@ fn host_warren_internal_resolves_only_where_host_loopback_is_on() {
         "not on a network without host loopback: {}",
         String::from_utf8_lossy(&got.stdout)
     );
+}
+
+/// The upstream of the flood test: `slow.test.` names are never answered,
+/// `outside.test.` names at once.
+fn slow_or_outside(name: &str, kind: RecordType) -> Reply {
+    if name.ends_with("slow.test.") {
+        Reply::Silent
+    } else {
+        outside(name, kind)
+    }
+}
+
+/// One probe's answers: (result, milliseconds) per query, from the `probe`
+/// mode of dns_load.py.
+fn dns_probe(env: &Env, sandbox: &str, gw: &str, count: usize, suffix: &str) -> Vec<(String, f64)> {
+    let script = tool("dns_load.py");
+    let count = count.to_string();
+    let out = env.exec_ok(sandbox, &["python3", &script, "probe", gw, &count, suffix]);
+    out.lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(_, rest)| {
+            let (result, ms) = rest.rsplit_once(' ').unwrap_or((rest, "inf"));
+            (result.to_string(), ms.parse().unwrap_or(f64::INFINITY))
+        })
+        .collect()
+}
+
+/// The nearest-rank percentile `p` (0–100) of `values`.
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// Issue 16, item 4: one sandbox flooding queries its upstream never
+/// answers (400/s, the security review's figure) must not starve the DNS
+/// forwarding of a neighbour on its network or of another network: their
+/// answers all arrive, quickly, and the flood is counted as limited.
+#[test]
+fn one_sandbox_flooding_the_forwarder_starves_no_one() {
+    let _timing = timing_alone();
+    let up = Upstream::start(slow_or_outside);
+    let env = env_with(&up);
+    env.ok(&["network", "create", "shared"]);
+    env.ok(&["network", "create", "other"]);
+    env.start("hostile", &["shared"], SLEEP);
+    env.start("neighbour", &["shared"], SLEEP);
+    env.start("elsewhere", &["other"], SLEEP);
+    let shared_gw = env.gateway("hostile", "shared");
+    let other_gw = env.gateway("elsewhere", "other");
+    // Everything warm (names, python) before the flood starts.
+    dns_probe(&env, "neighbour", &shared_gw, 1, "warm.outside.test");
+    dns_probe(&env, "elsewhere", &other_gw, 1, "warm.outside.test");
+
+    let flood_secs = 7;
+    let script = tool("dns_load.py");
+    let flood = env
+        .cmd(&[
+            "exec",
+            "hostile",
+            "--",
+            "python3",
+            &script,
+            "flood",
+            &shared_gw,
+            "400",
+            &flood_secs.to_string(),
+            "slow.test",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("flood");
+    let flood_start = Instant::now();
+    // Past the first 2 s every slot the flood can take is taken, and stays
+    // so: each of its queries holds one until the forwarder gives up.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (near, far) = std::thread::scope(|s| {
+        let near = s.spawn(|| dns_probe(&env, "neighbour", &shared_gw, 50, "near.outside.test"));
+        let far = s.spawn(|| dns_probe(&env, "elsewhere", &other_gw, 50, "far.outside.test"));
+        (near.join().unwrap(), far.join().unwrap())
+    });
+    let probes_took = flood_start.elapsed();
+    let flood = flood.wait_with_output().expect("flood ends");
+    let flood_out = String::from_utf8_lossy(&flood.stdout).into_owned();
+    assert!(
+        flood.status.success(),
+        "flood: {flood_out}{}",
+        String::from_utf8_lossy(&flood.stderr)
+    );
+    assert!(
+        probes_took < Duration::from_secs(flood_secs),
+        "the probes ran during the flood: {probes_took:?}"
+    );
+
+    // Both figures first (they are what the issue is about), then the checks.
+    let mut failures = Vec::new();
+    for (who, results) in [("neighbour", &near), ("elsewhere", &far)] {
+        let wrong: Vec<_> = results
+            .iter()
+            .filter(|(r, _)| *r != format!("rcode=0 {OUTSIDE_ADDR}"))
+            .collect();
+        let ms: Vec<f64> = results.iter().map(|(_, ms)| *ms).collect();
+        let (p50, p99) = (percentile(&ms, 50.0), percentile(&ms, 99.0));
+        let mut slowest = ms.clone();
+        slowest.sort_by(|a, b| b.total_cmp(a));
+        slowest.truncate(3);
+        eprintln!(
+            "{who}: {} queries, p50 {p50:.2} ms, p99 {p99:.2} ms (slowest {slowest:.2?}), {} not answered",
+            results.len(),
+            wrong.len()
+        );
+        if results.len() != 50 || !wrong.is_empty() || p99 >= 50.0 {
+            failures.push(format!("{who}: p99 {p99:.2} ms, {wrong:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "starved: {failures:?}\n{flood_out}");
+
+    // The flood was refused in part, and counted so.
+    let sent: u64 = flood_out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("sent="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no flood summary: {flood_out}"));
+    assert!(sent >= 2000, "{flood_out}");
+    let stats = env.stats("shared")["dns"].clone();
+    eprintln!("{}stats of shared: {stats}", flood_out);
+    let limited = stats["limited"].as_u64().unwrap_or(0);
+    assert!(limited >= sent / 2, "{flood_out} {stats}");
+    assert_eq!(env.stats("other")["dns"]["limited"].as_u64(), Some(0));
+    env.assert_daemon_idle();
 }

@@ -211,8 +211,9 @@ impl Gateway {
     }
 
     /// Serve DNS for `network` on UDP and TCP port 53 of the gateway
-    /// address (see [`dns`]). `forward_timeout` is the forwarder's overall
-    /// timeout, or `None` when nothing may be forwarded (SERVFAIL instead).
+    /// address (see [`dns`]). `forward_timeout` is the forwarder's bound
+    /// from submission to answer ([`dns::Forwarder::bound`]), or `None`
+    /// when nothing may be forwarded (SERVFAIL instead).
     /// Until [`Gateway::set_dns_names`] is called, every query gets SERVFAIL.
     /// Calling it again does nothing.
     pub fn enable_dns(&mut self, network: &str, forward_timeout: Option<Duration>) {

@@ -51,7 +51,9 @@
 //! whole new [`NameTable`] with [`SwitchHandle::set_names`]. Queries for
 //! names that are not local leave the thread as [`ForwardJob`]s `try_send`-ed
 //! to the shared [`Forwarder`] (never blocking: a full queue answers
-//! SERVFAIL at once). Each job's callback `try_send`s the answer into this
+//! SERVFAIL at once), each naming its client ([`ClientKey`]: this network
+//! and the asker's address), which the forwarder shares its slots out by.
+//! Each job's callback `try_send`s the answer into this
 //! switch's bounded reply queue ([`DNS_REPLY_QUEUE`]) and writes the
 //! eventfd; the thread hands it to the gateway on its next wakeup. Without
 //! a forwarder ([`NetworkSpec::dns`] `None`), non-local names get SERVFAIL.
@@ -112,7 +114,7 @@ use self::core::{Core, CoreConfig, Counters, Decision, NetworkCounters, PortCoun
 pub use self::core::{DropReason, PortError, PortId, DEFAULT_MAC_AGE, DEFAULT_MAC_TABLE_CAP};
 use self::vnet::Offload;
 use crate::gateway::dns::{
-    DnsCounters, DnsStats, ForwardError, ForwardJob, ForwardResult, Forwarder, NameTable,
+    ClientKey, DnsCounters, DnsStats, ForwardError, ForwardJob, ForwardResult, Forwarder, NameTable,
 };
 use crate::gateway::nat::{
     self, ForwardId, ForwardSpec, NatCounters, NatEngine, NatStats, NetworkNat, SubnetGuard,
@@ -169,7 +171,7 @@ impl SwitchHandle {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let forward_timeout = spec.dns.as_ref().map(|f| {
             smoltcp::time::Duration::from_micros(
-                u64::try_from(f.timeout().as_micros()).unwrap_or(u64::MAX),
+                u64::try_from(f.bound().as_micros()).unwrap_or(u64::MAX),
             )
         });
         if let Some(ip) = spec.dns_address {
@@ -229,6 +231,7 @@ impl SwitchHandle {
             shared: Arc::clone(&shared),
             on_port_gone: spec.on_port_gone,
             forwarder: spec.dns,
+            dns_network: Arc::from(name.as_str()),
             dns_reply_tx,
             dns_replies,
             nat,
@@ -559,6 +562,8 @@ struct Engine {
     on_port_gone: Option<PortGoneFn>,
     /// Where non-local DNS queries go.
     forwarder: Option<Arc<Forwarder>>,
+    /// This network's half of the forwarder's fairness key.
+    dns_network: Arc<str>,
     /// Forwarded DNS answers come back through this bounded queue.
     dns_reply_tx: mpsc::SyncSender<(u64, ForwardResult)>,
     dns_replies: mpsc::Receiver<(u64, ForwardResult)>,
@@ -916,6 +921,7 @@ impl Engine {
             let job = ForwardJob {
                 query: out.query,
                 tcp: out.tcp,
+                client: ClientKey::new(Arc::clone(&self.dns_network), out.client),
                 avoid: Arc::clone(&avoid),
                 done: Box::new(move |result| {
                     if replies.try_send((token, result)).is_ok() {

@@ -19,6 +19,8 @@ pub enum Reply {
     /// NOERROR, no records.
     NoData,
     NxDomain,
+    /// No answer at all, ever (a name whose servers are unreachable).
+    Silent,
 }
 
 /// Decides the reply from the question's name (lower case, absolute) and
@@ -69,6 +71,7 @@ impl Upstream {
                     .set_recursion_available(true);
                 answer.add_query(q.clone());
                 match answers(&name, q.query_type()) {
+                    Reply::Silent => continue,
                     Reply::A(ip) => {
                         answer.add_answer(Record::from_rdata(
                             q.name().clone(),

@@ -6,12 +6,32 @@
 //! current-thread tokio runtime of its own, so it depends on nothing the
 //! daemon runs and never runs on a switch thread. Switch threads hand it
 //! queries with [`Forwarder::submit`], a non-blocking `try_send` into a
-//! bounded queue ([`QUEUE`]); a full queue hands the job back and the switch
-//! answers SERVFAIL at once. At most [`IN_FLIGHT`] queries are relayed at a
-//! time; each job's `done` callback is called exactly once with the
-//! upstream's answer or an error, within the overall timeout, and is how the
-//! answer travels back (the switch's callback puts it in a bounded queue
-//! and writes the switch's eventfd).
+//! bounded hand-off queue ([`QUEUE`]); a full queue hands the job back and
+//! the switch answers SERVFAIL at once. Each job names its client (its
+//! network and source address, [`ClientKey`]).
+//!
+//! The thread takes every job off the hand-off queue at once and into a
+//! [`FairQueue`] (see [`fair`](super::fair)): one queue per client, so no
+//! client's queries wait behind another's. A query is sent upstream when
+//! its client has fewer than [`IN_FLIGHT_PER_CLIENT`] in flight, its
+//! network fewer than [`IN_FLIGHT_PER_NETWORK`] and the daemon fewer than
+//! [`IN_FLIGHT`]; among the clients that may send, the one with the fewest
+//! in flight goes first, round robin among equals. So a sandbox asking for
+//! names its upstream never answers holds at most [`IN_FLIGHT_PER_CLIENT`]
+//! of the daemon's slots, and a neighbour's query is sent as soon as it
+//! arrives. A client's queue holds at most [`QUEUE_PER_CLIENT`] and all
+//! queues [`QUEUE`] (a full whole gives up the oldest query of the
+//! longest queue); a query that waits [`MAX_WAIT`] for its turn is given
+//! up. A query refused or given up fails with [`ForwardError::Overloaded`]
+//! (the switch answers SERVFAIL and counts it as `limited`).
+//!
+//! The overall timeout ([`FORWARD_TIMEOUT`]) starts when a query is sent
+//! upstream, not when it was submitted: waiting for a turn never eats into
+//! the upstream's budget. Each job's `done` callback is called exactly
+//! once with the upstream's answer or an error, within
+//! [`Forwarder::bound`] of its submission ([`MAX_WAIT`] plus the overall
+//! timeout), and is how the answer travels back (the switch's callback
+//! puts it in a bounded queue and writes the switch's eventfd).
 //!
 //! A relay, not a resolver: the client's query bytes go to the upstream
 //! unchanged but for the id, which is replaced by a random one (the client
@@ -26,7 +46,8 @@
 //! bring its own runtime setup; a relay with a timeout is all forwarding needs.
 //!
 //! Upstreams are tried in order, each attempt bounded by the attempt timeout
-//! (1 s), twice round, all bounded by the overall timeout (2.5 s). An
+//! (1 s), twice round, all bounded by the overall timeout (2.5 s from the
+//! moment the query is sent). An
 //! upstream that refuses (ICMP port unreachable) fails its attempt at once,
 //! so a dead upstream costs no waiting, and the bounded number of attempts
 //! means no loop. SERVFAIL and REFUSED from one upstream make us try the
@@ -51,22 +72,40 @@ use hickory_proto::op::{Header, MessageType, Query, ResponseCode};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
 
+use super::fair::{ClientKey, FairQueue, Limits, Pushed, MAX_PENDING_PER_CLIENT};
 use super::table::NameTable;
 
-/// Overall bound on one forwarded query, from submission to answer.
+/// Overall bound on one forwarded query, from the moment it is sent
+/// upstream to its answer.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// Bound on one attempt at one upstream.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// Most queries waiting for the forwarder.
+/// Longest a query waits for its turn to be sent before it is given up.
+pub const MAX_WAIT: Duration = Duration::from_millis(1000);
+
+/// Most queries waiting for the forwarder, in all (and the size of the
+/// hand-off queue from the switches).
 pub const QUEUE: usize = 1024;
 
-/// Most queries being relayed at once.
+/// Most queries of one client waiting for their turn: as many as its
+/// network lets it have pending.
+pub const QUEUE_PER_CLIENT: usize = MAX_PENDING_PER_CLIENT;
+
+/// Most queries being relayed at once, in all.
 pub const IN_FLIGHT: usize = 256;
+
+/// Most queries of one network being relayed at once: a quarter of the
+/// daemon's.
+pub const IN_FLIGHT_PER_NETWORK: usize = 64;
+
+/// Most queries of one client (source address on its network) being
+/// relayed at once: a sixteenth of the daemon's.
+pub const IN_FLIGHT_PER_CLIENT: usize = 16;
 
 /// Where the host lists its resolvers.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -86,8 +125,10 @@ pub enum ForwardError {
     /// An upstream could not be reached (refused, unreachable, ...).
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
-    /// The forwarder's queue is full.
-    #[error("too many queries waiting for the upstream resolvers")]
+    /// Refused or given up by a bound: the client's, its network's or the
+    /// daemon's share of the forwarder is full, or the query waited too
+    /// long for its turn.
+    #[error("too many queries waiting for the upstream resolvers (from this client, its network, or in all)")]
     Overloaded,
     /// The query could not be relayed (cannot happen for a query that
     /// `answer` accepted).
@@ -95,13 +136,15 @@ pub enum ForwardError {
     BadQuery,
 }
 
-/// The timeouts of a [`Forwarder`].
+/// The timeouts and bounds of a [`Forwarder`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ForwardConfig {
-    /// Overall bound on one query.
+    /// Overall bound on one query once sent upstream.
     pub timeout: Duration,
     /// Bound on one attempt at one upstream.
     pub attempt: Duration,
+    /// The fair queue's bounds (and the longest wait for a turn).
+    pub limits: Limits,
 }
 
 impl Default for ForwardConfig {
@@ -109,6 +152,14 @@ impl Default for ForwardConfig {
         ForwardConfig {
             timeout: FORWARD_TIMEOUT,
             attempt: ATTEMPT_TIMEOUT,
+            limits: Limits {
+                in_flight: IN_FLIGHT,
+                in_flight_per_network: IN_FLIGHT_PER_NETWORK,
+                in_flight_per_client: IN_FLIGHT_PER_CLIENT,
+                queued: QUEUE,
+                queued_per_client: QUEUE_PER_CLIENT,
+                max_wait: MAX_WAIT,
+            },
         }
     }
 }
@@ -122,6 +173,8 @@ pub struct ForwardJob {
     pub query: Vec<u8>,
     /// The client asked over TCP: a truncated UDP answer is retried over TCP.
     pub tcp: bool,
+    /// Who asked: the fair queue's key.
+    pub client: ClientKey,
     /// The asking switch's name table: its gateways are never upstreams.
     pub avoid: Arc<NameTable>,
     /// Where the answer goes; called exactly once, from the forwarder's
@@ -137,10 +190,10 @@ pub struct Forwarder {
     config: ForwardConfig,
 }
 
-/// A job with its deadline.
+/// A job with the time it was submitted (its wait counts from then).
 struct Job {
     job: ForwardJob,
-    deadline: Instant,
+    submitted: Instant,
 }
 
 impl Forwarder {
@@ -197,7 +250,7 @@ impl Forwarder {
     pub fn submit(&self, job: ForwardJob) -> Result<(), ForwardJob> {
         let job = Job {
             job,
-            deadline: Instant::now() + self.config.timeout,
+            submitted: Instant::now(),
         };
         self.jobs.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j.job,
@@ -209,9 +262,15 @@ impl Forwarder {
         &self.upstreams
     }
 
-    /// The overall timeout of one query.
+    /// The overall timeout of one query once sent upstream.
     pub fn timeout(&self) -> Duration {
         self.config.timeout
+    }
+
+    /// The longest from [`Forwarder::submit`] to the job's `done`: the
+    /// longest wait for a turn plus the overall timeout.
+    pub fn bound(&self) -> Duration {
+        self.config.limits.max_wait + self.config.timeout
     }
 }
 
@@ -228,32 +287,96 @@ pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// The forwarder thread: take jobs, relay each on its own task, at most
-/// [`IN_FLIGHT`] at once. Ends when every [`Forwarder`] is dropped.
+/// The forwarder thread: take jobs into the fair queue, send each on its
+/// own task when its turn comes, give up those that waited too long. Ends
+/// when every [`Forwarder`] is dropped.
 async fn serve(mut jobs: mpsc::Receiver<Job>, upstreams: Arc<[SocketAddr]>, config: ForwardConfig) {
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(Job { job, deadline }) = jobs.recv().await {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            break;
-        };
-        let upstreams = Arc::clone(&upstreams);
-        tokio::spawn(async move {
-            let ForwardJob {
-                query,
-                tcp,
-                avoid,
-                done,
-            } = job;
-            let deadline = tokio::time::Instant::from_std(deadline);
-            let result = relay(&query, tcp, &avoid, &upstreams, deadline, config.attempt).await;
-            drop(permit);
-            if let Err(e) = &result {
-                debug!(error = %e, "dns: forwarding failed");
+    let mut queue: FairQueue<ForwardJob> = FairQueue::new(config.limits);
+    // Every task in flight sends its client back exactly once, so this
+    // never fills.
+    let (finished_tx, mut finished) = mpsc::channel::<ClientKey>(config.limits.in_flight.max(1));
+    loop {
+        let now = Instant::now();
+        for job in queue.expire(now) {
+            trace!(client = ?job.client, "dns: query waited too long for its turn");
+            (job.done)(Err(ForwardError::Overloaded));
+        }
+        while let Some((client, job)) = queue.pop() {
+            let slot = Slot {
+                client: Some(client),
+                finished: finished_tx.clone(),
+            };
+            let upstreams = Arc::clone(&upstreams);
+            tokio::spawn(async move {
+                let ForwardJob {
+                    query,
+                    tcp,
+                    avoid,
+                    done,
+                    ..
+                } = job;
+                // The timeout starts now, when the query is sent.
+                let deadline = tokio::time::Instant::now() + config.timeout;
+                let result = relay(&query, tcp, &avoid, &upstreams, deadline, config.attempt).await;
+                drop(slot);
+                if let Err(e) = &result {
+                    debug!(error = %e, "dns: forwarding failed");
+                }
+                done(result);
+            });
+        }
+        let expiry = queue.next_expiry();
+        let wake =
+            tokio::time::Instant::from_std(expiry.unwrap_or(now + Duration::from_secs(3600)));
+        tokio::select! {
+            job = jobs.recv() => {
+                let Some(job) = job else {
+                    break;
+                };
+                admit(&mut queue, job);
+                while let Ok(job) = jobs.try_recv() {
+                    admit(&mut queue, job);
+                }
             }
-            done(result);
-        });
+            Some(client) = finished.recv() => {
+                queue.finish(&client);
+                while let Ok(client) = finished.try_recv() {
+                    queue.finish(&client);
+                }
+            }
+            () = tokio::time::sleep_until(wake), if expiry.is_some() => {}
+        }
     }
     debug!("dns: forwarder stopped");
+}
+
+/// Put `job` in the fair queue; the job refused (it, or the one it
+/// evicted) fails at once.
+fn admit(queue: &mut FairQueue<ForwardJob>, job: Job) {
+    let Job { job, submitted } = job;
+    let client = job.client.clone();
+    match queue.push(submitted, client, job) {
+        Pushed::Queued => {}
+        Pushed::Evicted(refused) | Pushed::Refused(refused) => {
+            trace!(client = ?refused.client, "dns: query over its share refused");
+            (refused.done)(Err(ForwardError::Overloaded));
+        }
+    }
+}
+
+/// A query's place in flight: handed back to the fair queue when the task
+/// ends, however it ends.
+struct Slot {
+    client: Option<ClientKey>,
+    finished: mpsc::Sender<ClientKey>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = self.finished.try_send(client);
+        }
+    }
 }
 
 /// Relay one query. See the module documentation for the order of attempts.
@@ -494,7 +617,8 @@ mod tests {
     }
 
     /// A UDP upstream on loopback that answers (or stays silent), counting
-    /// queries; it stops when the returned sender is dropped.
+    /// queries; names starting with `slow` are never answered. It stops
+    /// when the returned sender is dropped.
     fn udp_upstream(
         silent: bool,
         tc: bool,
@@ -514,12 +638,41 @@ mod tests {
                     continue;
                 };
                 count.fetch_add(1, Ordering::SeqCst);
-                if !silent {
+                let slow = Message::from_vec(&buf[..len]).is_ok_and(|q| {
+                    q.queries()
+                        .first()
+                        .is_some_and(|q| q.name().to_ascii().starts_with("slow"))
+                });
+                if !silent && !slow {
                     let _ = socket.send_to(&answer_for(&buf[..len], 2, tc), from);
                 }
             }
         });
         (addr, seen, stop)
+    }
+
+    fn client(network: &str, last: u8) -> ClientKey {
+        ClientKey::new(Arc::from(network), Ipv4Addr::new(10, 0, 0, last))
+    }
+
+    /// Submit `query` for `client`; the result arrives on the receiver.
+    fn submit(
+        forwarder: &Forwarder,
+        client: ClientKey,
+        query: Vec<u8>,
+    ) -> std_mpsc::Receiver<ForwardResult> {
+        let (tx, rx) = std_mpsc::channel();
+        let job = ForwardJob {
+            query,
+            tcp: false,
+            client,
+            avoid: no_table(),
+            done: Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        };
+        assert!(forwarder.submit(job).is_ok());
+        rx
     }
 
     fn run(
@@ -532,6 +685,7 @@ mod tests {
         let job = ForwardJob {
             query,
             tcp,
+            client: client("test", 2),
             avoid,
             done: Box::new(move |r| {
                 let _ = tx.send(r);
@@ -550,7 +704,106 @@ mod tests {
         ForwardConfig {
             timeout: Duration::from_millis(600),
             attempt: Duration::from_millis(250),
+            ..ForwardConfig::default()
         }
+    }
+
+    #[test]
+    fn a_flooding_client_delays_no_other() {
+        let (addr, _seen, _stop) = udp_upstream(false, false);
+        let fwd = Forwarder::spawn_with(vec![addr], fast()).expect("spawn");
+        let hog = client("a", 1);
+        // 200 names that are never answered, at once: 16 are sent, 64 wait,
+        // the rest are refused at once.
+        let floods: Vec<_> = (0..200)
+            .map(|i| submit(&fwd, hog.clone(), query(&format!("slow{i}.test"), i)))
+            .collect();
+        // A neighbour on the same network and a client of another network
+        // are answered at once, one query after another.
+        for (i, who) in [client("a", 2), client("b", 1)].into_iter().enumerate() {
+            for j in 0..20u16 {
+                let start = Instant::now();
+                let rx = submit(&fwd, who.clone(), query("example.test", j));
+                let answer = rx
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("done")
+                    .expect("answered");
+                let took = start.elapsed();
+                assert_eq!(Message::from_vec(&answer).expect("parse").id(), j);
+                assert!(took < Duration::from_millis(100), "client {i}: {took:?}");
+            }
+        }
+        let results: Vec<ForwardResult> = floods
+            .iter()
+            .map(|rx| rx.recv_timeout(Duration::from_secs(5)).expect("done"))
+            .collect();
+        let overloaded = results
+            .iter()
+            .filter(|r| **r == Err(ForwardError::Overloaded))
+            .count();
+        let timeouts = results
+            .iter()
+            .filter(|r| **r == Err(ForwardError::Timeout))
+            .count();
+        // 16 in flight, and each of the 64 waiting is either sent when a
+        // slot frees (600 ms later) or given up when it has waited 1 s.
+        assert_eq!(overloaded + timeouts, 200, "{results:?}");
+        assert!((16..=80).contains(&timeouts), "{timeouts} timed out");
+        assert!(overloaded >= 120, "{overloaded} refused");
+    }
+
+    #[test]
+    fn the_timeout_starts_when_the_query_is_sent() {
+        let (addr, _seen, _stop) = udp_upstream(false, false);
+        let mut config = fast();
+        config.limits.in_flight_per_client = 1;
+        config.limits.max_wait = Duration::from_secs(2);
+        let fwd = Forwarder::spawn_with(vec![addr], config).expect("spawn");
+        assert_eq!(fwd.bound(), Duration::from_millis(2600));
+        let start = Instant::now();
+        let first = submit(&fwd, client("a", 1), query("slow1.test", 1));
+        let second = submit(&fwd, client("a", 1), query("slow2.test", 2));
+        assert_eq!(
+            first.recv_timeout(Duration::from_secs(5)),
+            Ok(Err(ForwardError::Timeout))
+        );
+        let first_took = start.elapsed();
+        // The second waited for the first's slot, then had its own 600 ms.
+        assert_eq!(
+            second.recv_timeout(Duration::from_secs(5)),
+            Ok(Err(ForwardError::Timeout))
+        );
+        let second_took = start.elapsed();
+        assert!(first_took < Duration::from_millis(1000), "{first_took:?}");
+        assert!(
+            second_took >= first_took + Duration::from_millis(450),
+            "{first_took:?} then {second_took:?}"
+        );
+    }
+
+    #[test]
+    fn a_query_that_waits_too_long_for_its_turn_is_given_up() {
+        let (addr, _seen, _stop) = udp_upstream(false, false);
+        let mut config = fast();
+        config.limits.in_flight_per_client = 1;
+        config.limits.max_wait = Duration::from_millis(200);
+        let fwd = Forwarder::spawn_with(vec![addr], config).expect("spawn");
+        let start = Instant::now();
+        let first = submit(&fwd, client("a", 1), query("slow1.test", 1));
+        let second = submit(&fwd, client("a", 1), query("slow2.test", 2));
+        assert_eq!(
+            second.recv_timeout(Duration::from_secs(5)),
+            Ok(Err(ForwardError::Overloaded))
+        );
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_millis(500),
+            "{took:?}"
+        );
+        assert_eq!(
+            first.recv_timeout(Duration::from_secs(5)),
+            Ok(Err(ForwardError::Timeout))
+        );
     }
 
     #[test]

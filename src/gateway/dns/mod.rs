@@ -6,7 +6,7 @@
 //!
 //! Docker's user-defined networks let containers find each other by name;
 //! warren does the same at the gateway address of each network, on UDP and
-//! TCP port 53. Four parts, each with one job:
+//! TCP port 53. Five parts, each with one job:
 //!
 //! - [`table`]: [`NameTable`], an immutable snapshot of every name on every
 //!   network, built by the control plane after each change and handed to
@@ -22,17 +22,25 @@
 //! - [`forward`]: [`Forwarder`], one per daemon, a thread with its own
 //!   current-thread tokio runtime relaying queries to the upstream resolvers
 //!   with a bounded timeout.
+//! - [`fair`]: the bookkeeping that shares forwarding out per client (the
+//!   source address on its network): the server's pending queries and the
+//!   forwarder's queues and slots, bounded per client, per network and per
+//!   daemon, so a sandbox flooding queries its upstream never answers
+//!   cannot starve a neighbour. Pure, time passed in.
 //!
 //! The path of a forwarded query: a sandbox's frame → the switch thread
 //! (anti-spoofing verifies the source address) → smoltcp → `DnsServer` →
-//! `answer` says Forward → a pending entry and a [`ForwardOut`] → the switch
-//! `try_send`s a [`ForwardJob`] to the forwarder's bounded queue → the
-//! forwarder relays it → the job's callback `try_send`s the answer into the
-//! switch's bounded reply queue and writes the switch's eventfd → the switch
-//! thread wakes, hands the answer to `DnsServer::forwarded`, and smoltcp
-//! sends it. The switch thread never blocks on the network or on a lock;
-//! every queue is bounded and a full one turns into a counted SERVFAIL or a
-//! drop.
+//! `answer` says Forward → a pending entry within the asker's share and a
+//! [`ForwardOut`] → the switch `try_send`s a [`ForwardJob`] naming its
+//! [`ClientKey`] to the forwarder's bounded hand-off queue → the forwarder
+//! queues it in that client's queue and sends it upstream at the client's
+//! turn, its timeout starting then → the job's callback `try_send`s the
+//! answer into the switch's bounded reply queue and writes the switch's
+//! eventfd → the switch thread wakes, hands the answer to
+//! `DnsServer::forwarded`, and smoltcp sends it. The switch thread never
+//! blocks on the network or on a lock; every queue is bounded and a full
+//! one turns into a counted SERVFAIL or a drop; a client over its share
+//! gets SERVFAIL, counted as `limited`.
 //!
 //! # Semantics (Docker's, with its rough edges filed off)
 //!
@@ -77,9 +85,13 @@
 //! upstream), `malformed` (FORMERR/NOTIMP answers and unanswerable input),
 //! `dropped` (no answer sent: unanswerable input, full queues, closed
 //! connections), `truncated` (UDP answers cut, TC set), `tcp_connections`,
-//! `tcp_idle_closed`.
+//! `tcp_idle_closed`, `limited` (forwarded queries refused or given up
+//! because a share was full: the client's or the network's pending
+//! queries, the forwarder's queues, or a wait for a turn over
+//! [`MAX_WAIT`]; each was answered SERVFAIL and is in `servfail` too).
 
 pub mod answer;
+pub mod fair;
 pub mod forward;
 pub mod server;
 pub mod table;
@@ -91,9 +103,10 @@ use serde::Serialize;
 pub use self::answer::{
     answer, Action, DropReason, Forward, Reply, Request, Rng, Transport, LOCAL_TTL, MAX_QUERY,
 };
+pub use self::fair::{ClientKey, MAX_PENDING_PER_CLIENT};
 pub use self::forward::{
     parse_resolv_conf, Done, ForwardConfig, ForwardError, ForwardJob, ForwardResult, Forwarder,
-    FORWARD_TIMEOUT,
+    FORWARD_TIMEOUT, IN_FLIGHT, IN_FLIGHT_PER_CLIENT, IN_FLIGHT_PER_NETWORK, MAX_WAIT,
 };
 pub use self::server::{DnsServer, ForwardOut, DNS_PORT, MAX_PENDING, TCP_IDLE, TCP_SOCKETS};
 pub use self::table::{EndpointInfo, NameTable, NetworkInfo, SandboxInfo, HOST_NAME};
@@ -146,6 +159,9 @@ pub struct DnsCounters {
     pub tcp_connections: AtomicU64,
     /// TCP connections aborted for making no progress.
     pub tcp_idle_closed: AtomicU64,
+    /// Queries not forwarded, or given up, because a share was full (the
+    /// client's, the network's or the daemon's); answered SERVFAIL.
+    pub limited: AtomicU64,
 }
 
 impl DnsCounters {
@@ -162,6 +178,7 @@ impl DnsCounters {
             truncated: self.truncated.load(Relaxed),
             tcp_connections: self.tcp_connections.load(Relaxed),
             tcp_idle_closed: self.tcp_idle_closed.load(Relaxed),
+            limited: self.limited.load(Relaxed),
         }
     }
 }
@@ -190,4 +207,6 @@ pub struct DnsStats {
     pub tcp_connections: u64,
     /// TCP connections aborted for making no progress.
     pub tcp_idle_closed: u64,
+    /// Queries refused or given up by a forwarding share.
+    pub limited: u64,
 }

@@ -27,11 +27,20 @@
 //!   covers idle clients, half-sent queries and clients that do not read
 //!   their answers. After a close or reset the socket listens again.
 //! - **Forwarding**: a query `answer` wants forwarded gets a token and a
-//!   [`Pending`] entry (bounded by [`MAX_PENDING`]; beyond it, SERVFAIL), and
-//!   a [`ForwardOut`] the switch takes with [`DnsServer::take_forwards`] and
-//!   gives to the [`Forwarder`](super::Forwarder). The answer comes back
+//!   [`Pending`] entry, and a [`ForwardOut`] the switch takes with
+//!   [`DnsServer::take_forwards`] and gives to the
+//!   [`Forwarder`](super::Forwarder). Pending entries are [`Shares`] by
+//!   source address: at most [`MAX_PENDING_PER_CLIENT`] per client and
+//!   [`MAX_PENDING`] per network; when the network's are all taken, the
+//!   client holding the most gives up its oldest (answered SERVFAIL) to a
+//!   client holding at least two fewer, so one sandbox cannot shut its
+//!   neighbours out. A query over a bound gets SERVFAIL at once. Each is
+//!   counted as `limited`, as is a query the forwarder refuses for the
+//!   same reason ([`ForwardError::Overloaded`]). The answer comes back
 //!   through [`DnsServer::forwarded`]; a pending query whose answer does not
-//!   come back within its deadline gets SERVFAIL. A TCP connection that
+//!   come back within its deadline (the forwarder's
+//!   [`bound`](super::Forwarder::bound) and a grace) gets SERVFAIL. A late
+//!   answer, or one for a query given up, is dropped; a TCP connection that
 //!   closed meanwhile is recognized by its generation and its answer dropped.
 //!
 //! Every query, answer and drop is counted in [`DnsCounters`].
@@ -52,7 +61,8 @@ use super::answer::{
     answer, error_answer, fit_forwarded, Action, Reply, Request, Rng, Transport, MAX_QUERY,
     MAX_UDP_ANSWER, MIN_UDP_ANSWER,
 };
-use super::forward::ForwardResult;
+use super::fair::{Admit, Shares, MAX_PENDING_PER_CLIENT};
+use super::forward::{ForwardError, ForwardResult};
 use super::table::NameTable;
 use super::DnsCounters;
 
@@ -97,6 +107,8 @@ pub struct ForwardOut {
     pub query: Vec<u8>,
     /// Whether the client asked over TCP.
     pub tcp: bool,
+    /// The client's address (the forwarder's fairness key, with the network).
+    pub client: Ipv4Addr,
 }
 
 /// The DNS server of one gateway. See the module documentation.
@@ -105,12 +117,15 @@ pub struct DnsServer {
     listen: IpListenEndpoint,
     /// Largest UDP answer (from the MTU), at least 512.
     udp_max: u16,
-    /// How long the forwarder may take; `None`: never forward (SERVFAIL).
+    /// How long the forwarder may take from submission to answer; `None`:
+    /// never forward (SERVFAIL).
     forward_timeout: Option<Duration>,
     table: Arc<NameTable>,
     udp: SocketHandle,
     tcp: Vec<TcpConn>,
     pending: HashMap<u64, Pending>,
+    /// Pending queries by source address.
+    shares: Shares<Ipv4Addr>,
     next_token: u64,
     forwards: Vec<ForwardOut>,
     rng: Rng,
@@ -127,6 +142,8 @@ enum Client {
 /// A query waiting for the upstreams.
 struct Pending {
     client: Client,
+    /// Its source address (its share).
+    asker: Ipv4Addr,
     query: Message,
     limit: u16,
     deadline: Instant,
@@ -164,8 +181,9 @@ enum Read {
 
 impl DnsServer {
     /// Add the DNS sockets to `sockets` and listen at `gateway`:53.
-    /// `forward_timeout` is the forwarder's overall timeout, or `None` when
-    /// there is no forwarder (non-local names then get SERVFAIL).
+    /// `forward_timeout` is the forwarder's bound from submission to answer
+    /// ([`Forwarder::bound`](super::Forwarder::bound)), or `None` when there
+    /// is no forwarder (non-local names then get SERVFAIL).
     pub fn new(
         sockets: &mut SocketSet<'static>,
         network: &str,
@@ -230,6 +248,7 @@ impl DnsServer {
             udp,
             tcp,
             pending: HashMap::new(),
+            shares: Shares::new(MAX_PENDING_PER_CLIENT, MAX_PENDING),
             next_token: 0,
             forwards: Vec::new(),
             rng: Rng::new(seed),
@@ -301,6 +320,10 @@ impl DnsServer {
             trace!(network = %self.network, token, "dns: late answer from the forwarder dropped");
             return;
         };
+        self.shares.remove(&pending.asker);
+        if matches!(result, Err(ForwardError::Overloaded)) {
+            self.counters.limited.fetch_add(1, Relaxed);
+        }
         let reply = match result.map(|answer| fit_forwarded(&pending.query, answer, pending.limit))
         {
             Ok(Some((bytes, rcode, truncated))) => Reply {
@@ -320,7 +343,7 @@ impl DnsServer {
         let mut queued = false;
         for _ in 0..UDP_PER_POLL {
             let socket = sockets.get_mut::<udp::Socket>(self.udp);
-            let (action, endpoint) = match socket.recv() {
+            let (action, endpoint, asker) = match socket.recv() {
                 Ok((bytes, meta)) => {
                     self.counters.queries.fetch_add(1, Relaxed);
                     let Some(asker) = ipv4(meta.endpoint.addr) else {
@@ -333,11 +356,12 @@ impl DnsServer {
                         bytes,
                         transport: Transport::Udp { max: self.udp_max },
                     };
-                    (answer(&self.table, &request, &mut self.rng), meta.endpoint)
+                    let action = answer(&self.table, &request, &mut self.rng);
+                    (action, meta.endpoint, asker)
                 }
                 Err(_) => break,
             };
-            queued |= self.act(now, action, Client::Udp(endpoint), sockets);
+            queued |= self.act(now, action, Client::Udp(endpoint), asker, sockets);
         }
         queued
     }
@@ -413,7 +437,7 @@ impl DnsServer {
                 transport: Transport::Tcp,
             };
             let action = answer(&self.table, &request, &mut self.rng);
-            queued |= self.act(now, action, client, sockets);
+            queued |= self.act(now, action, client, asker, sockets);
         }
         // The client finished sending and nothing is left to do: close.
         if let Some(conn) = self.tcp.get_mut(slot) {
@@ -430,12 +454,14 @@ impl DnsServer {
         queued
     }
 
-    /// Carry out `action` for `client`. Returns whether bytes were queued.
+    /// Carry out `action` for `client` (source address `asker`). Returns
+    /// whether bytes were queued.
     fn act(
         &mut self,
         now: Instant,
         action: Action,
         client: Client,
+        asker: Ipv4Addr,
         sockets: &mut SocketSet<'static>,
     ) -> bool {
         match action {
@@ -449,11 +475,17 @@ impl DnsServer {
                     self.count_reply(&reply);
                     return self.deliver(now, client, reply.bytes, sockets);
                 };
-                if self.pending.len() >= MAX_PENDING {
-                    self.counters.dropped.fetch_add(1, Relaxed);
-                    let reply = servfail_for(&forward.query, forward.limit);
-                    self.count_reply(&reply);
-                    return self.deliver(now, client, reply.bytes, sockets);
+                let mut queued = false;
+                match self.shares.admit(&asker) {
+                    Admit::Yes => {}
+                    Admit::EvictFrom(hog) => queued |= self.evict_oldest(now, hog, sockets),
+                    Admit::No => {
+                        trace!(network = %self.network, %asker, "dns: over its share of pending queries");
+                        self.counters.limited.fetch_add(1, Relaxed);
+                        let reply = servfail_for(&forward.query, forward.limit);
+                        self.count_reply(&reply);
+                        return self.deliver(now, client, reply.bytes, sockets);
+                    }
                 }
                 let token = self.next_token;
                 self.next_token = self.next_token.wrapping_add(1);
@@ -466,18 +498,21 @@ impl DnsServer {
                     token,
                     query: forward.bytes,
                     tcp: matches!(client, Client::Tcp { .. }),
+                    client: asker,
                 });
+                self.shares.add(asker);
                 self.pending.insert(
                     token,
                     Pending {
                         client,
+                        asker,
                         query: forward.query,
                         limit: forward.limit,
                         deadline: now + timeout + PENDING_GRACE,
                     },
                 );
                 self.counters.forwarded.fetch_add(1, Relaxed);
-                false
+                queued
             }
             Action::Drop(why) => {
                 trace!(network = %self.network, ?why, "dns: query dropped");
@@ -539,6 +574,32 @@ impl DnsServer {
         }
     }
 
+    /// `hog` gives up its oldest pending query (SERVFAIL, counted as
+    /// limited) to make room for a client holding less. Returns whether
+    /// bytes were queued.
+    fn evict_oldest(
+        &mut self,
+        now: Instant,
+        hog: Ipv4Addr,
+        sockets: &mut SocketSet<'static>,
+    ) -> bool {
+        let oldest = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.asker == hog)
+            .map(|(token, _)| *token)
+            .min();
+        let Some(pending) = oldest.and_then(|token| self.pending.remove(&token)) else {
+            return false;
+        };
+        trace!(network = %self.network, %hog, "dns: pending query given up for a client holding less");
+        self.shares.remove(&hog);
+        self.counters.limited.fetch_add(1, Relaxed);
+        let reply = servfail(&pending);
+        self.count_reply(&reply);
+        self.deliver(now, pending.client, reply.bytes, sockets)
+    }
+
     /// SERVFAIL for pending queries past their deadline.
     fn expire(&mut self, now: Instant, sockets: &mut SocketSet<'static>) -> bool {
         if self.pending.values().all(|p| p.deadline > now) {
@@ -553,6 +614,7 @@ impl DnsServer {
         let mut queued = false;
         for token in late {
             if let Some(pending) = self.pending.remove(&token) {
+                self.shares.remove(&pending.asker);
                 let reply = servfail(&pending);
                 self.count_reply(&reply);
                 queued |= self.deliver(now, pending.client, reply.bytes, sockets);
@@ -952,6 +1014,90 @@ mod tests {
         );
         assert_eq!(h.counters().servfail, 2);
         assert_eq!(h.gw.poll_delay(Instant::from_millis(h.now)), None);
+    }
+
+    /// Client `n` of the harness's network (not in the name table: it sees
+    /// the network's names), ARPed in.
+    fn other_client(h: &mut Harness, n: u8) -> ([u8; 6], Ipv4Addr) {
+        let mac = [0x02, 0x42, 0xac, 0x12, 0x01, n];
+        let ip = Ipv4Addr::new(172, 18, 1, n);
+        h.gw.receive(&arp_request(mac, ip, GW_IP));
+        h.poll();
+        (mac, ip)
+    }
+
+    /// `count` forwardable queries from `(mac, ip)`, from ports `base`
+    /// on; returns the SERVFAIL answers that came out at once (by port).
+    fn flood(h: &mut Harness, (mac, ip): ([u8; 6], Ipv4Addr), base: u16, count: u16) -> Vec<u16> {
+        let mut servfail = Vec::new();
+        for chunk in (0..count).collect::<Vec<_>>().chunks(32) {
+            for i in chunk {
+                let q = query(&format!("n{i}.example"), *i);
+                h.gw.receive(&udp(mac, GW_MAC, ip, GW_IP, base + i, DNS_PORT, &q));
+            }
+            // smoltcp sends one datagram of a socket per poll.
+            let mut out = Vec::new();
+            loop {
+                let more = h.poll();
+                if more.is_empty() {
+                    break;
+                }
+                out.extend(more);
+            }
+            for frame in out {
+                if let Some((port, payload)) = udp_payload(&frame) {
+                    let msg = Message::from_vec(&payload).expect("answer");
+                    assert_eq!(msg.response_code(), ResponseCode::ServFail);
+                    servfail.push(port);
+                }
+            }
+        }
+        servfail
+    }
+
+    #[test]
+    fn pending_queries_are_shared_per_client_and_the_biggest_gives_way() {
+        let mut h = Harness::new(true);
+        let hog = (MAC, IP);
+        // One client: its share, then SERVFAIL at once, counted as limited.
+        let refused = flood(&mut h, hog, 10000, MAX_PENDING_PER_CLIENT as u16 + 3);
+        assert_eq!(refused.len(), 3);
+        let forwards = h.gw.take_dns_forwards();
+        assert_eq!(forwards.len(), MAX_PENDING_PER_CLIENT);
+        assert!(forwards.iter().all(|f| f.client == IP));
+        assert_eq!(h.counters().limited, 3);
+        // An answer frees a place of that client's.
+        h.gw.dns_forwarded(
+            Instant::from_millis(h.now),
+            forwards[0].token,
+            Err(super::super::ForwardError::Timeout),
+        );
+        h.poll();
+        assert!(flood(&mut h, hog, 20000, 1).is_empty());
+        assert_eq!(h.gw.take_dns_forwards().len(), 1);
+        // Three more clients fill the network's pending queries.
+        let mut others = Vec::new();
+        for n in 1..=3 {
+            let c = other_client(&mut h, n);
+            assert!(flood(&mut h, c, 30000, MAX_PENDING_PER_CLIENT as u16).is_empty());
+            others.push(c);
+        }
+        assert_eq!(h.gw.take_dns_forwards().len(), 3 * MAX_PENDING_PER_CLIENT);
+        assert_eq!(MAX_PENDING, 4 * MAX_PENDING_PER_CLIENT);
+        // Full. A client holding two fewer than nobody is refused ...
+        assert_eq!(flood(&mut h, others[0], 40000, 1), vec![40000]);
+        // ... but a newcomer is not: the oldest query of a biggest holder
+        // gets SERVFAIL (one of each client's first ports) and the
+        // newcomer's is forwarded.
+        let newcomer = other_client(&mut h, 9);
+        let evicted = flood(&mut h, newcomer, 50000, 1);
+        assert_eq!(evicted.len(), 1);
+        assert!([10001, 30000].contains(&evicted[0]), "{evicted:?}");
+        let forwards = h.gw.take_dns_forwards();
+        assert_eq!(forwards.len(), 1);
+        assert_eq!(forwards[0].client, newcomer.1);
+        assert_eq!(h.counters().limited, 3 + 1 + 1);
+        assert_eq!(h.counters().servfail, 1 + 3 + 1 + 1);
     }
 
     #[test]
