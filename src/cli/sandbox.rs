@@ -12,7 +12,6 @@
 //! environment a container runtime passes. The exit status is the
 //! command's.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
@@ -201,6 +200,11 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
 /// the pty to take as controlling terminal).
 pub fn nsenter(pid: i32, tty: bool, tty_stdin: bool, cmd: &[String]) -> Result<i32> {
     let sync = if tty { Some(init::adopt_sync()?) } else { None };
+    // Before anything of the sandbox's is joined: no controlling terminal
+    // of the caller's is ever held in there.
+    nix::unistd::setsid().context("setsid")?;
+    // Checked while this process still sees its own /proc.
+    let single = crate::sys::process::SingleThreaded::check()?;
     let cwd = std::env::current_dir().ok();
     // Open every namespace before joining any: after joining the user
     // namespace, the host's /proc/PID may no longer be ours to read.
@@ -209,6 +213,7 @@ pub fn nsenter(pid: i32, tty: bool, tty_stdin: bool, cmd: &[String]) -> Result<i
         ("net", CloneFlags::CLONE_NEWNET),
         ("uts", CloneFlags::CLONE_NEWUTS),
         ("mnt", CloneFlags::CLONE_NEWNS),
+        ("pid", CloneFlags::CLONE_NEWPID),
     ];
     let mut joins = Vec::new();
     for (kind, flag) in kinds {
@@ -224,31 +229,27 @@ pub fn nsenter(pid: i32, tty: bool, tty_stdin: bool, cmd: &[String]) -> Result<i
         nix::sched::setns(target.as_fd(), *flag)
             .with_context(|| format!("joining the sandbox's {kind} namespace"))?;
     }
-    nix::unistd::setsid().context("setsid")?;
-    if let Some(sync) = sync {
-        // Allocated here, from the sandbox's own devpts (sandbox::pty).
-        let master = crate::sandbox::pty::take_own(tty_stdin)?;
-        crate::sys::scm::send_with_fds(&sync, crate::sandbox::pty::MASTER, &[master])
-            .context("sending the pty")?;
-    }
     if let Some(dir) = cwd {
         if std::env::set_current_dir(&dir).is_err() {
             let _ = std::env::set_current_dir("/");
         }
     }
-    let args: Vec<CString> = cmd
-        .iter()
-        .map(|s| CString::new(s.as_bytes()))
-        .collect::<Result<_, _>>()
-        .context("command contains a NUL byte")?;
-    let err = match nix::unistd::execvp(&args[0], &args) {
-        Ok(never) => match never {},
-        Err(e) => e,
+    let terminal = match &sync {
+        Some(sync) => {
+            // Allocated here, from the sandbox's own devpts (sandbox::pty).
+            let (master, slave) = crate::sandbox::pty::allocate()?;
+            crate::sys::scm::send_with_fds(sync, crate::sandbox::pty::MASTER, &[master])
+                .context("sending the pty")?;
+            Some(crate::sandbox::pid1::Terminal {
+                slave,
+                stdin: tty_stdin,
+            })
+        }
+        None => None,
     };
-    eprintln!("warren: cannot run {:?}: {err}", cmd[0]);
-    Ok(if err == nix::errno::Errno::ENOENT {
-        127
-    } else {
-        126
+    // The PID namespace takes only children: the command is one, and this
+    // process forwards signals to it and reports its status.
+    crate::sandbox::pid1::run(&single, terminal, sync, || {
+        crate::sandbox::init::exec_reporting(cmd)
     })
 }

@@ -2,42 +2,51 @@
 //!
 //! The CLI ([`spawn`]) starts `warren __init` with one end of a
 //! SOCK_SEQPACKET socketpair left open across exec (its number in
-//! `WARREN_SYNC_FD`). Two processes come out of it:
+//! `WARREN_SYNC_FD`). Three processes come out of it:
 //!
 //! - the **supervisor** (the init itself): `setsid()` (no sandbox process
 //!   ever has the caller's terminal as its controlling terminal), then a
 //!   new *outer* user namespace (the caller mapped to root, as
 //!   `unshare -r` does) and mount namespace. It forks
-//! - the **sandbox**: its own session, and a new *inner* user namespace
-//!   (outer root mapped to root) with network and uts namespaces of its
-//!   own (user only for `--network host`). It says `ready`; the supervisor
-//!   passes that and the sandbox's pid on to the CLI, which asks the daemon
-//!   to attach that pid and forwards what the daemon generated ([`Go`]).
+//! - the **second stage**: a new *inner* user namespace (outer root mapped
+//!   to root) with network, uts and PID namespaces of its own (no network
+//!   or uts for `--network host`). It forks the sandbox's PID 1, tells the
+//!   supervisor its pid (`ready PID`) and waits for it, passing on its
+//!   status;
+//! - the sandbox's **PID 1**: its pid is the sandbox's pid, the one the
+//!   supervisor passes on to the CLI, which asks the daemon to attach it
+//!   and forwards what the daemon generated ([`Go`]).
 //!
 //! Then the supervisor, root of the outer namespaces, makes the mounts in
-//! the outer mount namespace, which the sandbox still shares: the
-//! generated `/etc/hosts` and `/etc/hostname`; for `--read-only` every
-//! mount made read-only, a private `/tmp` and `/dev/shm`, `--writable`
-//! paths bound writable; a `devpts` of the sandbox's own over `/dev/pts`
-//! (the user's terminals are not the sandbox's to open); and an empty
-//! read-only tmpfs over warren's state and runtime directories (the
-//! daemon's socket lives there). It releases the sandbox, which sets its
-//! hostname and *only then* unshares a mount namespace of its own: a copy
-//! made into a namespace owned by a less privileged user namespace, so the
-//! kernel **locks** every mount in it. Root in the sandbox can stack new
-//! mounts, but `umount` of a cover fails (`EINVAL`), a non-recursive bind
-//! that would show what a cover hides is refused, and a read-only mount
-//! stays read-only. A `-t` sandbox allocates a pty from its own devpts
-//! and sends the master back ([`super::pty`]); a `--read-only` one puts its command under
-//! Landlock (writes only under `/tmp`, `/dev` and the `--writable` paths).
-//! Then it execs the command: the sandbox's pid is the command's, so the
-//! daemon's pidfd on it follows the user's command.
+//! the outer mount namespace, which the sandbox still shares
+//! ([`super::mounts`]): the generated `/etc/hosts` and `/etc/hostname`;
+//! for `--read-only` every mount made read-only, a private `/tmp` and
+//! `/dev/shm`, `--writable` paths bound writable; a `devpts` of the
+//! sandbox's own over `/dev/pts` (the user's terminals are not the
+//! sandbox's to open); an empty read-only tmpfs over warren's state and
+//! runtime directories (the daemon's socket lives there); and last a
+//! `/proc` of the sandbox's PID namespace. It releases PID 1, which sets
+//! the hostname and *only then* unshares a mount namespace of its own: a
+//! copy made into a namespace owned by a less privileged user namespace,
+//! so the kernel **locks** every mount in it. Root in the sandbox can
+//! stack new mounts, but `umount` of a cover (or of `/proc`) fails
+//! (`EINVAL`), a non-recursive bind that would show what a cover hides is
+//! refused, and a read-only mount stays read-only. A `-t` sandbox
+//! allocates a pty from its own devpts and sends the master back
+//! ([`super::pty`]); a `--read-only` one puts itself under Landlock
+//! (writes only under `/tmp`, `/dev` and the `--writable` paths). PID 1
+//! then starts the command and serves as its init ([`super::pid1`]).
 //!
-//! The supervisor waits for the sandbox and exits with its status (128+N
-//! for a signal). The sandbox dies with the supervisor (a parent-death
-//! signal), and if the CLI goes away before sending `Go` (the attach
-//! failed), the sandbox is killed before running anything and the init
-//! exits 125.
+//! The PID namespace is also what keeps the sandbox's hands off the
+//! user's other processes: they run as the same uid, which is all `kill`,
+//! `ptrace` and `/proc/PID/mem` ask of a process of the same user, but
+//! from inside they have no pid to name them by.
+//!
+//! The supervisor waits for the second stage and exits with its status
+//! (128+N for a signal). Each stage dies with its parent (a parent-death
+//! signal; PID 1's end ends the namespace), and if the CLI goes away
+//! before sending `Go` (the attach failed), the sandbox is killed before
+//! running anything and the init exits 125.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -55,11 +64,10 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use super::{mounts, pty};
-use crate::sys::process::{fork_single_threaded, Forked};
+use super::{mounts, pid1, pty};
+use crate::sys::process::{fork_single_threaded, Forked, SingleThreaded};
 use crate::sys::scm;
 
-const READY: &[u8] = b"ready";
 pub const SYNC_ENV: &str = "WARREN_SYNC_FD";
 /// Exit status when the sandbox was torn down before the command ran
 /// (Docker uses 125 for "the daemon failed").
@@ -279,18 +287,32 @@ fn run(net_host: bool, cmd: &[String]) -> Result<i32> {
         Forked::Child => {
             drop(ours);
             drop(sync);
-            let code = match sandbox(net_host, &theirs, cmd) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("warren: {e:#}");
-                    EXIT_ABORTED
-                }
-            };
-            std::process::exit(code);
+            std::process::exit(report(namespaces(net_host, theirs, cmd)));
         }
         Forked::Parent(child) => {
             drop(theirs);
             supervise(sync, ours, child, net_host)
+        }
+    }
+}
+
+/// An init stage's result as its exit status, the error printed.
+fn report(result: Result<i32>) -> i32 {
+    result.unwrap_or_else(|e| {
+        eprintln!("warren: {e:#}");
+        EXIT_ABORTED
+    })
+}
+
+/// Waits for `child` and returns its status (128+N for a signal).
+fn wait_status(child: Pid) -> Result<i32> {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("waiting for the sandbox: {e}"),
         }
     }
 }
@@ -304,10 +326,14 @@ fn supervise(sync: OwnedFd, link: OwnedFd, child: Pid, net_host: bool) -> Result
     };
     let mut buf = vec![0u8; 64 * 1024];
     let n = nix::unistd::read(link.as_raw_fd(), &mut buf).unwrap_or(0);
-    if &buf[..n] != READY {
+    let Some(pid1) = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|m| m.strip_prefix("ready "))
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
         return abandon("the sandbox could not create its namespaces");
-    }
-    nix::unistd::write(&sync, format!("ready {child}").as_bytes()).context("signalling ready")?;
+    };
+    nix::unistd::write(&sync, format!("ready {pid1}").as_bytes()).context("signalling ready")?;
     let n = nix::unistd::read(sync.as_raw_fd(), &mut buf).unwrap_or(0);
     if n == 0 {
         // The CLI gave up (the attach failed and it reported why).
@@ -319,7 +345,7 @@ fn supervise(sync: OwnedFd, link: OwnedFd, child: Pid, net_host: bool) -> Result
         Ok(go) => go,
         Err(e) => return abandon(&format!("parsing the go message: {e}")),
     };
-    if let Err(e) = mounts::prepare(&go, net_host) {
+    if let Err(e) = mounts::prepare(&go, net_host).and_then(|()| mounts::proc_of(pid1)) {
         return abandon(&format!("{e:#}"));
     }
     nix::unistd::write(&link, &buf[..n]).context("releasing the sandbox")?;
@@ -335,28 +361,35 @@ fn supervise(sync: OwnedFd, link: OwnedFd, child: Pid, net_host: bool) -> Result
     }
     drop(link);
     drop(sync);
-    loop {
-        match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => bail!("waiting for the sandbox: {e}"),
-        }
-    }
+    wait_status(child)
 }
 
-/// The sandbox: inner namespaces, `ready`, then (once released) its own
-/// locked copy of the mounts, and the command.
-fn sandbox(net_host: bool, link: &OwnedFd, cmd: &[String]) -> Result<i32> {
+/// The second stage: the inner user namespace with network, uts and pid
+/// namespaces of its own; forks the sandbox's PID 1, tells the supervisor
+/// its pid, and passes on its status.
+fn namespaces(net_host: bool, link: OwnedFd, cmd: &[String]) -> Result<i32> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("PR_SET_PDEATHSIG")?;
-    nix::unistd::setsid().context("setsid")?;
-    let mut flags = CloneFlags::empty();
+    let mut flags = CloneFlags::CLONE_NEWPID;
     if !net_host {
         flags |= CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS;
     }
     unshare_as_root(flags)?;
-    nix::unistd::write(link, READY).context("signalling ready")?;
+    match fork_single_threaded().context("fork of the sandbox's init")? {
+        Forked::Child => std::process::exit(report(sandbox(net_host, link, cmd))),
+        Forked::Parent(pid1) => {
+            nix::unistd::write(&link, format!("ready {pid1}").as_bytes())
+                .context("signalling ready")?;
+            drop(link);
+            wait_status(pid1)
+        }
+    }
+}
+
+/// The sandbox's PID 1: once released, its own locked copy of the mounts,
+/// its hostname, its pty, then the command under [`pid1`].
+fn sandbox(net_host: bool, link: OwnedFd, cmd: &[String]) -> Result<i32> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("PR_SET_PDEATHSIG")?;
+    nix::unistd::setsid().context("setsid")?;
     let mut buf = vec![0u8; 64 * 1024];
     let n = nix::unistd::read(link.as_raw_fd(), &mut buf).unwrap_or(0);
     if n == 0 {
@@ -370,14 +403,27 @@ fn sandbox(net_host: bool, link: &OwnedFd, cmd: &[String]) -> Result<i32> {
     }
     // The copy that locks the supervisor's mounts (see the module doc).
     unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
-    if go.tty {
-        let master = pty::take_own(go.tty_stdin)?;
-        scm::send_with_fds(link, pty::MASTER, &[master]).context("sending the pty")?;
-    }
+    let terminal = if go.tty {
+        let (master, slave) = pty::allocate()?;
+        scm::send_with_fds(&link, pty::MASTER, &[master]).context("sending the pty")?;
+        Some(pid1::Terminal {
+            slave,
+            stdin: go.tty_stdin,
+        })
+    } else {
+        None
+    };
     if let Some(writable) = &go.read_only {
         mounts::restrict_command(writable)?;
     }
-    exec(cmd)
+    let single = SingleThreaded::check()?;
+    pid1::run(&single, terminal, Some(link), || exec_reporting(cmd))
+}
+
+/// Execs `cmd`; returns only on failure, with Docker's status for it (127
+/// not found, 126 not runnable), the error printed.
+pub fn exec_reporting(cmd: &[String]) -> i32 {
+    report(exec(cmd))
 }
 
 fn exec(cmd: &[String]) -> Result<i32> {

@@ -26,6 +26,7 @@ pub mod helper;
 pub mod init;
 pub mod mounts;
 pub mod netlink;
+pub mod pid1;
 pub mod pty;
 pub mod spawner;
 

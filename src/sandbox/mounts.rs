@@ -17,8 +17,9 @@
 //! 3. a `devpts` instance of the sandbox's own over `/dev/pts` (and its
 //!    `ptmx` over `/dev/ptmx`), so the user's terminals are not there to
 //!    be opened (an empty read-only tmpfs if devpts cannot be mounted);
-//! 4. last, an empty read-only tmpfs over warren's state and runtime
-//!    directories, so nothing above can show them again.
+//! 4. an empty read-only tmpfs over warren's state and runtime
+//!    directories, so nothing above can show them again;
+//! 5. last ([`proc_of`]), a `/proc` of the sandbox's PID namespace.
 //!
 //! [`restrict_command`] is the second layer of `--read-only`: Landlock on
 //! the sandbox's command (writes only beneath `/tmp`, `/dev` and the
@@ -29,9 +30,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, MsFlags};
+use nix::sched::CloneFlags;
 use nix::sys::statvfs::{statvfs, FsFlags};
 
 use super::init::Go;
+use crate::sys::process::{fork_single_threaded, Forked};
 
 /// Makes the sandbox's mounts (see the module doc), in the outer mount
 /// namespace.
@@ -51,6 +54,41 @@ pub fn prepare(go: &Go, net_host: bool) -> Result<()> {
         cover(dir).with_context(|| format!("hiding {} from the sandbox", dir.display()))?;
     }
     Ok(())
+}
+
+/// Mounts a `/proc` of the sandbox's PID namespace (the one `pid1`, a
+/// host pid, leads) over `/proc`, here in the outer mount namespace, so the
+/// sandbox's copy locks it too: `ps` inside sees only the sandbox, and
+/// unmounting it to see the host's is refused. procfs shows the PID
+/// namespace of the process that mounts it, so a child made after joining
+/// that namespace does the mount. Call it last: the supervisor's own
+/// `/proc/self` means nothing afterwards.
+pub fn proc_of(pid1: i32) -> Result<()> {
+    let pidfd = crate::sys::pidfd::open(pid1).context("pidfd of the sandbox's init")?;
+    nix::sched::setns(&pidfd, CloneFlags::CLONE_NEWPID)
+        .context("joining the sandbox's PID namespace")?;
+    match fork_single_threaded().context("fork")? {
+        Forked::Child => {
+            let mounted = mount(
+                Some("proc"),
+                "/proc",
+                Some("proc"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                None::<&str>,
+            );
+            std::process::exit(match mounted {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("warren: mounting the sandbox's /proc: {e}");
+                    1
+                }
+            });
+        }
+        Forked::Parent(child) => match nix::sys::wait::waitpid(child, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+            other => bail!("the sandbox's /proc could not be mounted ({other:?})"),
+        },
+    }
 }
 
 /// An empty read-only tmpfs over `dir`.

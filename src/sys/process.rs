@@ -3,10 +3,10 @@
 //! The init of `warren run` (a fresh single-threaded process) forks once:
 //! the parent stays in the outer user and mount namespaces, where it makes
 //! the mounts the sandbox must not undo, while the child becomes the
-//! sandbox (see `sandbox::init`). `nix` marks `fork` unsafe because a
-//! child of a multi-threaded process may only call async-signal-safe
-//! functions; [`fork_single_threaded`] checks that the caller has one
-//! thread, so its child may do anything.
+//! sandbox (see `sandbox::init`), and the sandbox's PID 1 forks the
+//! command. `nix` marks `fork` unsafe because a child of a multi-threaded
+//! process may only call async-signal-safe functions; [`fork`] takes a
+//! proof that the caller has one thread, so its child may do anything.
 //!
 //! `TIOCGPTPEER` opens a pty's slave from its master; `TIOCSCTTY` makes it
 //! the controlling terminal of a new session;
@@ -26,30 +26,49 @@ pub enum Forked {
     Child,
 }
 
-/// Forks a process that has a single thread (checked in `/proc/self/stat`),
-/// so the child inherits no lock another thread held.
-pub fn fork_single_threaded() -> io::Result<Forked> {
-    let threads = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Field 20 (num_threads), counted after the ")" that ends comm.
-            let rest = s.rsplit_once(')')?.1;
-            rest.split_whitespace().nth(17)?.parse::<u32>().ok()
-        })
-        .unwrap_or(0);
-    if threads != 1 {
-        return Err(io::Error::other(format!(
-            "fork needs a single-threaded process (this one has {threads} threads)"
-        )));
+/// Proof that the process had a single thread when it was made
+/// ([`SingleThreaded::check`], from `/proc/self/stat`). It is neither
+/// `Send` nor `Sync`, and whoever holds it promises to start no thread
+/// before [`fork`]: a process that is about to leave `/proc` behind (join
+/// a mount namespace whose `/proc` is another PID namespace's) checks
+/// first and forks later.
+pub struct SingleThreaded(std::marker::PhantomData<*const ()>);
+
+impl SingleThreaded {
+    pub fn check() -> io::Result<SingleThreaded> {
+        let threads = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                // Field 20 (num_threads), counted after the ")" that ends comm.
+                let rest = s.rsplit_once(')')?.1;
+                rest.split_whitespace().nth(17)?.parse::<u32>().ok()
+            })
+            .unwrap_or(0);
+        if threads != 1 {
+            return Err(io::Error::other(format!(
+                "fork needs a single-threaded process (this one has {threads} threads)"
+            )));
+        }
+        Ok(SingleThreaded(std::marker::PhantomData))
     }
-    // SAFETY: the process has exactly one thread (checked above), so no lock
-    // can be held by a thread that does not exist in the child, and the
-    // child may call anything, as after any fork of a single-threaded
-    // program.
+}
+
+/// Forks a process that has a single thread (see [`SingleThreaded`]), so
+/// the child inherits no lock another thread held.
+pub fn fork(_proof: &SingleThreaded) -> io::Result<Forked> {
+    // SAFETY: the process has exactly one thread (checked when the proof
+    // was made, and its holder starts none), so no lock can be held by a
+    // thread that does not exist in the child, and the child may call
+    // anything, as after any fork of a single-threaded program.
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
         ForkResult::Parent { child } => Ok(Forked::Parent(child)),
         ForkResult::Child => Ok(Forked::Child),
     }
+}
+
+/// [`fork`], checking first.
+pub fn fork_single_threaded() -> io::Result<Forked> {
+    fork(&SingleThreaded::check()?)
 }
 
 nix::ioctl_write_int_bad!(tiocsctty, libc::TIOCSCTTY);
