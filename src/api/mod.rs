@@ -70,6 +70,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             get(list_ports).post(publish_ports),
         )
         .route("/v1/sandboxes/{id}/ports/remove", post(unpublish_ports))
+        .route("/v1/sandboxes/{id}/stop", post(stop_sandbox))
+        .route("/v1/sandboxes/{id}/kill", post(kill_sandbox))
         .fallback(|| async {
             ApiError::not_found(
                 "no such API route",
@@ -236,8 +238,99 @@ async fn disconnect(
     .await
 }
 
-async fn list_sandboxes(State(d): State<Arc<Daemon>>) -> ApiResult<Vec<types::SandboxSummary>> {
-    blocking(&d, |d| Ok(d.list_sandboxes())).await
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    /// Exited sandboxes too (`ps -a`).
+    #[serde(default)]
+    all: bool,
+}
+
+async fn list_sandboxes(
+    State(d): State<Arc<Daemon>>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Vec<types::SandboxSummary>> {
+    blocking(&d, move |d| Ok(d.list_sandboxes(q.all))).await
+}
+
+#[derive(serde::Deserialize)]
+struct StopQuery {
+    /// Seconds between SIGTERM and SIGKILL (Docker's default, 10).
+    #[serde(default = "default_stop_secs")]
+    t: u64,
+}
+
+fn default_stop_secs() -> u64 {
+    10
+}
+
+/// Longest grace `stop` accepts.
+const MAX_STOP_SECS: u64 = 3600;
+
+async fn stop_sandbox(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<StopQuery>,
+) -> ApiResult<serde_json::Value> {
+    if q.t > MAX_STOP_SECS {
+        return Err(ApiError::bad_request(
+            format!("stop timeout {} s is too long", q.t),
+            format!("give at most {MAX_STOP_SECS} seconds"),
+        ));
+    }
+    let grace = std::time::Duration::from_secs(q.t);
+    blocking(&d, move |d| {
+        d.stop_sandbox(&id, grace)
+            .map(|n| serde_json::json!({ "stopped": n }))
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct KillQuery {
+    #[serde(default = "default_kill_signal")]
+    signal: String,
+}
+
+fn default_kill_signal() -> String {
+    "KILL".into()
+}
+
+/// A signal by name (`TERM`, `SIGTERM`, any case) or number.
+pub fn parse_signal(s: &str) -> Result<i32, ApiError> {
+    use std::str::FromStr;
+    let bad = || {
+        ApiError::bad_request(
+            format!("invalid signal {s:?}"),
+            "give a name such as TERM, SIGHUP or KILL, or a number",
+        )
+    };
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n)
+            .map(|sig| sig as i32)
+            .map_err(|_| bad());
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    nix::sys::signal::Signal::from_str(&name)
+        .map(|sig| sig as i32)
+        .map_err(|_| bad())
+}
+
+async fn kill_sandbox(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<KillQuery>,
+) -> ApiResult<serde_json::Value> {
+    let signal = parse_signal(&q.signal)?;
+    blocking(&d, move |d| {
+        d.kill_sandbox(&id, signal)
+            .map(|n| serde_json::json!({ "killed": n }))
+    })
+    .await
 }
 
 async fn create_sandbox(
@@ -297,7 +390,7 @@ pub fn watch_exit(
             () = process => {},
             () = path => {},
         }
-        let _ = tokio::task::spawn_blocking(move || d.forget_sandbox(&id, "process exited")).await;
+        let _ = tokio::task::spawn_blocking(move || d.sandbox_exited(&id)).await;
     });
 }
 
@@ -377,4 +470,20 @@ async fn unpublish_ports(
 ) -> ApiResult<Vec<ports::PortMapping>> {
     let specs = port_mappings(parse(body)?)?;
     blocking(&d, move |d| d.unpublish_ports(&id, specs)).await
+}
+
+#[cfg(test)]
+mod signal_tests {
+    use super::parse_signal;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("TERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("sigkill").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("SIGHUP").unwrap(), libc::SIGHUP);
+        assert_eq!(parse_signal("9").unwrap(), libc::SIGKILL);
+        for bad in ["", "NOPE", "0", "99", "-1", "SIG"] {
+            assert!(parse_signal(bad).is_err(), "{bad}");
+        }
+    }
 }

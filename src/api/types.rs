@@ -183,6 +183,9 @@ pub struct SandboxCreate {
     /// How much of the namespace's network the daemon sets up.
     #[serde(default)]
     pub configure: Configure,
+    /// `run --rm`: keep nothing once the sandbox exits.
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// How much of a sandbox's network the daemon sets up when it attaches it
@@ -254,6 +257,10 @@ pub struct SandboxSummary {
     /// Whether a runner made it (attach, CNI) rather than `warren run`.
     #[serde(default)]
     pub attached: bool,
+    /// `running` or `exited` (listed only with `?all=true`), as Docker's
+    /// `State`.
+    #[serde(default)]
+    pub state: String,
 }
 
 /// `GET /v1/sandboxes/{id}`: shaped like `docker inspect` of a container.
@@ -269,15 +276,37 @@ pub struct SandboxInspect {
     pub config: SandboxConfig,
     pub host_config: HostConfig,
     pub network_settings: NetworkSettings,
+    /// The output of `run -d` (empty for a sandbox run in the foreground
+    /// or attached).
+    #[serde(default)]
+    pub log_path: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SandboxState {
+    /// `running` or `exited`.
     pub status: String,
     pub running: bool,
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default)]
+    pub restarting: bool,
+    #[serde(rename = "OOMKilled", default)]
+    pub oom_killed: bool,
+    #[serde(default)]
+    pub dead: bool,
     pub pid: i32,
+    /// The command's exit status once it exited (0 while running, as
+    /// Docker).
+    #[serde(default)]
+    pub exit_code: i32,
+    #[serde(default)]
+    pub error: String,
     pub started_at: String,
+    /// `0001-01-01T00:00:00Z` while running, as Docker.
+    #[serde(default)]
+    pub finished_at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

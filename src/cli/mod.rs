@@ -15,6 +15,7 @@
 
 pub mod attach;
 pub mod client;
+pub mod lifecycle;
 pub mod network;
 pub mod port;
 pub mod run;
@@ -61,6 +62,14 @@ pub enum Command {
     Exec(sandbox::ExecArgs),
     /// Remove sandboxes
     Rm(sandbox::RmArgs),
+    /// Print the output of a sandbox run with -d
+    Logs(lifecycle::LogsArgs),
+    /// Stop sandboxes: SIGTERM, then SIGKILL after a grace period
+    Stop(lifecycle::StopArgs),
+    /// Send a signal to sandboxes (default SIGKILL)
+    Kill(lifecycle::KillArgs),
+    /// Wait for sandboxes to exit and print their exit codes
+    Wait(lifecycle::WaitArgs),
     /// List a sandbox's published ports, or add/rm them: port SANDBOX | port add|rm SANDBOX SPEC...
     Port(port::PortArgs),
     /// Attach namespaces a runner made (by process or netns path) to networks
@@ -151,6 +160,9 @@ pub struct NsenterArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct InitArgs {
+    /// Where the supervisor writes the command's exit status
+    #[arg(long)]
+    pub status_file: Option<PathBuf>,
     #[arg(long)]
     pub net_host: bool,
     #[arg(last = true, required = true)]
@@ -186,13 +198,23 @@ pub fn main() -> i32 {
         Command::Inspect(args) => sandbox::inspect(&paths, args),
         Command::Exec(args) => sandbox::exec(&paths, args),
         Command::Rm(args) => sandbox::rm(&paths, args),
+        Command::Logs(args) => lifecycle::logs(&paths, args),
+        Command::Stop(args) => lifecycle::stop(&paths, args),
+        Command::Kill(args) => lifecycle::kill(&paths, args),
+        Command::Wait(args) => lifecycle::wait(&paths, args),
         Command::Port(args) => port::main(&paths, args),
         Command::Attach(args) => attach::attach(&paths, args),
         Command::Detach(args) => attach::detach(&paths, args),
         Command::Slirp4netns(args) => {
             return crate::slirp::main("warren slirp4netns", &args.args, &paths)
         }
-        Command::Init(args) => return crate::sandbox::init::main(args.net_host, &args.cmd),
+        Command::Init(args) => {
+            return crate::sandbox::init::main(
+                args.net_host,
+                args.status_file.as_deref(),
+                &args.cmd,
+            )
+        }
         Command::Nsenter(args) => sandbox::nsenter(args.pid, args.tty, args.tty_stdin, &args.cmd),
         Command::NetnsHelper => return crate::sandbox::helper::main(),
         Command::HelperSpawner(args) => {

@@ -31,6 +31,9 @@ pub struct RunArgs {
     /// Run in the background and print the sandbox id
     #[arg(long, short = 'd')]
     pub detach: bool,
+    /// Remove the sandbox when it exits (else `ps -a` keeps it until `rm`)
+    #[arg(long)]
+    pub rm: bool,
     #[command(flatten)]
     pub io: IoArgs,
     /// Show the host's files read-only (a private writable /tmp), for commands not trusted
@@ -98,7 +101,7 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
     let client = Client::connect(paths)?;
     let id = random_id();
     let (stdio, relay, tty) = if a.detach {
-        let log_path = paths.logs_dir().join(format!("{id}.log"));
+        let log_path = crate::daemon::exited::log_file(&paths.logs_dir(), &id);
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let stdio = [
@@ -112,7 +115,8 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
         (stdio, Some(relay), tty)
     };
     let exe = std::env::current_exe().context("locating the warren binary")?;
-    let handle = match init::spawn(&exe, &a.cmd, net_mode, &env, stdio) {
+    let status_file = crate::daemon::exited::status_file(&paths.logs_dir(), &id);
+    let handle = match init::spawn(&exe, &a.cmd, net_mode, &env, &status_file, stdio) {
         Ok(h) => h,
         Err(e) => {
             super::report(&e);
@@ -131,12 +135,15 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
         networks,
         command: a.cmd.clone(),
         ports,
+        auto_remove: a.rm,
         ..Default::default()
     };
     let created: SandboxCreated = match client.post("/v1/sandboxes", &req) {
         Ok(c) => c,
         Err(e) => {
             handle.abort();
+            let _ = std::fs::remove_file(&status_file);
+            let _ = std::fs::remove_file(crate::daemon::exited::log_file(&paths.logs_dir(), &id));
             super::report(&e);
             return Ok(EXIT_ABORTED);
         }
@@ -163,7 +170,24 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
         relay.attach_pty(master)?;
     }
     let status = relay.run(&mut child, &target)?;
+    settled(paths, &created.id);
     Ok(stdio::exit_code(status))
+}
+
+/// Waits (a moment at most) until the daemon has seen the sandbox end, so
+/// `ps -a` right after `run` shows it exited, as Docker's does.
+fn settled(paths: &Paths, id: &str) {
+    let Ok(client) = Client::connect(paths) else {
+        return;
+    };
+    let path = format!("/v1/sandboxes/{id}");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        match client.get::<crate::api::types::SandboxInspect>(&path) {
+            Ok(i) if i.state.running => std::thread::sleep(std::time::Duration::from_millis(10)),
+            _ => return,
+        }
+    }
 }
 
 impl NetArgs {

@@ -32,6 +32,9 @@ pub struct PsArgs {
     /// Only print ids
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Exited sandboxes too
+    #[arg(long, short = 'a')]
+    pub all: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -64,7 +67,8 @@ pub struct RmArgs {
 }
 
 pub fn ps(paths: &Paths, a: PsArgs) -> Result<i32> {
-    let rows: Vec<SandboxSummary> = Client::connect(paths)?.get("/v1/sandboxes")?;
+    let rows: Vec<SandboxSummary> =
+        Client::connect(paths)?.get(&format!("/v1/sandboxes?all={}", a.all))?;
     if a.quiet {
         for r in rows {
             println!("{}", r.id);

@@ -86,6 +86,11 @@ impl Paths {
         self.runtime.join("logs")
     }
 
+    /// Records of exited sandboxes (`daemon::exited`).
+    pub fn exited_dir(&self) -> PathBuf {
+        self.runtime.join("exited")
+    }
+
     /// Creates the runtime directory (0700) unless it exists, and refuses
     /// it unless it is private and ours ([`check_private_dir`]); the same
     /// for its `sandboxes` and `logs`; creates the state directory.

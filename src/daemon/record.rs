@@ -33,6 +33,9 @@ pub struct SandboxRecord {
     pub mode: String,
     pub attached: bool,
     pub external_id: Option<String>,
+    /// `run --rm` (absent in records of older daemons).
+    #[serde(default)]
+    pub auto_remove: bool,
     pub pid: i32,
     /// The process's start time (`/proc/PID/stat` field 22), so a reused pid
     /// is never mistaken for the sandbox.
@@ -200,6 +203,7 @@ mod tests {
             mode: "bridge".into(),
             attached: false,
             external_id: None,
+            auto_remove: false,
             pid,
             pid_start: start,
             netns: None,

@@ -25,6 +25,7 @@ use ipnet::Ipv4Net;
 use tracing::{info, warn};
 
 use super::error::ApiError;
+use super::exited::{self, Exited};
 use super::ipam::{self, Ipam};
 use super::paths::Paths;
 use super::publish;
@@ -92,6 +93,8 @@ struct State {
     pending_names: BTreeSet<String>,
     /// Sandboxes with a connect or disconnect in flight.
     busy: BTreeSet<String>,
+    /// Exited `run` sandboxes, until `rm` (see [`exited`]).
+    exited: BTreeMap<String, Exited>,
 }
 
 struct Network {
@@ -124,6 +127,8 @@ struct Sandbox {
     endpoints: Vec<Endpoint>,
     /// Published ports (see [`publish`]).
     ports: Vec<Published>,
+    /// `run --rm`: nothing is kept when it exits.
+    auto_remove: bool,
 }
 
 /// A published port of a sandbox.
@@ -270,6 +275,12 @@ impl Daemon {
                     Ok(fd) => net.owner = fd.map(Arc::new),
                     Err(_) => orphans.push((net.def.name.clone(), net.def.id.clone())),
                 }
+            }
+        }
+        {
+            let mut st = daemon.lock();
+            for e in exited::load_all(&daemon.paths.exited_dir()) {
+                st.exited.insert(e.id.clone(), e);
             }
         }
         daemon.recover();
@@ -676,6 +687,7 @@ impl Daemon {
                 mode,
                 endpoints,
                 ports,
+                auto_remove: req.auto_remove,
             },
         );
         self.publish_names(&st);
@@ -695,7 +707,9 @@ impl Daemon {
 
     fn reserve_name(&self, st: &mut State, wanted: Option<&str>) -> Result<String, ApiError> {
         let taken = |st: &State, n: &str| {
-            st.pending_names.contains(n) || st.sandboxes.values().any(|s| s.name == n)
+            st.pending_names.contains(n)
+                || st.sandboxes.values().any(|s| s.name == n)
+                || st.exited.values().any(|e| e.name == n)
         };
         let name = match wanted {
             Some(n) => {
@@ -703,6 +717,15 @@ impl Daemon {
                     return Err(ApiError::bad_request(
                         format!("invalid sandbox name {n:?}"),
                         "names match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+                    ));
+                }
+                if let Some(e) = st.exited.values().find(|e| e.name == n) {
+                    return Err(ApiError::conflict(
+                        format!(
+                            "the name {n:?} is already in use by exited sandbox {}",
+                            &e.id[..12]
+                        ),
+                        format!("remove it first (`warren rm {n}`), or choose another --name"),
                     ));
                 }
                 if taken(st, n) {
@@ -989,9 +1012,46 @@ impl Daemon {
         }
     }
 
-    pub fn list_sandboxes(&self) -> Vec<SandboxSummary> {
-        let st = self.lock();
+    /// `ps`: the live sandboxes, and with `all` the exited ones too.
+    pub fn list_sandboxes(&self, all: bool) -> Vec<SandboxSummary> {
+        let mut st = self.lock();
         let now = SystemTime::now();
+        let logs = self.paths.logs_dir();
+        let exited: Vec<(SystemTime, SandboxSummary)> = if all {
+            st.exited
+                .values_mut()
+                .map(|e| {
+                    let code = e.exit_code(&logs);
+                    let age = util::human_age(now.duration_since(e.created).unwrap_or_default());
+                    (
+                        e.created,
+                        SandboxSummary {
+                            id: e.id[..12].to_string(),
+                            names: e.name.clone(),
+                            command: e.command.join(" "),
+                            created_at: util::rfc3339(e.created),
+                            running_for: format!("{age} ago"),
+                            status: exited::status_line(
+                                code,
+                                now.duration_since(e.finished).unwrap_or_default(),
+                            ),
+                            pid: 0,
+                            networks: if e.networks.is_empty() {
+                                e.mode.clone()
+                            } else {
+                                e.networks.join(",")
+                            },
+                            ports: String::new(),
+                            external_id: String::new(),
+                            attached: false,
+                            state: "exited".into(),
+                        },
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut rows: Vec<(SystemTime, SandboxSummary)> = st
             .sandboxes
             .values()
@@ -1020,16 +1080,63 @@ impl Daemon {
                         ports: publish::ps_column(&mappings(&s.ports)),
                         external_id: s.external_id.clone().unwrap_or_default(),
                         attached: s.attached,
+                        state: "running".into(),
                     },
                 )
             })
             .collect();
+        rows.extend(exited);
         rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         rows.into_iter().map(|(_, r)| r).collect()
     }
 
     pub fn inspect_sandbox(&self, key: &str) -> Result<SandboxInspect, ApiError> {
-        let st = self.lock();
+        let mut st = self.lock();
+        let logs = self.paths.logs_dir();
+        if let Some(id) = find_exited(&st, key) {
+            let e = st.exited.get_mut(&id).expect("found");
+            let code = e.exit_code(&logs);
+            let log = exited::log_file(&logs, &e.id);
+            return Ok(SandboxInspect {
+                id: e.id.clone(),
+                name: e.name.clone(),
+                created: util::rfc3339(e.created),
+                path: e.command.first().cloned().unwrap_or_default(),
+                args: e.command.iter().skip(1).cloned().collect(),
+                state: SandboxState {
+                    status: "exited".into(),
+                    running: false,
+                    paused: false,
+                    restarting: false,
+                    oom_killed: false,
+                    dead: false,
+                    pid: 0,
+                    exit_code: code.unwrap_or(-1),
+                    error: String::new(),
+                    started_at: util::rfc3339(e.created),
+                    finished_at: util::rfc3339(e.finished),
+                },
+                config: SandboxConfig {
+                    hostname: e.hostname.clone(),
+                    cmd: e.command.clone(),
+                },
+                host_config: HostConfig {
+                    network_mode: match e.mode.as_str() {
+                        "bridge" => e.networks.first().cloned().unwrap_or_default(),
+                        m => m.to_string(),
+                    },
+                },
+                network_settings: NetworkSettings {
+                    networks: BTreeMap::new(),
+                    ports: BTreeMap::new(),
+                },
+                log_path: if log.exists() {
+                    log.display().to_string()
+                } else {
+                    String::new()
+                },
+            });
+        }
         let id = find_sandbox(&st, key)?;
         let s = &st.sandboxes[&id];
         let mut networks = BTreeMap::new();
@@ -1063,8 +1170,15 @@ impl Daemon {
             state: SandboxState {
                 status: "running".into(),
                 running: true,
+                paused: false,
+                restarting: false,
+                oom_killed: false,
+                dead: false,
                 pid: s.target.pid,
+                exit_code: 0,
+                error: String::new(),
                 started_at: util::rfc3339(s.created),
+                finished_at: "0001-01-01T00:00:00Z".into(),
             },
             config: SandboxConfig {
                 hostname: s.hostname.clone(),
@@ -1084,6 +1198,14 @@ impl Daemon {
                 networks,
                 ports: publish::inspect_map(&mappings(&s.ports)),
             },
+            log_path: {
+                let log = exited::log_file(&logs, &s.id);
+                if log.exists() {
+                    log.display().to_string()
+                } else {
+                    String::new()
+                }
+            },
         })
     }
 
@@ -1091,6 +1213,15 @@ impl Daemon {
     /// An attached sandbox (made by a runner) is only detached: warren never
     /// kills a runner's processes. `detach` insists on an attached one.
     pub fn remove_sandbox(&self, key: &str, force: bool, detach: bool) -> Result<String, ApiError> {
+        if !detach {
+            let mut st = self.lock();
+            if let Some(id) = find_exited(&st, key) {
+                let e = st.exited.remove(&id).expect("found");
+                exited::remove_files(&self.paths.exited_dir(), &self.paths.logs_dir(), &id);
+                info!(sandbox = %e.name, id = %&id[..12], "exited sandbox removed");
+                return Ok(e.name);
+            }
+        }
         let (id, name, pidfd, attached) = {
             let st = self.lock();
             let id = find_sandbox(&st, key)?;
@@ -1117,6 +1248,69 @@ impl Daemon {
             }
         }
         self.forget_sandbox(&id, if attached { "detached" } else { "removed" });
+        if !attached {
+            exited::remove_files(&self.paths.exited_dir(), &self.paths.logs_dir(), &id);
+        }
+        Ok(name)
+    }
+
+    /// The pidfd of a running sandbox made by `run`, for `stop` and
+    /// `kill`; `Ok(None)` when it has exited (kept for `ps -a`).
+    fn signal_target(&self, key: &str) -> Result<Option<(String, Arc<OwnedFd>)>, ApiError> {
+        let st = self.lock();
+        if find_exited(&st, key).is_some() {
+            return Ok(None);
+        }
+        let id = find_sandbox(&st, key)?;
+        let s = &st.sandboxes[&id];
+        match (&s.pidfd, s.attached) {
+            (Some(fd), false) => Ok(Some((s.name.clone(), fd.clone()))),
+            _ => Err(ApiError::conflict(
+                format!("sandbox {} belongs to the runner that attached it", s.name),
+                "stop it with that runner; `warren detach` takes its networks away",
+            )),
+        }
+    }
+
+    /// `kill`: sends `signal` to the sandbox's init, which passes it to the
+    /// command (SIGKILL ends every process of the sandbox at once).
+    pub fn kill_sandbox(&self, key: &str, signal: i32) -> Result<String, ApiError> {
+        let Some((name, fd)) = self.signal_target(key)? else {
+            return Err(ApiError::conflict(
+                format!("sandbox {key} is not running"),
+                "start a new one with `warren run`",
+            ));
+        };
+        crate::sys::pidfd::send_signal(&*fd, signal)
+            .map_err(|e| ApiError::internal(format!("signalling {name}: {e}")))?;
+        Ok(name)
+    }
+
+    /// `stop`: SIGTERM, then SIGKILL after `grace`; returns once the
+    /// sandbox's processes are gone. A sandbox that already exited is
+    /// stopped already, as in Docker.
+    pub fn stop_sandbox(&self, key: &str, grace: std::time::Duration) -> Result<String, ApiError> {
+        let Some((name, fd)) = self.signal_target(key)? else {
+            return Ok(key.to_string());
+        };
+        let gone = |limit: std::time::Duration| {
+            let until = std::time::Instant::now() + limit;
+            loop {
+                if crate::sys::pidfd::has_exited(&*fd) {
+                    return true;
+                }
+                if std::time::Instant::now() >= until {
+                    return false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        let _ = crate::sys::pidfd::send_signal(&*fd, libc::SIGTERM);
+        if !gone(grace) {
+            info!(sandbox = %name, "did not stop after SIGTERM; killing it");
+            let _ = crate::sys::pidfd::send_signal(&*fd, libc::SIGKILL);
+            gone(std::time::Duration::from_secs(5));
+        }
         Ok(name)
     }
 
@@ -1329,6 +1523,7 @@ impl Daemon {
             mode: s.mode.clone(),
             attached: s.attached,
             external_id: s.external_id.clone(),
+            auto_remove: s.auto_remove,
             pid: s.target.pid,
             pid_start: s.pid_start,
             netns: s.target.netns.clone(),
@@ -1375,6 +1570,26 @@ impl Daemon {
             if !rec.alive() {
                 info!(sandbox = %rec.name, "sandbox ended while no daemon ran; cleaning up");
                 let _ = std::fs::remove_dir_all(self.paths.sandbox_dir(&rec.id));
+                if !rec.attached {
+                    let created =
+                        humantime::parse_rfc3339(&rec.created).unwrap_or(SystemTime::UNIX_EPOCH);
+                    let mut st = self.lock();
+                    self.keep_exited(
+                        &mut st,
+                        Exited {
+                            id: rec.id.clone(),
+                            name: rec.name.clone(),
+                            hostname: rec.hostname.clone(),
+                            command: rec.command.clone(),
+                            mode: rec.mode.clone(),
+                            networks: rec.endpoints.iter().map(|e| e.network.clone()).collect(),
+                            created,
+                            finished: SystemTime::now(),
+                            exit_code: None,
+                        },
+                        rec.auto_remove,
+                    );
+                }
                 continue;
             }
             match self.take_over(&rec) {
@@ -1481,6 +1696,7 @@ impl Daemon {
                 mode: rec.mode.clone(),
                 endpoints,
                 ports,
+                auto_remove: rec.auto_remove,
             },
         );
         info!(sandbox = %rec.name, "sandbox taken over from the previous daemon");
@@ -1533,19 +1749,76 @@ impl Daemon {
         info!(sandbox = %name, network, ifname = %ep.ifname, "interface vanished; endpoint freed");
     }
 
+    /// The sandbox's process ended: its endpoints are freed, and a `run`
+    /// sandbox (not `--rm`) is kept as exited until `rm`, in one step
+    /// under the lock, so it is never missing from both lists.
+    pub fn sandbox_exited(&self, id: &str) {
+        let mut st = self.lock();
+        let Some(s) = self.forget_locked(&mut st, id) else {
+            return;
+        };
+        if !s.attached {
+            let e = Exited {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                hostname: s.hostname.clone(),
+                command: s.command.clone(),
+                mode: s.mode.clone(),
+                networks: s.endpoints.iter().map(|e| e.network.clone()).collect(),
+                created: s.created,
+                finished: SystemTime::now(),
+                exit_code: None,
+            };
+            self.keep_exited(&mut st, e, s.auto_remove);
+        }
+        drop(st);
+        info!(sandbox = %s.name, id = %&s.id[..12], "sandbox exited, endpoints freed");
+    }
+
+    /// Keeps `e` (or, for `--rm`, removes what is left of it).
+    fn keep_exited(&self, st: &mut State, e: Exited, auto_remove: bool) {
+        let logs = self.paths.logs_dir();
+        if auto_remove {
+            exited::remove_files(&self.paths.exited_dir(), &logs, &e.id);
+            return;
+        }
+        if let Err(err) = exited::save(&self.paths.exited_dir(), &e) {
+            warn!(sandbox = %e.name, error = %err, "cannot record the exited sandbox");
+        }
+        st.exited.insert(e.id.clone(), e);
+        while st.exited.len() > exited::MAX_EXITED {
+            let Some(oldest) = st
+                .exited
+                .values()
+                .min_by_key(|e| e.finished)
+                .map(|e| e.id.clone())
+            else {
+                break;
+            };
+            st.exited.remove(&oldest);
+            exited::remove_files(&self.paths.exited_dir(), &logs, &oldest);
+        }
+    }
+
     /// Frees everything a sandbox held: ports, addresses, names, files.
     /// Idempotent; called on exit and on `rm`.
     pub fn forget_sandbox(&self, id: &str, why: &str) {
         let mut st = self.lock();
-        let Some(s) = st.sandboxes.remove(id) else {
+        let Some(s) = self.forget_locked(&mut st, id) else {
             return;
         };
-        stop_forwards(&st, &s.ports);
-        release_endpoints(&mut st, &s.endpoints);
-        self.publish_names(&st);
         drop(st);
-        let _ = std::fs::remove_dir_all(self.paths.sandbox_dir(id));
         info!(sandbox = %s.name, id = %&s.id[..12], why, "sandbox gone, endpoints freed");
+    }
+
+    /// [`Daemon::forget_sandbox`]'s work, under the caller's lock.
+    fn forget_locked(&self, st: &mut State, id: &str) -> Option<Sandbox> {
+        let s = st.sandboxes.remove(id)?;
+        stop_forwards(st, &s.ports);
+        release_endpoints(st, &s.endpoints);
+        self.publish_names(st);
+        let _ = std::fs::remove_dir_all(self.paths.sandbox_dir(id));
+        Some(s)
     }
 }
 
@@ -1689,6 +1962,25 @@ fn check_not_busy(st: &State, id: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// The exited sandbox `key` names (name, or id prefix of 3 or more), when
+/// no live one does.
+fn find_exited(st: &State, key: &str) -> Option<String> {
+    if st.sandboxes.values().any(|s| s.name == key) {
+        return None;
+    }
+    if let Some(e) = st.exited.values().find(|e| e.name == key) {
+        return Some(e.id.clone());
+    }
+    if key.len() < 3 || st.sandboxes.values().any(|s| s.id.starts_with(key)) {
+        return None;
+    }
+    let mut by_id = st.exited.values().filter(|e| e.id.starts_with(key));
+    match (by_id.next(), by_id.next()) {
+        (Some(one), None) => Some(one.id.clone()),
+        _ => None,
+    }
 }
 
 fn find_sandbox(st: &State, key: &str) -> Result<String, ApiError> {

@@ -122,12 +122,13 @@ pub fn spawn(
     cmd: &[String],
     mode: NetMode,
     env: &[(String, String)],
+    status_file: &std::path::Path,
     stdio: [Stdio; 3],
 ) -> Result<InitHandle> {
     let (ours, theirs) = sync_pair()?;
     let [stdin, stdout, stderr] = stdio;
     let mut command = Command::new(exe);
-    command.arg("__init");
+    command.arg("__init").arg("--status-file").arg(status_file);
     if mode == NetMode::Host {
         command.arg("--net-host");
     }
@@ -237,8 +238,8 @@ pub fn receive_master(sock: &OwnedFd) -> Option<OwnedFd> {
 }
 
 /// Init side: the body of `warren __init`. Returns only on failure.
-pub fn main(net_host: bool, cmd: &[String]) -> i32 {
-    match run(net_host, cmd) {
+pub fn main(net_host: bool, status_file: Option<&std::path::Path>, cmd: &[String]) -> i32 {
+    match run(net_host, status_file, cmd) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("warren: {e:#}");
@@ -261,11 +262,18 @@ pub fn unshare_as_root(more: CloneFlags) -> Result<()> {
     Ok(())
 }
 
-fn run(net_host: bool, cmd: &[String]) -> Result<i32> {
+fn run(net_host: bool, status_file: Option<&std::path::Path>, cmd: &[String]) -> Result<i32> {
     if cmd.is_empty() {
         bail!("no command given");
     }
     let sync = adopt_sync()?;
+    // Opened now: the runtime directory is covered once the mounts are made.
+    let status = match status_file {
+        Some(p) => {
+            Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => None,
+    };
     nix::unistd::setsid().context("setsid")?;
     unshare_as_root(CloneFlags::CLONE_NEWNS)?;
     mount(
@@ -291,7 +299,13 @@ fn run(net_host: bool, cmd: &[String]) -> Result<i32> {
         }
         Forked::Parent(child) => {
             drop(theirs);
-            supervise(sync, ours, child, net_host)
+            let code = supervise(sync, ours, child, net_host)?;
+            // For `ps -a`, `inspect` and `wait` (daemon::exited).
+            if let Some(mut f) = status {
+                use std::io::Write;
+                let _ = writeln!(f, "{code}");
+            }
+            Ok(code)
         }
     }
 }
