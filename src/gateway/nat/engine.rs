@@ -2312,6 +2312,19 @@ mod tests {
         seq: i32,
         ack: Option<u32>,
     ) -> Vec<u8> {
+        tcp_frame_from((SB_IP, SB_MAC), src_port, dst, control, seq, ack)
+    }
+
+    /// A TCP segment from the sandbox at `src` (address and MAC).
+    fn tcp_frame_from(
+        src: (Ipv4Addr, [u8; 6]),
+        src_port: u16,
+        dst: (Ipv4Addr, u16),
+        control: TcpControl,
+        seq: i32,
+        ack: Option<u32>,
+    ) -> Vec<u8> {
+        let (src_ip, src_mac) = src;
         let tcp_repr = TcpRepr {
             src_port,
             dst_port: dst.1,
@@ -2327,14 +2340,14 @@ mod tests {
             payload: &[],
         };
         let ip_repr = Ipv4Repr {
-            src_addr: SB_IP,
+            src_addr: src_ip,
             dst_addr: dst.0,
             next_header: IpProtocol::Tcp,
             payload_len: tcp_repr.buffer_len(),
             hop_limit: 64,
         };
         let eth = EthernetRepr {
-            src_addr: EthernetAddress(SB_MAC),
+            src_addr: EthernetAddress(src_mac),
             dst_addr: EthernetAddress(GW_MAC),
             ethertype: EthernetProtocol::Ipv4,
         };
@@ -2345,11 +2358,34 @@ mod tests {
         ip_repr.emit(&mut ip, &Default::default());
         tcp_repr.emit(
             &mut TcpPacket::new_unchecked(ip.payload_mut()),
-            &SB_IP.into(),
+            &src_ip.into(),
             &dst.0.into(),
             &Default::default(),
         );
         frame
+    }
+
+    /// An Ethernet frame of IPv4 as two fragments, the first with the
+    /// first `first` bytes (a multiple of 8) of its payload.
+    fn fragments(frame: &[u8], first: usize, ident: u16) -> [Vec<u8>; 2] {
+        let ip = Ipv4Packet::new_checked(&frame[14..]).expect("ip");
+        let payload = &ip.payload()[..];
+        let piece = |data: &[u8], offset: usize, more: bool| {
+            let mut out = frame[..14 + 20].to_vec();
+            out.extend_from_slice(data);
+            let mut ip = Ipv4Packet::new_unchecked(&mut out[14..]);
+            ip.set_total_len((20 + data.len()) as u16);
+            ip.set_ident(ident);
+            ip.set_dont_frag(false);
+            ip.set_more_frags(more);
+            ip.set_frag_offset(offset as u16);
+            ip.fill_checksum();
+            out
+        };
+        [
+            piece(&payload[..first], 0, true),
+            piece(&payload[first..], first, false),
+        ]
     }
 
     fn syn(src_port: u16, dst: (Ipv4Addr, u16)) -> Vec<u8> {
@@ -2531,6 +2567,78 @@ mod tests {
         poll(&mut nat);
         assert_eq!(nat.counters().snapshot().tcp_flows, 0);
         assert_eq!(nat.net.nat.flows(), 0);
+    }
+
+    #[test]
+    fn a_fragmented_rst_in_syn_received_ends_its_flow_and_takes_no_other_syn() {
+        // Issue 16, item 7. smoltcp answers a RST in SYN-RECEIVED by
+        // listening again on the flow's destination, for any source; the
+        // engine's guard against that was skipped for fragmented TCP, so
+        // the next SYN fed for that destination (a neighbour's, whose host
+        // connect just completed) went to the attacker's socket.
+        use std::io::Read as _;
+        const NB_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 3);
+        const NB_MAC: [u8; 6] = [0x02, 0x42, 10, 77, 0, 3];
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        let dst = (HOST_LOOPBACK_ADDR, port);
+        let mut nat = engine(Limits::default());
+        assert!(nat.receive(Instant::now(), &syn(40000, dst)));
+        let (_, _, flags, _) = tcp_of(&wait_frames(&mut nat)[0]);
+        assert_eq!(flags, (true, true, false), "SYN-ACK: A is in SYN-RECEIVED");
+        let (mut a_host, _) = listener.accept().expect("A's host side");
+        // The neighbour's SYN to the same destination: held, its connect
+        // under way.
+        let b_syn = tcp_frame_from((NB_IP, NB_MAC), 40001, dst, TcpControl::Syn, 2000, None);
+        assert!(nat.receive(Instant::now(), &b_syn));
+        // A resets its own flow, in fragments.
+        let rst = tcp_frame(40000, dst, TcpControl::Rst, 1001);
+        for piece in fragments(&rst, 8, 7) {
+            assert!(nat.receive(Instant::now(), &piece));
+        }
+        // The neighbour's connect completes: its SYN meets its own socket.
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while out.is_empty() && Instant::now() < deadline {
+            nat.service_host(Instant::now());
+            out = poll(&mut nat);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let to_b: Vec<_> = out
+            .iter()
+            .filter(|f| EthernetFrame::new_unchecked(&f[..]).dst_addr() == EthernetAddress(NB_MAC))
+            .collect();
+        let stats = nat.counters().snapshot();
+        assert_eq!(
+            (stats.tcp_opened, stats.tcp_flows),
+            (2, 1),
+            "A's flow ended, B's opened on a socket of its own"
+        );
+        assert_eq!(to_b.len(), 1, "one frame for the neighbour");
+        let (_b_host, _) = listener.accept().expect("B's host side");
+        a_host
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let err = a_host
+            .read(&mut [0u8; 16])
+            .expect_err("A's host side reset");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        // B's handshake completes on its own flow.
+        let eth = EthernetFrame::new_checked(&to_b[0][..]).expect("eth");
+        let ip = Ipv4Packet::new_checked(eth.payload()).expect("ip");
+        let tcp = TcpPacket::new_checked(ip.payload()).expect("tcp");
+        assert!(tcp.syn() && tcp.ack() && tcp.ack_number().0 == 2001);
+        let ack = tcp_frame_from(
+            (NB_IP, NB_MAC),
+            40001,
+            dst,
+            TcpControl::None,
+            2001,
+            Some(tcp.seq_number().0 as u32 + 1),
+        );
+        assert!(nat.receive(Instant::now(), &ack));
+        poll(&mut nat);
+        assert_eq!(nat.counters().snapshot().tcp_flows, 1, "B's flow lives");
     }
 
     #[test]
