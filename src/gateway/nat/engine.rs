@@ -8,7 +8,8 @@
 //! reused slot is ignored). The switch calls, in order:
 //!
 //! - [`NatEngine::receive`] for each gateway frame (it says whether the
-//!   frame was egress and taken);
+//!   frame was egress and taken; fragments are reassembled first, see
+//!   [`super::reassembly`]);
 //! - [`NatEngine::service_host`] when the engine's epoll fd is readable;
 //! - [`NatEngine::poll`] after every batch, which runs smoltcp, moves bytes
 //!   between smoltcp sockets and host sockets, expires flows and hands the
@@ -52,6 +53,7 @@ use smoltcp::wire::{
 use tracing::{debug, trace};
 
 use super::policy::{self, FlowCounts, FlowKey, Link};
+use super::reassembly::{self, Reassembler};
 use super::{
     container_subnets, ForwardId, ForwardSpec, NatCounters, NetworkNat, Transport, CONNECT_TIMEOUT,
     FORWARD_PENDING, ICMP_IDLE, TCP_BUFFER, TCP_BULK_BUFFER, UDP_IDLE,
@@ -141,6 +143,10 @@ pub struct NatEngine {
     forward_udp: HashMap<(ForwardId, SocketAddr), usize>,
     /// Closed smoltcp sockets with a [`TCP_BULK_BUFFER`], for reuse.
     spare_bulk: Vec<tcp::Socket<'static>>,
+    /// Fragments from sandboxes, until their datagrams are whole.
+    reassembly: Reassembler,
+    /// The last datagram the reassembly completed (its buffer, reused).
+    whole: Vec<u8>,
 }
 
 /// A published port: its host listener and where its clients go.
@@ -333,6 +339,8 @@ impl NatEngine {
             next_forward: 0,
             forward_udp: HashMap::new(),
             spare_bulk: Vec::new(),
+            reassembly: Reassembler::new(reassembly::Limits::default()),
+            whole: Vec::new(),
         })
     }
 
@@ -380,11 +388,18 @@ impl NatEngine {
             return true;
         }
         let dst = ip.dst_addr();
+        let fragment = ip.more_frags() || ip.frag_offset() != 0;
         if dst == self.gateway_ip {
             // Replies to host loopback clients of published ports, which
             // appear to come from the gateway's address; and, under
             // `host-loopback=gateway`, TCP and UDP to the host's loopback.
-            if !self.claims(&ip) && !self.gateway_loopback_takes(&ip) {
+            // A later fragment has no ports: it is ours if its first was.
+            let ours = if ip.frag_offset() != 0 {
+                self.reassembly.holds(&ip)
+            } else {
+                self.claims(&ip) || self.gateway_loopback_takes(&ip)
+            };
+            if !ours {
                 return false;
             }
         } else if self.own_subnet.contains(&dst) || dst.is_broadcast() || dst.is_multicast() {
@@ -403,7 +418,18 @@ impl NatEngine {
         let Some(packet) = eth.payload().get(..len) else {
             return false;
         };
-        let trusted = offload.trusted();
+        if fragment {
+            self.fragment_in(now, mac, packet);
+        } else {
+            self.transport_in(now, mac, packet, offload.trusted());
+        }
+        true
+    }
+
+    /// A whole IPv4 packet from a sandbox, to its protocol's path.
+    /// `trusted`: the sandbox's kernel vouched for its transport checksum.
+    fn transport_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8], trusted: bool) {
+        let ip = Ipv4Packet::new_unchecked(packet);
         match ip.next_header() {
             IpProtocol::Tcp => self.tcp_in(now, mac, packet, trusted),
             IpProtocol::Udp => self.udp_in(now, mac, packet, trusted),
@@ -413,7 +439,45 @@ impl NatEngine {
                 trace!(protocol = %ip.next_header(), "nat: unsupported protocol dropped");
             }
         }
-        true
+    }
+
+    /// A fragment from a sandbox: into the engine's own reassembly (see
+    /// [`reassembly`]); a datagram it completes takes the path of any
+    /// whole packet, its checksum verified (no kernel vouches for a
+    /// reassembled one).
+    fn fragment_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
+        let ip = Ipv4Packet::new_unchecked(packet);
+        self.counters.fragments.fetch_add(1, Relaxed);
+        if !matches!(
+            ip.next_header(),
+            IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmp
+        ) {
+            self.counters.fragments_bad.fetch_add(1, Relaxed);
+            return;
+        }
+        let mut whole = std::mem::take(&mut self.whole);
+        match self.reassembly.push(now, &ip, &mut whole) {
+            reassembly::Push::Pending => {}
+            reassembly::Push::Bad => {
+                self.counters.fragments_bad.fetch_add(1, Relaxed);
+                trace!(src = %ip.src_addr(), "nat: bad fragment, datagram dropped");
+            }
+            reassembly::Push::Complete => {
+                self.counters.reassembled.fetch_add(1, Relaxed);
+                self.transport_in(now, mac, &whole, false);
+            }
+        }
+        self.whole = whole;
+        self.count_given_up();
+    }
+
+    /// Count the datagrams the reassembly gave up since the last time.
+    fn count_given_up(&mut self) {
+        let n = self.reassembly.take_given_up();
+        if n > 0 {
+            self.counters.reassembly_dropped.fetch_add(n, Relaxed);
+            trace!(n, "nat: incomplete datagrams given up");
+        }
     }
 
     /// Handle the host sockets that epoll reports ready.
@@ -450,6 +514,8 @@ impl NatEngine {
         if now.saturating_duration_since(self.last_expire) >= EXPIRE_EVERY {
             self.last_expire = now;
             self.expire(now);
+            self.reassembly.expire(now);
+            self.count_given_up();
         }
         for _ in 0..POLL_ROUNDS {
             self.iface_poll(now);
@@ -479,7 +545,7 @@ impl NatEngine {
             .iface
             .poll_delay(self.smol_now(now), &self.sockets)
             .map(|d| Duration::from_micros(d.total_micros()));
-        let expire = (self.slots.len() > self.free.len())
+        let expire = (self.slots.len() > self.free.len() || !self.reassembly.is_empty())
             .then(|| EXPIRE_EVERY.saturating_sub(now.saturating_duration_since(self.last_expire)));
         match (smol, expire) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -499,6 +565,7 @@ impl NatEngine {
         for slot in slots {
             self.free_flow(slot, true);
         }
+        self.reassembly.forget_source(sandbox);
         self.macs.remove(&sandbox);
         let forwards: Vec<ForwardId> = self
             .forwards
@@ -902,15 +969,10 @@ impl NatEngine {
 
     // ---- ingress ---------------------------------------------------------
 
+    /// A whole TCP segment (never a fragment: see
+    /// [`NatEngine::fragment_in`]).
     fn tcp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8], trusted: bool) {
         let ip = Ipv4Packet::new_unchecked(packet);
-        if ip.more_frags() || ip.frag_offset() != 0 {
-            // Reassembled by smoltcp, whose TCP does not verify checksums
-            // here: such a segment (only raw sockets make one) goes
-            // unverified.
-            self.feed(now, packet);
-            return;
-        }
         let Ok(tcp) = smoltcp::wire::TcpPacket::new_checked(ip.payload()) else {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
@@ -993,20 +1055,15 @@ impl NatEngine {
         trace!(?key, "nat: connecting");
     }
 
+    /// A whole UDP datagram (never a fragment).
     fn udp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8], trusted: bool) {
         let ip = Ipv4Packet::new_unchecked(packet);
-        if ip.frag_offset() != 0 {
-            // A later fragment: smoltcp reassembles it with the first (and
-            // does not verify the datagram's checksum on this interface).
-            self.feed(now, packet);
-            return;
-        }
         let payload = ip.payload();
         if payload.len() < 8 {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
         }
-        if !trusted && !ip.more_frags() {
+        if !trusted {
             let ok = smoltcp::wire::UdpPacket::new_checked(payload)
                 .is_ok_and(|u| u.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()));
             if !ok {
@@ -1088,12 +1145,9 @@ impl NatEngine {
         self.feed(now, packet);
     }
 
+    /// A whole ICMP message (never a fragment).
     fn icmp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
         let ip = Ipv4Packet::new_unchecked(packet);
-        if ip.more_frags() || ip.frag_offset() != 0 {
-            self.counters.dropped.fetch_add(1, Relaxed);
-            return;
-        }
         let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
@@ -2369,7 +2423,7 @@ mod tests {
     /// first `first` bytes (a multiple of 8) of its payload.
     fn fragments(frame: &[u8], first: usize, ident: u16) -> [Vec<u8>; 2] {
         let ip = Ipv4Packet::new_checked(&frame[14..]).expect("ip");
-        let payload = &ip.payload()[..];
+        let payload = ip.payload();
         let piece = |data: &[u8], offset: usize, more: bool| {
             let mut out = frame[..14 + 20].to_vec();
             out.extend_from_slice(data);
@@ -2856,6 +2910,84 @@ mod tests {
         assert_eq!(nat.counters().snapshot().udp_flows, 0);
         assert_eq!(nat.net.nat.flows(), 0);
         assert!(nat.udp_binds.is_empty());
+    }
+
+    #[test]
+    fn fragmented_udp_is_reassembled_verified_and_sent_whole() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let port = server.local_addr().expect("addr").port();
+        let mut nat = engine(Limits::default());
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let frame = udp_frame(5353, (HOST_LOOPBACK_ADDR, port), &data);
+        let [first, rest] = fragments(&frame, 1480, 77);
+        assert!(nat.receive(Instant::now(), &first));
+        assert!(nat.receive(Instant::now(), &rest));
+        poll(&mut nat);
+        let mut buf = [0u8; 4096];
+        let (n, _) = server.recv_from(&mut buf).expect("the whole datagram");
+        assert_eq!(&buf[..n], &data[..]);
+        // The same with a wrong UDP checksum: reassembled, then dropped.
+        let mut wrong = frame.clone();
+        wrong[14 + 20 + 6] ^= 0xff;
+        for piece in fragments(&wrong, 1480, 78) {
+            assert!(nat.receive(Instant::now(), &piece));
+        }
+        poll(&mut nat);
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.fragments, stats.reassembled), (4, 2));
+        assert_eq!((stats.udp_opened, stats.dropped), (1, 1));
+        // A fragment of a protocol the NAT does not carry is refused.
+        let mut other = first.clone();
+        other[14 + 9] = 47;
+        Ipv4Packet::new_unchecked(&mut other[14..]).fill_checksum();
+        assert!(nat.receive(Instant::now(), &other));
+        assert_eq!(nat.counters().snapshot().fragments_bad, 1);
+        // An incomplete one is given up after the timeout, and counted.
+        assert!(nat.receive(Instant::now(), &fragments(&frame, 1480, 79)[0]));
+        nat.poll(Instant::now() + Duration::from_secs(5), &mut |_, _| {});
+        assert_eq!(nat.counters().snapshot().reassembly_dropped, 1);
+    }
+
+    #[test]
+    fn later_fragments_to_the_gateway_follow_their_first() {
+        // A sandbox's large reply to a published UDP port's loopback client
+        // (shown as the gateway's address): the first fragment is claimed by
+        // its ports, the later ones because their first was.
+        let listener = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut nat = engine(Limits::default());
+        nat.add_forward(ForwardSpec {
+            transport: Transport::Udp,
+            listener: listener.into(),
+            target: SocketAddrV4::new(SB_IP, 8000),
+            sandbox_mac: SB_MAC,
+        })
+        .expect("forward");
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("client");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        client.send_to(b"hi", addr).expect("send");
+        let out = wait_frames(&mut nat);
+        let eth = EthernetFrame::new_checked(&out[0][..]).expect("eth");
+        let ip = Ipv4Packet::new_checked(eth.payload()).expect("ip");
+        let udp = smoltcp::wire::UdpPacket::new_checked(ip.payload()).expect("udp");
+        assert_eq!(ip.src_addr(), GW_IP);
+        let shown = udp.src_port();
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 3) as u8).collect();
+        let reply = udp_frame(8000, (GW_IP, shown), &data);
+        let [first, rest] = fragments(&reply, 1480, 5);
+        // A later fragment whose first never came stays with the gateway.
+        assert!(!nat.receive(Instant::now(), &fragments(&reply, 1480, 6)[1]));
+        assert!(nat.receive(Instant::now(), &first));
+        assert!(nat.receive(Instant::now(), &rest));
+        poll(&mut nat);
+        let mut buf = [0u8; 4096];
+        let (n, _) = client.recv_from(&mut buf).expect("the reply");
+        assert_eq!(&buf[..n], &data[..]);
     }
 
     /// An engine whose gateway address stands for the host's loopback

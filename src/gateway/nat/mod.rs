@@ -56,10 +56,16 @@
 //! - **UDP**: one connected host socket per (source, destination) pair, so
 //!   the kernel only lets that destination's replies in; one smoltcp UDP
 //!   socket per destination, shared by the sandboxes that talk to it. Flows
-//!   idle for [`UDP_IDLE`] are freed. smoltcp reassembles fragmented
-//!   datagrams from the sandbox and fragments large replies, so datagrams up
-//!   to 65507 bytes pass at the default MTU. A host `ECONNREFUSED` (ICMP port
-//!   unreachable from the peer) becomes a port unreachable to the sandbox.
+//!   idle for [`UDP_IDLE`] are freed. The engine fragments large replies
+//!   itself, so datagrams up to 65507 bytes pass at the default MTU. A host
+//!   `ECONNREFUSED` (ICMP port unreachable from the peer) becomes a port
+//!   unreachable to the sandbox.
+//! - **Fragments** from sandboxes (UDP, TCP and ICMP alike) are reassembled
+//!   by the engine ([`reassembly`]), with bounds per sandbox and per
+//!   network and a timeout of a few seconds, before anything else looks at
+//!   them; the whole packet then takes the path of an unfragmented one
+//!   (flow table, guards, checksum verification). smoltcp's own
+//!   reassembler, one set of slots for everyone, never sees a fragment.
 //! - **ICMP echo**: through unprivileged ICMP sockets (`SOCK_DGRAM`,
 //!   `IPPROTO_ICMP`) when the host's `net.ipv4.ping_group_range` lets the
 //!   daemon's group open them; otherwise the engine logs one warning and
@@ -115,6 +121,7 @@
 
 pub mod engine;
 pub mod policy;
+pub mod reassembly;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -447,6 +454,16 @@ pub struct NatCounters {
     /// Forwarded connections the sandbox refused (RST to the SYN, nothing
     /// listening) or that a flow limit turned away.
     pub forward_refused: AtomicU64,
+    /// IPv4 fragments from sandboxes (see [`reassembly`]).
+    pub fragments: AtomicU64,
+    /// Datagrams reassembled from them.
+    pub reassembled: AtomicU64,
+    /// Incomplete datagrams given up: timed out, or evicted to make room
+    /// (by their own source's bound, or the network's).
+    pub reassembly_dropped: AtomicU64,
+    /// Fragments refused (overlapping, oversized, inconsistent, or of a
+    /// protocol the NAT does not carry); their datagram went with them.
+    pub fragments_bad: AtomicU64,
 }
 
 impl NatCounters {
@@ -470,6 +487,10 @@ impl NatCounters {
             forward_flows: self.forward_flows.load(Relaxed),
             forward_accepted: self.forward_accepted.load(Relaxed),
             forward_refused: self.forward_refused.load(Relaxed),
+            fragments: self.fragments.load(Relaxed),
+            reassembled: self.reassembled.load(Relaxed),
+            reassembly_dropped: self.reassembly_dropped.load(Relaxed),
+            fragments_bad: self.fragments_bad.load(Relaxed),
         }
     }
 }
@@ -495,6 +516,10 @@ pub struct NatStats {
     pub forward_flows: u64,
     pub forward_accepted: u64,
     pub forward_refused: u64,
+    pub fragments: u64,
+    pub reassembled: u64,
+    pub reassembly_dropped: u64,
+    pub fragments_bad: u64,
 }
 
 #[cfg(test)]
