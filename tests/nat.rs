@@ -506,6 +506,19 @@ fn flow_limit_refuses_the_excess_and_fds_return_to_baseline() {
     assert!(used < 20, "the idle daemon used {used} ticks in 2 s");
 }
 
+/// The memory of every TCP socket of the host's kernel (`/proc/net/sockstat`),
+/// in KiB: the host sockets' buffers are not in the daemon's RSS.
+fn tcp_kernel_kib() -> u64 {
+    let stat = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let pages: u64 = stat
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "mem").nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4
+}
+
 /// `VmRSS` of the daemon, in KiB.
 fn daemon_rss_kib(env: &Env) -> u64 {
     let pid = env.daemon_pid().expect("daemon pid");
@@ -551,6 +564,7 @@ fn flow_memory_is_bounded_per_sandbox_and_the_excess_refused() {
         nat_stats(&env, "web")["tcp_flows"].as_u64() == Some(0)
     }));
     let baseline = daemon_rss_kib(&env);
+    let kernel_before = tcp_kernel_kib();
 
     // 1500 connections from `c`, both ways pushed until they stall.
     let mut flood = env
@@ -564,7 +578,7 @@ fn flow_memory_is_bounded_per_sandbox_and_the_excess_refused() {
             HOST,
             &hoard.port(),
             "1500",
-            "20",
+            "8",
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -585,8 +599,10 @@ fn flow_memory_is_bounded_per_sandbox_and_the_excess_refused() {
     }
     let nat = nat_stats(&env, "web");
     eprintln!(
-        "{first}; daemon RSS {baseline} KiB -> {peak} KiB (+{} KiB); {nat}",
-        peak.saturating_sub(baseline)
+        "{first}; daemon RSS {baseline} KiB -> {peak} KiB (+{} KiB); \
+         the host's TCP socket memory {kernel_before} KiB -> {} KiB; {nat}",
+        peak.saturating_sub(baseline),
+        tcp_kernel_kib()
     );
     assert_eq!(other, 0, "{first}");
     assert!(
