@@ -358,8 +358,13 @@ impl Reassembler {
             return false;
         };
         // Doubling, but never past the largest datagram.
-        let capacity = end.max(d.data.capacity().saturating_mul(2).min(MAX_PAYLOAD));
-        let extra = capacity.saturating_sub(d.data.capacity());
+        let held = d.data.capacity();
+        let capacity = if end <= held {
+            held
+        } else {
+            end.max(held.saturating_mul(2).min(MAX_PAYLOAD))
+        };
+        let extra = capacity - held;
         if !self.make_room(key, extra) {
             return false;
         }
@@ -561,6 +566,27 @@ mod tests {
         assert!(r.take_given_up() > 0, "A's own were evicted");
         let b_rest = fragment(B, 1, 4000, false, &data[4000..]);
         assert_eq!(push(&mut r, now, &b_rest, &mut out), Push::Complete);
+    }
+
+    #[test]
+    fn a_datagram_costs_what_its_buffer_holds() {
+        let mut r = Reassembler::new(Limits::default());
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let data = payload(65000);
+        let mut at = 0;
+        while at + 1480 < data.len() {
+            let f = fragment(A, 2, at, true, &data[at..at + 1480]);
+            assert_eq!(push(&mut r, now, &f, &mut out), Push::Pending);
+            at += 1480;
+            // Doubling, never past the largest datagram.
+            assert!(r.bytes() <= MAX_PAYLOAD + DATAGRAM_OVERHEAD);
+            assert!(r.bytes() < 2 * at + DATAGRAM_OVERHEAD + 1480);
+        }
+        let f = fragment(A, 2, at, false, &data[at..]);
+        assert_eq!(push(&mut r, now, &f, &mut out), Push::Complete);
+        assert_eq!(&out[20..], &data[..]);
+        assert_eq!(r.bytes(), 0);
     }
 
     #[test]
