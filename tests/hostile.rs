@@ -210,3 +210,164 @@ fn lying_virtio_net_headers_are_dropped_and_counted() {
     assert_still_talks(&env, "attacker", &victim);
     env.assert_daemon_idle();
 }
+
+/// A UDP echo server on the host's 127.0.0.1 (reached through the NAT's
+/// host-loopback mapping), served on a thread until the test ends.
+fn host_udp_echo() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = s.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, peer)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..n], peer);
+        }
+    });
+    port
+}
+
+/// The gateway's MAC (02:42 and its IPv4 address, as every warren MAC).
+fn gateway_mac(gw: &str) -> String {
+    let ip: std::net::Ipv4Addr = gw.parse().unwrap();
+    let o = ip.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+#[test]
+fn a_fragment_flood_leaves_a_neighbours_fragmented_udp_answered() {
+    // Issue 16, item 5: smoltcp's reassembler had 4 slots for the whole
+    // network, held 60 s; one sandbox's first fragments with distinct IDs
+    // took them all and its neighbour's large datagrams went unanswered.
+    // MTU 1500, so the neighbour's 8000-byte datagrams are 6 fragments.
+    let env = Env::new();
+    env.ok(&[
+        "network",
+        "create",
+        "--mtu",
+        "1500",
+        "--opt",
+        "host-loopback=true",
+        "dev",
+    ]);
+    env.start("attacker", &["dev"], &["sleep", "600"]);
+    env.start("victim", &["dev"], &["sleep", "600"]);
+    let gw = env.gateway("attacker", "dev");
+    let port = host_udp_echo().to_string();
+    // 64 first fragments every 100 ms for 12 s, while the victim asks.
+    let mut flood = env
+        .cmd(&[
+            "exec",
+            "attacker",
+            "--",
+            "python3",
+            &tool("frag_flood.py"),
+            &gw,
+            &gateway_mac(&gw),
+            "169.254.1.2",
+            &port,
+            "64",
+            "120",
+            "100",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = env.exec_ok(
+        "victim",
+        &[
+            "python3",
+            &tool("nat_client.py"),
+            "udp-big",
+            "169.254.1.2",
+            &port,
+            "8000",
+            "5",
+        ],
+    );
+    let mut flood_out = String::new();
+    flood
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut flood_out)
+        .unwrap();
+    assert!(flood.wait().unwrap().success(), "{flood_out}");
+    eprintln!("victim: {} attacker: {}", out.trim(), flood_out.trim());
+    assert_eq!(out.trim(), "answered 5 of 5", "the neighbour's datagrams");
+    let nat = env.stats("dev")["nat"].clone();
+    let sent: u64 = flood_out
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        nat["fragments"].as_u64().unwrap() >= sent,
+        "every fragment counted: {nat}"
+    );
+    // All of the flood but what its 8 slots hold (and what expired) was
+    // given up and counted.
+    assert!(
+        nat["reassembly_dropped"].as_u64().unwrap() >= sent - 64,
+        "the flood's datagrams were given up and counted: {nat}"
+    );
+    assert!(nat["reassembled"].as_u64().unwrap() >= 5, "{nat}");
+    env.assert_daemon_idle();
+}
+
+#[test]
+fn tcp_in_fragments_meets_the_same_guards_as_whole_segments() {
+    // Issue 16, item 7: fragmented TCP went to smoltcp as it was, past the
+    // engine's guard against a RST in SYN-RECEIVED (which smoltcp answers
+    // by listening again, on the flow's destination, for any SYN) and past
+    // the flow table (a fragmented SYN reached whatever socket listened).
+    // Now fragments are reassembled first and the segment takes the path
+    // of any other: the RST ends its flow, the SYN opens one of its own.
+    let env = Env::new();
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "dev"]);
+    env.start("attacker", &["dev"], &["sleep", "600"]);
+    env.start("peer", &["dev"], &["sleep", "600"]);
+    let gw = env.gateway("attacker", "dev");
+    let port = host_echo().to_string();
+    let report = env.exec_ok(
+        "attacker",
+        &[
+            "python3",
+            &tool("frag_rst.py"),
+            &gw,
+            &gateway_mac(&gw),
+            "169.254.1.2",
+            &port,
+        ],
+    );
+    eprintln!("{report}");
+    let nat = env.stats("dev")["nat"].clone();
+    assert!(report.contains("p1 synack"), "{report}");
+    assert!(
+        report.contains("p2 synack") && report.contains("p2 echo HELLO"),
+        "the fragmented SYN opened a flow of its own: {report} {nat}"
+    );
+    // Two flows, two host connections: the second never rode the first's.
+    assert_eq!(nat["tcp_opened"], 2, "{nat}");
+    assert!(
+        common::Env::wait_until(std::time::Duration::from_secs(5), || env.stats("dev")
+            ["nat"]["tcp_flows"]
+            == 0),
+        "both flows ended: {}",
+        env.stats("dev")["nat"]
+    );
+    // The neighbour's own connections to the same destination are whole.
+    let out = env.exec_ok(
+        "peer",
+        &[
+            "python3",
+            &tool("tcp_client.py"),
+            "169.254.1.2",
+            &port,
+            "egress",
+        ],
+    );
+    assert_eq!(out.trim(), "EGRESS");
+    env.assert_daemon_idle();
+}

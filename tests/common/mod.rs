@@ -156,11 +156,18 @@ impl Env {
     /// (output in `DIR/daemon-fg.log`) and waits until it answers, so later
     /// commands use it instead of starting one of their own.
     pub fn start_daemon(&self, extra: &[&str]) {
+        self.start_daemon_env(&[], extra);
+    }
+
+    /// [`Env::start_daemon`] with these variables in the daemon's
+    /// environment (e.g. its NAT limits).
+    pub fn start_daemon_env(&self, vars: &[(&str, &str)], extra: &[&str]) {
         let log = std::fs::File::create(self.dir.join("daemon-fg.log")).unwrap();
         let mut args = vec!["daemon"];
         args.extend_from_slice(extra);
         let child = self
             .cmd(&args)
+            .envs(vars.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

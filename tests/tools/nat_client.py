@@ -7,6 +7,11 @@ Usage: python3 nat_client.py http HOST PORT N      download N bytes and upload N
        python3 nat_client.py udp-closed HOST PORT  prints "refused" when an ICMP port unreachable comes back
        python3 nat_client.py many HOST PORT N HOLD open N connections, hold HOLD seconds, close them
        python3 nat_client.py push HOST PORT        sends until a send blocks for a second; prints the bytes sent
+       python3 nat_client.py push-many HOST PORT N HOLD
+              opens N connections (small socket buffers), sends on each until every send blocks and
+              reads nothing; prints "open O refused R other X pushed BYTES", holds HOLD seconds, closes
+       python3 nat_client.py udp-big HOST PORT SIZE COUNT
+              COUNT echo round trips of SIZE bytes (3 tries of 1 s each); prints "answered A of COUNT"
        python3 nat_client.py idle HOST PORT SECS   connects, reads nothing for SECS seconds
        python3 nat_client.py reset-from-host HOST PORT     prints how the server's reset arrived
        python3 nat_client.py reset-from-sandbox HOST PORT  resets a connection (SO_LINGER 0)
@@ -115,6 +120,66 @@ elif mode == "many":
     for s in socks:
         s.close()
     print("closed", flush=True)
+elif mode == "push-many":
+    host, port, n, hold = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    socks, refused, other = [], 0, 0
+    for _ in range(n):
+        s = socket.socket()
+        # Small buffers in the sandbox: what stalls is the NAT's, not ours.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        s.settimeout(5)
+        try:
+            s.connect((host, port))
+            s.setblocking(False)
+            socks.append(s)
+        except ConnectionRefusedError:
+            refused += 1
+            s.close()
+        except OSError:
+            other += 1
+            s.close()
+    chunk = b"m" * 65536
+    pushed, quiet, deadline = 0, 0, time.monotonic() + 90
+    while quiet < 5 and time.monotonic() < deadline:
+        moved = 0
+        for s in socks:
+            try:
+                while True:
+                    moved += s.send(chunk)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                pass
+        pushed += moved
+        quiet = quiet + 1 if moved == 0 else 0
+        time.sleep(0.2)
+    print(f"open {len(socks)} refused {refused} other {other} pushed {pushed}", flush=True)
+    time.sleep(hold)
+    for s in socks:
+        s.close()
+    print("closed", flush=True)
+elif mode == "udp-big":
+    host, port, size, count = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    s.settimeout(1)
+    s.connect((host, port))
+    answered = 0
+    for i in range(count):
+        payload = bytes([i]) + pattern(size - 1)
+        for attempt in range(3):
+            s.send(payload)
+            try:
+                while s.recv(65535) != payload:
+                    pass
+            except socket.timeout:
+                continue
+            answered += 1
+            break
+    print(f"answered {answered} of {count}")
 elif mode == "push":
     s = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=5)
     s.settimeout(1.0)

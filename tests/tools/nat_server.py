@@ -13,6 +13,9 @@ Usage: python3 nat_server.py KIND PORT_FILE
               (SO_LINGER 0); one that sends "watch" is read until it ends,
               and how it ended ("reset" or "eof") goes to PORT_FILE.seen.
   KIND sink : TCP on 127.0.0.1 that accepts and never reads.
+  KIND hoard: TCP on 127.0.0.1 that accepts, never reads, and writes to every
+              connection until its sends block (small socket buffers, so
+              what fills up is the NAT's); retries every 50 ms.
   KIND source: TCP on 127.0.0.1 that writes to each connection until a write
               blocks for a second, then writes the byte count to
               PORT_FILE.sent.
@@ -154,6 +157,33 @@ elif kind in ("sink", "source"):
         held.append(c)
         if kind == "source":
             threading.Thread(target=feed, args=(c,), daemon=True).start()
+elif kind == "hoard":
+    lst = socket.socket()
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Inherited by accepted connections.
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4096)
+    lst.setblocking(False)
+    announce(lst.getsockname()[1])
+    held = []
+    chunk = b"h" * 65536
+    while True:
+        try:
+            while True:
+                c, _ = lst.accept()
+                c.setblocking(False)
+                held.append(c)
+        except BlockingIOError:
+            pass
+        for c in held:
+            try:
+                while c.send(chunk):
+                    pass
+            except OSError:
+                pass
+        time.sleep(0.05)
 elif kind in ("echo", "reset"):
     import struct
     import threading

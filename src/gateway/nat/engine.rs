@@ -8,7 +8,8 @@
 //! reused slot is ignored). The switch calls, in order:
 //!
 //! - [`NatEngine::receive`] for each gateway frame (it says whether the
-//!   frame was egress and taken);
+//!   frame was egress and taken; fragments are reassembled first, see
+//!   [`super::reassembly`]);
 //! - [`NatEngine::service_host`] when the engine's epoll fd is readable;
 //! - [`NatEngine::poll`] after every batch, which runs smoltcp, moves bytes
 //!   between smoltcp sockets and host sockets, expires flows and hands the
@@ -51,10 +52,12 @@ use smoltcp::wire::{
 };
 use tracing::{debug, trace};
 
+use super::budget::{self, Charges, Sizes, TCP_BULK, TCP_FULL, TCP_SMALL, UDP_FULL, UDP_SMALL};
 use super::policy::{self, FlowCounts, FlowKey, Link};
+use super::reassembly::{self, Reassembler};
 use super::{
     container_subnets, ForwardId, ForwardSpec, NatCounters, NetworkNat, Transport, CONNECT_TIMEOUT,
-    FORWARD_PENDING, ICMP_IDLE, TCP_BUFFER, TCP_BULK_BUFFER, UDP_IDLE,
+    FORWARD_PENDING, ICMP_IDLE, UDP_IDLE,
 };
 use crate::gateway::GatewayConfig;
 use crate::switch::vnet::{self, Offload};
@@ -73,9 +76,10 @@ const IO_PER_PUMP: usize = 16;
 const POLL_ROUNDS: usize = 4;
 /// How often flows are checked for expiry.
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
-/// Packets and bytes of each smoltcp UDP socket buffer.
+/// Packets of each smoltcp UDP socket buffer (of one with small buffers:
+/// see [`budget`]).
 const UDP_PACKETS: usize = 64;
-const UDP_BUFFER: usize = 256 * 1024;
+const UDP_SMALL_PACKETS: usize = 16;
 /// smoltcp's retransmission give-up and keep-alive on the sandbox side.
 const TCP_TIMEOUT: Duration = Duration::from_secs(180);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -98,7 +102,7 @@ const HEADER_CLEAR: usize = 120;
 /// Spare packet buffers kept for reuse.
 const POOL_BUFFERS: usize = 16;
 /// Closed bulk TCP sockets kept for the next flows (see
-/// [`NatEngine::take_tcp_socket`]).
+/// [`NatEngine::take_tcp_socket`]); they keep their daemon-wide charge.
 const SPARE_BULK_SOCKETS: usize = 4;
 /// TCP timestamps option, as it counts against a segment's size.
 const TIMESTAMPS_LEN: usize = 12;
@@ -121,8 +125,10 @@ pub struct NatEngine {
     udp_index: HashMap<FlowKey, usize>,
     ping_index: HashMap<(Ipv4Addr, u16, Ipv4Addr), usize>,
     /// smoltcp UDP socket per outside endpoint, and how many flows use it.
-    udp_binds: HashMap<(Ipv4Addr, u16), (SocketHandle, usize)>,
+    udp_binds: HashMap<(Ipv4Addr, u16), UdpBind>,
     counts: FlowCounts,
+    /// Bytes of buffers each sandbox address holds (see [`budget`]).
+    charges: Charges,
     /// MAC of each sandbox address with live flows (anti-spoofed upstream).
     macs: HashMap<Ipv4Addr, EthernetAddress>,
     /// Crafted frames for the switch.
@@ -141,6 +147,21 @@ pub struct NatEngine {
     forward_udp: HashMap<(ForwardId, SocketAddr), usize>,
     /// Closed smoltcp sockets with a [`TCP_BULK_BUFFER`], for reuse.
     spare_bulk: Vec<tcp::Socket<'static>>,
+    /// Fragments from sandboxes, until their datagrams are whole.
+    reassembly: Reassembler,
+    /// The last datagram the reassembly completed (its buffer, reused).
+    whole: Vec<u8>,
+}
+
+/// The smoltcp UDP socket of one outside endpoint, shared by its flows.
+struct UdpBind {
+    handle: SocketHandle,
+    /// Flows using it.
+    users: usize,
+    /// The sandbox whose flow made it, charged for its buffers until it
+    /// goes (even if that flow ends first: at most [`UDP_IDLE`] more).
+    payer: Ipv4Addr,
+    sizes: Sizes,
 }
 
 /// A published port: its host listener and where its clients go.
@@ -215,15 +236,24 @@ struct TcpFlow {
     forward: Option<ForwardId>,
     /// A forward flow's handshake with the sandbox completed.
     connected: bool,
-    /// The smoltcp socket has a [`TCP_BULK_BUFFER`] (one of the daemon's
-    /// [`super::BULK_FLOWS`]).
+    /// The smoltcp socket has a [`super::TCP_BULK_BUFFER`] (one of the
+    /// daemon's [`super::BULK_FLOWS`]).
     bulk: bool,
+    /// The sizes of its smoltcp buffers, charged to its sandbox and the
+    /// daemon from the SYN on (see [`budget`]).
+    buffers: Sizes,
 }
 
 impl TcpFlow {
-    /// A flow over `stream` started at `started`: no smoltcp socket yet,
-    /// no epoll interest, nothing seen from the host.
-    fn new(key: FlowKey, stream: TcpStream, started: Instant) -> TcpFlow {
+    /// A flow over `stream` started at `started`, with buffers of these
+    /// sizes reserved (`bulk`: one of the large send buffers): no smoltcp
+    /// socket yet, no epoll interest, nothing seen from the host.
+    fn new(
+        key: FlowKey,
+        stream: TcpStream,
+        started: Instant,
+        (buffers, bulk): (Sizes, bool),
+    ) -> TcpFlow {
         TcpFlow {
             key,
             stream,
@@ -241,7 +271,8 @@ impl TcpFlow {
             aborting: false,
             forward: None,
             connected: false,
-            bulk: false,
+            bulk,
+            buffers,
         }
     }
 }
@@ -320,6 +351,7 @@ impl NatEngine {
             ping_index: HashMap::new(),
             udp_binds: HashMap::new(),
             counts: FlowCounts::default(),
+            charges: Charges::default(),
             macs: HashMap::new(),
             out: VecDeque::new(),
             scratch: Vec::new(),
@@ -333,6 +365,8 @@ impl NatEngine {
             next_forward: 0,
             forward_udp: HashMap::new(),
             spare_bulk: Vec::new(),
+            reassembly: Reassembler::new(reassembly::Limits::default()),
+            whole: Vec::new(),
         })
     }
 
@@ -380,11 +414,18 @@ impl NatEngine {
             return true;
         }
         let dst = ip.dst_addr();
+        let fragment = ip.more_frags() || ip.frag_offset() != 0;
         if dst == self.gateway_ip {
             // Replies to host loopback clients of published ports, which
             // appear to come from the gateway's address; and, under
             // `host-loopback=gateway`, TCP and UDP to the host's loopback.
-            if !self.claims(&ip) && !self.gateway_loopback_takes(&ip) {
+            // A later fragment has no ports: it is ours if its first was.
+            let ours = if ip.frag_offset() != 0 {
+                self.reassembly.holds(&ip)
+            } else {
+                self.claims(&ip) || self.gateway_loopback_takes(&ip)
+            };
+            if !ours {
                 return false;
             }
         } else if self.own_subnet.contains(&dst) || dst.is_broadcast() || dst.is_multicast() {
@@ -403,7 +444,18 @@ impl NatEngine {
         let Some(packet) = eth.payload().get(..len) else {
             return false;
         };
-        let trusted = offload.trusted();
+        if fragment {
+            self.fragment_in(now, mac, packet);
+        } else {
+            self.transport_in(now, mac, packet, offload.trusted());
+        }
+        true
+    }
+
+    /// A whole IPv4 packet from a sandbox, to its protocol's path.
+    /// `trusted`: the sandbox's kernel vouched for its transport checksum.
+    fn transport_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8], trusted: bool) {
+        let ip = Ipv4Packet::new_unchecked(packet);
         match ip.next_header() {
             IpProtocol::Tcp => self.tcp_in(now, mac, packet, trusted),
             IpProtocol::Udp => self.udp_in(now, mac, packet, trusted),
@@ -413,7 +465,45 @@ impl NatEngine {
                 trace!(protocol = %ip.next_header(), "nat: unsupported protocol dropped");
             }
         }
-        true
+    }
+
+    /// A fragment from a sandbox: into the engine's own reassembly (see
+    /// [`reassembly`]); a datagram it completes takes the path of any
+    /// whole packet, its checksum verified (no kernel vouches for a
+    /// reassembled one).
+    fn fragment_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
+        let ip = Ipv4Packet::new_unchecked(packet);
+        self.counters.fragments.fetch_add(1, Relaxed);
+        if !matches!(
+            ip.next_header(),
+            IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmp
+        ) {
+            self.counters.fragments_bad.fetch_add(1, Relaxed);
+            return;
+        }
+        let mut whole = std::mem::take(&mut self.whole);
+        match self.reassembly.push(now, &ip, &mut whole) {
+            reassembly::Push::Pending => {}
+            reassembly::Push::Bad => {
+                self.counters.fragments_bad.fetch_add(1, Relaxed);
+                trace!(src = %ip.src_addr(), "nat: bad fragment, datagram dropped");
+            }
+            reassembly::Push::Complete => {
+                self.counters.reassembled.fetch_add(1, Relaxed);
+                self.transport_in(now, mac, &whole, false);
+            }
+        }
+        self.whole = whole;
+        self.count_given_up();
+    }
+
+    /// Count the datagrams the reassembly gave up since the last time.
+    fn count_given_up(&mut self) {
+        let n = self.reassembly.take_given_up();
+        if n > 0 {
+            self.counters.reassembly_dropped.fetch_add(n, Relaxed);
+            trace!(n, "nat: incomplete datagrams given up");
+        }
     }
 
     /// Handle the host sockets that epoll reports ready.
@@ -450,6 +540,8 @@ impl NatEngine {
         if now.saturating_duration_since(self.last_expire) >= EXPIRE_EVERY {
             self.last_expire = now;
             self.expire(now);
+            self.reassembly.expire(now);
+            self.count_given_up();
         }
         for _ in 0..POLL_ROUNDS {
             self.iface_poll(now);
@@ -479,7 +571,7 @@ impl NatEngine {
             .iface
             .poll_delay(self.smol_now(now), &self.sockets)
             .map(|d| Duration::from_micros(d.total_micros()));
-        let expire = (self.slots.len() > self.free.len())
+        let expire = (self.slots.len() > self.free.len() || !self.reassembly.is_empty())
             .then(|| EXPIRE_EVERY.saturating_sub(now.saturating_duration_since(self.last_expire)));
         match (smol, expire) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -499,6 +591,7 @@ impl NatEngine {
         for slot in slots {
             self.free_flow(slot, true);
         }
+        self.reassembly.forget_source(sandbox);
         self.macs.remove(&sandbox);
         let forwards: Vec<ForwardId> = self
             .forwards
@@ -661,8 +754,15 @@ impl NatEngine {
             reset(&stream);
             return Err(());
         }
-        let bulk = self.net.nat.try_take_bulk();
-        let mut sock = self.take_tcp_socket(bulk);
+        let Some(reserved) = self.reserve_tcp(key.src.0) else {
+            self.release_flow(key.src.0);
+            reset(&stream);
+            return Err(());
+        };
+        if reserved.0 == TCP_SMALL {
+            small_host_buffers(stream.as_fd());
+        }
+        let mut sock = self.take_tcp_socket(reserved.0);
         // Timestamps from one clock: a new connection on the 4-tuple of one
         // the sandbox still holds in TIME_WAIT (a host client port reused)
         // is accepted by its kernel, where a random ISN alone would be
@@ -674,9 +774,7 @@ impl NatEngine {
         };
         let remote = IpEndpoint::new(IpAddress::Ipv4(key.src.0), key.src.1);
         if sock.connect(self.iface.context(), remote, local).is_err() {
-            if bulk {
-                self.net.nat.release_bulk();
-            }
+            self.release_buffers(key.src.0, reserved, false);
             self.release_flow(key.src.0);
             reset(&stream);
             return Err(());
@@ -687,8 +785,7 @@ impl NatEngine {
         let slot = self.insert(Flow::Tcp(TcpFlow {
             handle: Some(handle),
             forward: Some(id),
-            bulk,
-            ..TcpFlow::new(key, stream, now)
+            ..TcpFlow::new(key, stream, now, reserved)
         }));
         self.tcp_index.insert(key, slot);
         self.counters.tcp_flows.fetch_add(1, Relaxed);
@@ -740,7 +837,7 @@ impl NatEngine {
             };
             f.last = now;
             let key = f.key;
-            let Some(&(handle, _)) = self.udp_binds.get(&key.dst) else {
+            let Some(handle) = self.udp_binds.get(&key.dst).map(|b| b.handle) else {
                 continue;
             };
             let mut meta =
@@ -772,7 +869,7 @@ impl NatEngine {
             self.counters.limited.fetch_add(1, Relaxed);
             return None;
         }
-        if !self.bind_udp(key.dst) {
+        if !self.bind_udp(key.dst, key.src.0) {
             self.release_flow(key.src.0);
             return None;
         }
@@ -902,15 +999,10 @@ impl NatEngine {
 
     // ---- ingress ---------------------------------------------------------
 
+    /// A whole TCP segment (never a fragment: see
+    /// [`NatEngine::fragment_in`]).
     fn tcp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8], trusted: bool) {
         let ip = Ipv4Packet::new_unchecked(packet);
-        if ip.more_frags() || ip.frag_offset() != 0 {
-            // Reassembled by smoltcp, whose TCP does not verify checksums
-            // here: such a segment (only raw sockets make one) goes
-            // unverified.
-            self.feed(now, packet);
-            return;
-        }
         let Ok(tcp) = smoltcp::wire::TcpPacket::new_checked(ip.payload()) else {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
@@ -971,20 +1063,28 @@ impl NatEngine {
             self.craft(|out| policy::tcp_rst_for_syn(link, packet, out));
             return;
         }
-        let stream =
-            match connect_nonblocking(SocketAddrV4::new(host_ip, key.dst.1), self.net.outbound) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    self.release_flow(key.src.0);
-                    self.connect_failed(link, packet, &e);
-                    return;
-                }
-            };
+        let Some(reserved) = self.reserve_tcp(key.src.0) else {
+            self.release_flow(key.src.0);
+            trace!(src = %key.src.0, "nat: buffer budget, SYN refused");
+            self.craft(|out| policy::tcp_rst_for_syn(link, packet, out));
+            return;
+        };
+        let small = reserved.0 == TCP_SMALL;
+        let addr = SocketAddrV4::new(host_ip, key.dst.1);
+        let stream = match connect_nonblocking(addr, self.net.outbound, small) {
+            Ok(stream) => stream,
+            Err(e) => {
+                self.release_buffers(key.src.0, reserved, false);
+                self.release_flow(key.src.0);
+                self.connect_failed(link, packet, &e);
+                return;
+            }
+        };
         self.macs.insert(key.src.0, mac);
         let flow = Flow::Tcp(TcpFlow {
             syn: Some(packet.to_vec()),
             interest: EpollFlags::EPOLLOUT,
-            ..TcpFlow::new(key, stream, now)
+            ..TcpFlow::new(key, stream, now, reserved)
         });
         let slot = self.insert(flow);
         self.tcp_index.insert(key, slot);
@@ -993,20 +1093,15 @@ impl NatEngine {
         trace!(?key, "nat: connecting");
     }
 
+    /// A whole UDP datagram (never a fragment).
     fn udp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8], trusted: bool) {
         let ip = Ipv4Packet::new_unchecked(packet);
-        if ip.frag_offset() != 0 {
-            // A later fragment: smoltcp reassembles it with the first (and
-            // does not verify the datagram's checksum on this interface).
-            self.feed(now, packet);
-            return;
-        }
         let payload = ip.payload();
         if payload.len() < 8 {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
         }
-        if !trusted && !ip.more_frags() {
+        if !trusted {
             let ok = smoltcp::wire::UdpPacket::new_checked(payload)
                 .is_ok_and(|u| u.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()));
             if !ok {
@@ -1061,7 +1156,7 @@ impl NatEngine {
                 return;
             }
         };
-        if !self.bind_udp(key.dst) {
+        if !self.bind_udp(key.dst, key.src.0) {
             self.release_flow(key.src.0);
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
@@ -1088,12 +1183,9 @@ impl NatEngine {
         self.feed(now, packet);
     }
 
+    /// A whole ICMP message (never a fragment).
     fn icmp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8]) {
         let ip = Ipv4Packet::new_unchecked(packet);
-        if ip.more_frags() || ip.frag_offset() != 0 {
-            self.counters.dropped.fetch_add(1, Relaxed);
-            return;
-        }
         let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
             self.counters.dropped.fetch_add(1, Relaxed);
             return;
@@ -1227,7 +1319,7 @@ impl NatEngine {
                 // Reads happen in the pump, which runs right after.
             }
             Flow::Udp(f) => {
-                let Some(&(handle, _)) = self.udp_binds.get(&f.key.dst) else {
+                let Some(handle) = self.udp_binds.get(&f.key.dst).map(|b| b.handle) else {
                     return;
                 };
                 let UdpOut::Host(socket) = &f.out else {
@@ -1331,13 +1423,14 @@ impl NatEngine {
         if !matches!(self.slots[slot].flow, Some(Flow::Tcp(_))) {
             return;
         }
-        let bulk = self.net.nat.try_take_bulk();
-        let mut sock = self.take_tcp_socket(bulk);
+        let Some(Flow::Tcp(f)) = self.slots[slot].flow.as_ref() else {
+            return;
+        };
+        let mut sock = self.take_tcp_socket(f.buffers);
         sock.set_tsval_generator(None);
         let Some(Flow::Tcp(f)) = self.slots[slot].flow.as_mut() else {
             return;
         };
-        f.bulk = bulk;
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(f.key.dst.0)),
             port: f.key.dst.1,
@@ -1550,7 +1643,7 @@ impl NatEngine {
 
     /// Hand datagrams the sandboxes sent (through smoltcp) to host sockets.
     fn drain_udp(&mut self, now: Instant) {
-        for (&dst, &(handle, _)) in &self.udp_binds {
+        for (&dst, &UdpBind { handle, .. }) in &self.udp_binds {
             let sock = self.sockets.get_mut::<udp::Socket>(handle);
             while let Ok((data, meta)) = sock.recv() {
                 let IpAddress::Ipv4(src) = meta.endpoint.addr;
@@ -1839,12 +1932,10 @@ impl NatEngine {
                     }
                 }
                 self.tcp_index.remove(&f.key);
-                if f.bulk {
-                    self.net.nat.release_bulk();
-                }
                 if f.registered {
                     let _ = self.epoll.delete(f.stream.as_fd());
                 }
+                let mut kept = false;
                 if let Some(handle) = f.handle {
                     let socket = self.sockets.remove(handle);
                     if let (true, smoltcp::socket::Socket::Tcp(mut s)) = (f.bulk, socket) {
@@ -1853,9 +1944,11 @@ impl NatEngine {
                             // next connect or listen resets it.
                             s.abort();
                             self.spare_bulk.push(s);
+                            kept = true;
                         }
                     }
                 }
+                self.release_buffers(src, (f.buffers, f.bulk), kept);
                 if reset {
                     let _ = socket::setsockopt(
                         &f.stream,
@@ -1879,12 +1972,13 @@ impl NatEngine {
                         self.counters.forward_flows.fetch_sub(1, Relaxed);
                     }
                 }
-                if let Some((handle, users)) = self.udp_binds.get_mut(&f.key.dst) {
-                    *users -= 1;
-                    if *users == 0 {
-                        let handle = *handle;
+                if let Some(bind) = self.udp_binds.get_mut(&f.key.dst) {
+                    bind.users -= 1;
+                    if bind.users == 0 {
+                        let (handle, payer, sizes) = (bind.handle, bind.payer, bind.sizes);
                         self.sockets.remove(handle);
                         self.udp_binds.remove(&f.key.dst);
+                        self.release_buffers(payer, (sizes, false), false);
                     }
                 }
                 self.counters.udp_flows.fetch_sub(1, Relaxed);
@@ -1898,53 +1992,148 @@ impl NatEngine {
         self.release_flow(src);
     }
 
-    /// A closed smoltcp TCP socket for a new flow, with a
-    /// [`TCP_BULK_BUFFER`] when `bulk`. Bulk sockets of finished flows are
-    /// kept (at most [`SPARE_BULK_SOCKETS`]) and handed out again: a fresh
-    /// 2.25 MiB of zeroed buffers per connection cost 13% of the daemon's
-    /// time in a run of short connections (glibc clears reused heap memory
-    /// with `memset`). smoltcp resets a closed socket's state and buffers
-    /// on `connect` and `listen`; its settings (Nagle, timeouts) stay as
+    /// A closed smoltcp TCP socket for a new flow, with buffers of
+    /// `sizes`. Bulk sockets of finished flows are kept (at most
+    /// [`SPARE_BULK_SOCKETS`]) and handed out again: a fresh 2.25 MiB of
+    /// zeroed buffers per connection cost 13% of the daemon's time in a
+    /// run of short connections (glibc clears reused heap memory with
+    /// `memset`). smoltcp resets a closed socket's state and buffers on
+    /// `connect` and `listen`; its settings (Nagle, timeouts) stay as
     /// [`tcp_socket`] made them, and callers set the timestamp generator.
-    fn take_tcp_socket(&mut self, bulk: bool) -> tcp::Socket<'static> {
-        match bulk.then(|| self.spare_bulk.pop()).flatten() {
-            Some(sock) => sock,
-            None => tcp_socket(bulk),
+    /// A kept socket's daemon-wide charge goes with it: the new flow's
+    /// reservation replaces it.
+    fn take_tcp_socket(&mut self, sizes: Sizes) -> tcp::Socket<'static> {
+        if sizes == TCP_BULK {
+            if let Some(sock) = self.spare_bulk.pop() {
+                self.net.nat.release_buffers(TCP_BULK.bytes());
+                return sock;
+            }
+        }
+        tcp_socket(sizes)
+    }
+
+    /// Drop the kept bulk sockets, and their daemon-wide charge.
+    fn drop_spares(&mut self) {
+        for _ in self.spare_bulk.drain(..) {
+            self.net.nat.release_buffers(TCP_BULK.bytes());
         }
     }
 
-    /// Make sure a smoltcp UDP socket listens on `dst` for one more flow.
-    fn bind_udp(&mut self, dst: (Ipv4Addr, u16)) -> bool {
-        if let Some((_, users)) = self.udp_binds.get_mut(&dst) {
-            *users += 1;
+    /// Reserve a TCP flow's buffers for sandbox `src`: one of the daemon's
+    /// large send buffers while one is free and the budgets allow, else
+    /// the largest sizes they allow (see [`budget`]); with whether it is a
+    /// bulk one. `None` (counted): refuse the flow.
+    fn reserve_tcp(&mut self, src: Ipv4Addr) -> Option<(Sizes, bool)> {
+        let slot = self.net.nat.try_take_bulk();
+        let wanted: &[Sizes] = if slot {
+            &[TCP_BULK, TCP_FULL]
+        } else {
+            &[TCP_FULL]
+        };
+        let sizes = self.reserve(src, wanted, TCP_SMALL);
+        let bulk = sizes == Some(TCP_BULK);
+        if slot && !bulk {
+            self.net.nat.release_bulk();
+        }
+        sizes.map(|s| (s, bulk))
+    }
+
+    /// Charge sandbox `src` and the daemon for a new flow's buffers: the
+    /// first of `wanted` or `small` (see [`budget::choose`]). `None`
+    /// (counted as `limited` and `buffer_limited`): no room.
+    fn reserve(&mut self, src: Ipv4Addr, wanted: &[Sizes], small: Sizes) -> Option<Sizes> {
+        let held = self.charges.get(src);
+        let nat = &self.net.nat;
+        let mut sizes = nat.reserve_buffers(wanted, small, held);
+        // Short of the daemon's budget only (the sandbox's own would have
+        // room): the sockets kept for reuse go first.
+        if sizes.is_none()
+            && !self.spare_bulk.is_empty()
+            && budget::choose(wanted, small, held, 0, nat.budget()).is_some()
+        {
+            self.drop_spares();
+            sizes = self.net.nat.reserve_buffers(wanted, small, held);
+        }
+        let Some(sizes) = sizes else {
+            self.counters.limited.fetch_add(1, Relaxed);
+            self.counters.buffer_limited.fetch_add(1, Relaxed);
+            trace!(%src, held, "nat: buffer budget spent, flow refused");
+            return None;
+        };
+        if sizes == small {
+            self.counters.buffer_small.fetch_add(1, Relaxed);
+        }
+        self.charges.add(src, sizes.bytes());
+        self.counters
+            .buffer_bytes
+            .store(self.charges.total() as u64, Relaxed);
+        Some(sizes)
+    }
+
+    /// Give a flow's buffers back: its sandbox's charge, its bulk slot,
+    /// and the daemon's charge unless `kept` (a spare socket holds it).
+    fn release_buffers(&mut self, src: Ipv4Addr, (sizes, bulk): (Sizes, bool), kept: bool) {
+        self.charges.release(src, sizes.bytes());
+        self.counters
+            .buffer_bytes
+            .store(self.charges.total() as u64, Relaxed);
+        if bulk {
+            self.net.nat.release_bulk();
+        }
+        if !kept {
+            self.net.nat.release_buffers(sizes.bytes());
+        }
+    }
+
+    /// Make sure a smoltcp UDP socket listens on `dst` for one more flow;
+    /// a new one is charged to sandbox `payer`. False if the budget has no
+    /// room (counted) or the bind fails.
+    fn bind_udp(&mut self, dst: (Ipv4Addr, u16), payer: Ipv4Addr) -> bool {
+        if let Some(bind) = self.udp_binds.get_mut(&dst) {
+            bind.users += 1;
             return true;
         }
-        let buffer = || {
-            udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
-                vec![0u8; UDP_BUFFER],
-            )
+        let Some(sizes) = self.reserve(payer, &[UDP_FULL], UDP_SMALL) else {
+            return false;
         };
-        let mut sock = udp::Socket::new(buffer(), buffer());
+        let packets = if sizes == UDP_FULL {
+            UDP_PACKETS
+        } else {
+            UDP_SMALL_PACKETS
+        };
+        let buffer = |bytes: usize| {
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; packets], vec![0u8; bytes])
+        };
+        let mut sock = udp::Socket::new(buffer(sizes.rx), buffer(sizes.tx));
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(dst.0)),
             port: dst.1,
         };
         if sock.bind(endpoint).is_err() {
+            self.release_buffers(payer, (sizes, false), false);
             return false;
         }
         let handle = self.sockets.add(sock);
-        self.udp_binds.insert(dst, (handle, 1));
+        self.udp_binds.insert(
+            dst,
+            UdpBind {
+                handle,
+                users: 1,
+                payer,
+                sizes,
+            },
+        );
         true
     }
 }
 
 impl Drop for NatEngine {
     fn drop(&mut self) {
-        // Give the daemon-wide flow slots back.
+        // Give the daemon-wide flow slots and buffer charges back.
         for slot in 0..self.slots.len() {
             self.free_flow(slot, true);
         }
+        self.drop_spares();
     }
 }
 
@@ -1965,14 +2154,13 @@ fn forward_tsval() -> u32 {
     start.elapsed().as_micros() as u32
 }
 
-/// A smoltcp TCP socket for one flow: [`TCP_BUFFER`] each way (the send
-/// buffer [`TCP_BULK_BUFFER`] for a `bulk` flow), no Nagle, the sandbox
-/// side's give-up and keep-alive timers set.
-fn tcp_socket(bulk: bool) -> tcp::Socket<'static> {
-    let tx = if bulk { TCP_BULK_BUFFER } else { TCP_BUFFER };
+/// A smoltcp TCP socket for one flow, with buffers of `sizes` (see
+/// [`budget`]), no Nagle, the sandbox side's give-up and keep-alive timers
+/// set.
+fn tcp_socket(sizes: Sizes) -> tcp::Socket<'static> {
     let mut sock = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
-        tcp::SocketBuffer::new(vec![0u8; tx]),
+        tcp::SocketBuffer::new(vec![0u8; sizes.rx]),
+        tcp::SocketBuffer::new(vec![0u8; sizes.tx]),
     );
     sock.set_nagle_enabled(false);
     sock.set_timeout(Some(smoltcp::time::Duration::from_secs(
@@ -1997,8 +2185,12 @@ fn bind_outbound(fd: &OwnedFd, outbound: Option<Ipv4Addr>, dst: Ipv4Addr) -> io:
 }
 
 /// A non-blocking TCP socket with its connect to `addr` under way, from
-/// `outbound` when given.
-fn connect_nonblocking(addr: SocketAddrV4, outbound: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+/// `outbound` when given, with [`small_host_buffers`] when `small`.
+fn connect_nonblocking(
+    addr: SocketAddrV4,
+    outbound: Option<Ipv4Addr>,
+    small: bool,
+) -> io::Result<TcpStream> {
     let fd = socket::socket(
         AddressFamily::Inet,
         SockType::Stream,
@@ -2006,6 +2198,9 @@ fn connect_nonblocking(addr: SocketAddrV4, outbound: Option<Ipv4Addr>) -> io::Re
         None,
     )?;
     bind_outbound(&fd, outbound, *addr.ip())?;
+    if small {
+        small_host_buffers(fd.as_fd());
+    }
     match socket::connect(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrIn::from(addr),
@@ -2013,6 +2208,15 @@ fn connect_nonblocking(addr: SocketAddrV4, outbound: Option<Ipv4Addr>) -> io::Re
         Ok(()) | Err(Errno::EINPROGRESS) => Ok(TcpStream::from(fd)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Fix a host socket's send and receive buffers at
+/// [`budget::HOST_SMALL_BUFFER`] (the kernel doubles it for its own
+/// bookkeeping), turning the kernel's autotuning off for it: the host
+/// side of a flow with small smoltcp buffers. Best effort.
+fn small_host_buffers(fd: BorrowedFd<'_>) {
+    let _ = socket::setsockopt(&fd, sockopt::SndBuf, &budget::HOST_SMALL_BUFFER);
+    let _ = socket::setsockopt(&fd, sockopt::RcvBuf, &budget::HOST_SMALL_BUFFER);
 }
 
 /// A non-blocking UDP socket connected to `addr`, from `outbound` when
@@ -2285,8 +2489,12 @@ mod tests {
     }
 
     fn engine(limits: Limits) -> NatEngine {
+        engine_with_budget(limits, crate::gateway::nat::Budget::default())
+    }
+
+    fn engine_with_budget(limits: Limits, budget: crate::gateway::nat::Budget) -> NatEngine {
         let net = NetworkNat {
-            nat: Nat::new(limits),
+            nat: Nat::with_budget(limits, budget),
             host_loopback: true,
             gateway_loopback: false,
             dns_on_gateway: true,
@@ -2312,6 +2520,19 @@ mod tests {
         seq: i32,
         ack: Option<u32>,
     ) -> Vec<u8> {
+        tcp_frame_from((SB_IP, SB_MAC), src_port, dst, control, seq, ack)
+    }
+
+    /// A TCP segment from the sandbox at `src` (address and MAC).
+    fn tcp_frame_from(
+        src: (Ipv4Addr, [u8; 6]),
+        src_port: u16,
+        dst: (Ipv4Addr, u16),
+        control: TcpControl,
+        seq: i32,
+        ack: Option<u32>,
+    ) -> Vec<u8> {
+        let (src_ip, src_mac) = src;
         let tcp_repr = TcpRepr {
             src_port,
             dst_port: dst.1,
@@ -2327,14 +2548,14 @@ mod tests {
             payload: &[],
         };
         let ip_repr = Ipv4Repr {
-            src_addr: SB_IP,
+            src_addr: src_ip,
             dst_addr: dst.0,
             next_header: IpProtocol::Tcp,
             payload_len: tcp_repr.buffer_len(),
             hop_limit: 64,
         };
         let eth = EthernetRepr {
-            src_addr: EthernetAddress(SB_MAC),
+            src_addr: EthernetAddress(src_mac),
             dst_addr: EthernetAddress(GW_MAC),
             ethertype: EthernetProtocol::Ipv4,
         };
@@ -2345,11 +2566,34 @@ mod tests {
         ip_repr.emit(&mut ip, &Default::default());
         tcp_repr.emit(
             &mut TcpPacket::new_unchecked(ip.payload_mut()),
-            &SB_IP.into(),
+            &src_ip.into(),
             &dst.0.into(),
             &Default::default(),
         );
         frame
+    }
+
+    /// An Ethernet frame of IPv4 as two fragments, the first with the
+    /// first `first` bytes (a multiple of 8) of its payload.
+    fn fragments(frame: &[u8], first: usize, ident: u16) -> [Vec<u8>; 2] {
+        let ip = Ipv4Packet::new_checked(&frame[14..]).expect("ip");
+        let payload = ip.payload();
+        let piece = |data: &[u8], offset: usize, more: bool| {
+            let mut out = frame[..14 + 20].to_vec();
+            out.extend_from_slice(data);
+            let mut ip = Ipv4Packet::new_unchecked(&mut out[14..]);
+            ip.set_total_len((20 + data.len()) as u16);
+            ip.set_ident(ident);
+            ip.set_dont_frag(false);
+            ip.set_more_frags(more);
+            ip.set_frag_offset(offset as u16);
+            ip.fill_checksum();
+            out
+        };
+        [
+            piece(&payload[..first], 0, true),
+            piece(&payload[first..], first, false),
+        ]
     }
 
     fn syn(src_port: u16, dst: (Ipv4Addr, u16)) -> Vec<u8> {
@@ -2534,6 +2778,78 @@ mod tests {
     }
 
     #[test]
+    fn a_fragmented_rst_in_syn_received_ends_its_flow_and_takes_no_other_syn() {
+        // Issue 16, item 7. smoltcp answers a RST in SYN-RECEIVED by
+        // listening again on the flow's destination, for any source; the
+        // engine's guard against that was skipped for fragmented TCP, so
+        // the next SYN fed for that destination (a neighbour's, whose host
+        // connect just completed) went to the attacker's socket.
+        use std::io::Read as _;
+        const NB_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 3);
+        const NB_MAC: [u8; 6] = [0x02, 0x42, 10, 77, 0, 3];
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        let dst = (HOST_LOOPBACK_ADDR, port);
+        let mut nat = engine(Limits::default());
+        assert!(nat.receive(Instant::now(), &syn(40000, dst)));
+        let (_, _, flags, _) = tcp_of(&wait_frames(&mut nat)[0]);
+        assert_eq!(flags, (true, true, false), "SYN-ACK: A is in SYN-RECEIVED");
+        let (mut a_host, _) = listener.accept().expect("A's host side");
+        // The neighbour's SYN to the same destination: held, its connect
+        // under way.
+        let b_syn = tcp_frame_from((NB_IP, NB_MAC), 40001, dst, TcpControl::Syn, 2000, None);
+        assert!(nat.receive(Instant::now(), &b_syn));
+        // A resets its own flow, in fragments.
+        let rst = tcp_frame(40000, dst, TcpControl::Rst, 1001);
+        for piece in fragments(&rst, 8, 7) {
+            assert!(nat.receive(Instant::now(), &piece));
+        }
+        // The neighbour's connect completes: its SYN meets its own socket.
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while out.is_empty() && Instant::now() < deadline {
+            nat.service_host(Instant::now());
+            out = poll(&mut nat);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let to_b: Vec<_> = out
+            .iter()
+            .filter(|f| EthernetFrame::new_unchecked(&f[..]).dst_addr() == EthernetAddress(NB_MAC))
+            .collect();
+        let stats = nat.counters().snapshot();
+        assert_eq!(
+            (stats.tcp_opened, stats.tcp_flows),
+            (2, 1),
+            "A's flow ended, B's opened on a socket of its own"
+        );
+        assert_eq!(to_b.len(), 1, "one frame for the neighbour");
+        let (_b_host, _) = listener.accept().expect("B's host side");
+        a_host
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let err = a_host
+            .read(&mut [0u8; 16])
+            .expect_err("A's host side reset");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        // B's handshake completes on its own flow.
+        let eth = EthernetFrame::new_checked(&to_b[0][..]).expect("eth");
+        let ip = Ipv4Packet::new_checked(eth.payload()).expect("ip");
+        let tcp = TcpPacket::new_checked(ip.payload()).expect("tcp");
+        assert!(tcp.syn() && tcp.ack() && tcp.ack_number().0 == 2001);
+        let ack = tcp_frame_from(
+            (NB_IP, NB_MAC),
+            40001,
+            dst,
+            TcpControl::None,
+            2001,
+            Some(tcp.seq_number().0 as u32 + 1),
+        );
+        assert!(nat.receive(Instant::now(), &ack));
+        poll(&mut nat);
+        assert_eq!(nat.counters().snapshot().tcp_flows, 1, "B's flow lives");
+    }
+
+    #[test]
     fn forwarded_client_connects_from_its_address_and_a_refusal_resets_it() {
         use std::io::Read as _;
         let mut nat = engine(Limits::default());
@@ -2595,12 +2911,21 @@ mod tests {
         poll(&mut nat);
         assert_eq!(nat.counters().snapshot().forward_flows, 0);
         assert_eq!(nat.spare_bulk.len(), 1, "the bulk socket was kept");
+        // No sandbox's any more, but the daemon's until it is reused.
+        assert_eq!(nat.counters().snapshot().buffer_bytes, 0);
+        assert_eq!(nat.net.nat.buffers(), TCP_BULK.bytes());
 
         // Second client: the kept socket connects anew, a clean SYN.
         let second = TcpStream::connect(addr).expect("connect");
         let port2 = second.local_addr().expect("local").port();
         let out = wait_frames(&mut nat);
         assert!(nat.spare_bulk.is_empty(), "and handed out again");
+        // Charged once, to the flow's sandbox.
+        assert_eq!(
+            nat.counters().snapshot().buffer_bytes,
+            TCP_BULK.bytes() as u64
+        );
+        assert_eq!(nat.net.nat.buffers(), TCP_BULK.bytes());
         let eth = EthernetFrame::new_checked(&out[0][..]).expect("eth");
         let ip = Ipv4Packet::new_checked(eth.payload()).expect("ip");
         let tcp = TcpPacket::new_checked(ip.payload()).expect("tcp");
@@ -2750,6 +3075,84 @@ mod tests {
         assert!(nat.udp_binds.is_empty());
     }
 
+    #[test]
+    fn fragmented_udp_is_reassembled_verified_and_sent_whole() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let port = server.local_addr().expect("addr").port();
+        let mut nat = engine(Limits::default());
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let frame = udp_frame(5353, (HOST_LOOPBACK_ADDR, port), &data);
+        let [first, rest] = fragments(&frame, 1480, 77);
+        assert!(nat.receive(Instant::now(), &first));
+        assert!(nat.receive(Instant::now(), &rest));
+        poll(&mut nat);
+        let mut buf = [0u8; 4096];
+        let (n, _) = server.recv_from(&mut buf).expect("the whole datagram");
+        assert_eq!(&buf[..n], &data[..]);
+        // The same with a wrong UDP checksum: reassembled, then dropped.
+        let mut wrong = frame.clone();
+        wrong[14 + 20 + 6] ^= 0xff;
+        for piece in fragments(&wrong, 1480, 78) {
+            assert!(nat.receive(Instant::now(), &piece));
+        }
+        poll(&mut nat);
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.fragments, stats.reassembled), (4, 2));
+        assert_eq!((stats.udp_opened, stats.dropped), (1, 1));
+        // A fragment of a protocol the NAT does not carry is refused.
+        let mut other = first.clone();
+        other[14 + 9] = 47;
+        Ipv4Packet::new_unchecked(&mut other[14..]).fill_checksum();
+        assert!(nat.receive(Instant::now(), &other));
+        assert_eq!(nat.counters().snapshot().fragments_bad, 1);
+        // An incomplete one is given up after the timeout, and counted.
+        assert!(nat.receive(Instant::now(), &fragments(&frame, 1480, 79)[0]));
+        nat.poll(Instant::now() + Duration::from_secs(5), &mut |_, _| {});
+        assert_eq!(nat.counters().snapshot().reassembly_dropped, 1);
+    }
+
+    #[test]
+    fn later_fragments_to_the_gateway_follow_their_first() {
+        // A sandbox's large reply to a published UDP port's loopback client
+        // (shown as the gateway's address): the first fragment is claimed by
+        // its ports, the later ones because their first was.
+        let listener = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut nat = engine(Limits::default());
+        nat.add_forward(ForwardSpec {
+            transport: Transport::Udp,
+            listener: listener.into(),
+            target: SocketAddrV4::new(SB_IP, 8000),
+            sandbox_mac: SB_MAC,
+        })
+        .expect("forward");
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("client");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        client.send_to(b"hi", addr).expect("send");
+        let out = wait_frames(&mut nat);
+        let eth = EthernetFrame::new_checked(&out[0][..]).expect("eth");
+        let ip = Ipv4Packet::new_checked(eth.payload()).expect("ip");
+        let udp = smoltcp::wire::UdpPacket::new_checked(ip.payload()).expect("udp");
+        assert_eq!(ip.src_addr(), GW_IP);
+        let shown = udp.src_port();
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 3) as u8).collect();
+        let reply = udp_frame(8000, (GW_IP, shown), &data);
+        let [first, rest] = fragments(&reply, 1480, 5);
+        // A later fragment whose first never came stays with the gateway.
+        assert!(!nat.receive(Instant::now(), &fragments(&reply, 1480, 6)[1]));
+        assert!(nat.receive(Instant::now(), &first));
+        assert!(nat.receive(Instant::now(), &rest));
+        poll(&mut nat);
+        let mut buf = [0u8; 4096];
+        let (n, _) = client.recv_from(&mut buf).expect("the reply");
+        assert_eq!(&buf[..n], &data[..]);
+    }
+
     /// An engine whose gateway address stands for the host's loopback
     /// (`host-loopback=gateway`), with DNS served on the gateway or not.
     fn gateway_loopback_engine(dns_on_gateway: bool) -> NatEngine {
@@ -2821,7 +3224,8 @@ mod tests {
         let outbound = Some(Ipv4Addr::new(127, 0, 0, 2));
         let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("listen");
         let port = listener.local_addr().expect("addr").port();
-        let _stream = connect_nonblocking(SocketAddrV4::new(own, port), outbound).expect("tcp");
+        let _stream =
+            connect_nonblocking(SocketAddrV4::new(own, port), outbound, false).expect("tcp");
         let (_, peer) = listener.accept().expect("accepted");
         assert_eq!(peer.ip(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
 
@@ -2853,6 +3257,150 @@ mod tests {
         assert_eq!(ack, 1001);
         let stats = nat.counters().snapshot();
         assert_eq!((stats.unreachable, stats.tcp_flows), (1, 0));
+    }
+
+    #[test]
+    fn buffer_budget_shrinks_then_refuses_and_comes_back() {
+        use crate::gateway::nat::Budget;
+        const NB_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 3);
+        const NB_MAC: [u8; 6] = [0x02, 0x42, 10, 77, 0, 3];
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        let dst = (HOST_LOOPBACK_ADDR, port);
+        // 1 MiB per sandbox: one full flow (512 KiB, half), then 16 small
+        // ones of 32 KiB, then nothing.
+        let budget = Budget {
+            per_sandbox: 1 << 20,
+            total: 64 << 20,
+        };
+        let mut nat = engine_with_budget(Limits::default(), budget);
+        for i in 0..18u16 {
+            assert!(nat.receive(Instant::now(), &syn(41000 + i, dst)));
+        }
+        let out = poll(&mut nat);
+        assert_eq!(out.len(), 1, "one SYN refused");
+        let (_, _, flags, _) = tcp_of(&out[0]);
+        assert_eq!(flags, (false, true, true), "with a RST");
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.tcp_flows, stats.buffer_small), (17, 16));
+        assert_eq!((stats.buffer_limited, stats.limited), (1, 1));
+        assert_eq!(stats.buffer_bytes, (1 << 20) as u64, "the whole budget");
+        assert_eq!(nat.net.nat.buffers(), 1 << 20);
+        // A neighbour's first flow still gets full buffers (its own
+        // budget is too small for a bulk one).
+        let b_syn = tcp_frame_from((NB_IP, NB_MAC), 42000, dst, TcpControl::Syn, 1, None);
+        assert!(nat.receive(Instant::now(), &b_syn));
+        assert_eq!(nat.counters().snapshot().buffer_small, 16);
+        // The flows complete their handshakes on buffers of those sizes.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while nat.counters().snapshot().tcp_opened < 18 && Instant::now() < deadline {
+            nat.service_host(Instant::now());
+            poll(&mut nat);
+        }
+        assert_eq!(nat.counters().snapshot().tcp_opened, 18);
+        let small = nat
+            .slots
+            .iter()
+            .filter_map(|s| match &s.flow {
+                Some(Flow::Tcp(f)) => f.handle,
+                _ => None,
+            })
+            .filter(|&h| nat.sockets.get::<tcp::Socket>(h).recv_capacity() == 16 << 10)
+            .count();
+        assert_eq!(small, 16);
+        // Their host sockets' buffers are small too (the kernel reports
+        // twice what was set).
+        let host_small = nat
+            .slots
+            .iter()
+            .filter_map(|s| match &s.flow {
+                Some(Flow::Tcp(f)) => socket::getsockopt(&f.stream, sockopt::SndBuf).ok(),
+                _ => None,
+            })
+            .filter(|&n| n == 2 * budget::HOST_SMALL_BUFFER)
+            .count();
+        assert_eq!(host_small, 16);
+        // Gone with the sandbox: the budgets come back.
+        nat.forget_sandbox(SB_IP);
+        let stats = nat.counters().snapshot();
+        assert_eq!(stats.buffer_bytes, TCP_FULL.bytes() as u64, "B's alone");
+        nat.forget_sandbox(NB_IP);
+        assert_eq!(nat.counters().snapshot().buffer_bytes, 0);
+        assert_eq!(nat.net.nat.buffers(), 0);
+    }
+
+    #[test]
+    fn kept_sockets_go_before_a_flow_is_refused_for_the_daemons_budget() {
+        use crate::gateway::nat::Budget;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let dst = (
+            HOST_LOOPBACK_ADDR,
+            listener.local_addr().expect("addr").port(),
+        );
+        let keep = |nat: &mut NatEngine| {
+            for _ in 0..SPARE_BULK_SOCKETS {
+                nat.spare_bulk.push(tcp_socket(TCP_BULK));
+                nat.net.nat.buffers.fetch_add(TCP_BULK.bytes(), Relaxed);
+            }
+        };
+        // Four kept bulk sockets fill the daemon's budget: the next flow
+        // would be refused, so they go, and it gets a bulk buffer itself.
+        let budget = Budget {
+            per_sandbox: 64 << 20,
+            total: SPARE_BULK_SOCKETS * TCP_BULK.bytes() + (16 << 10),
+        };
+        let mut nat = engine_with_budget(Limits::default(), budget);
+        keep(&mut nat);
+        assert!(nat.receive(Instant::now(), &syn(40000, dst)));
+        assert!(poll(&mut nat).is_empty(), "not refused");
+        assert!(nat.spare_bulk.is_empty());
+        assert_eq!(nat.net.nat.buffers(), TCP_BULK.bytes());
+        assert_eq!(nat.counters().snapshot().buffer_limited, 0);
+        // Refused by the sandbox's own budget: they stay.
+        let budget = Budget {
+            per_sandbox: 1000,
+            total: 1 << 30,
+        };
+        let mut nat = engine_with_budget(Limits::default(), budget);
+        keep(&mut nat);
+        assert!(nat.receive(Instant::now(), &syn(40001, dst)));
+        let (_, _, flags, _) = tcp_of(&poll(&mut nat)[0]);
+        assert_eq!(flags, (false, true, true), "refused");
+        assert_eq!(nat.spare_bulk.len(), SPARE_BULK_SOCKETS);
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.buffer_limited, stats.tcp_flows), (1, 0));
+    }
+
+    #[test]
+    fn udp_endpoints_are_charged_to_the_sandbox_that_made_them() {
+        use crate::gateway::nat::Budget;
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = server.local_addr().expect("addr").port();
+        // 1 MiB: one endpoint with full buffers, then 4 small ones.
+        let budget = Budget {
+            per_sandbox: 1 << 20,
+            total: 64 << 20,
+        };
+        let mut nat = engine_with_budget(Limits::default(), budget);
+        for i in 0..6u16 {
+            // Distinct endpoints: ports of the host's loopback (only the
+            // first has a server; the rest are never answered).
+            let frame = udp_frame(6000, (HOST_LOOPBACK_ADDR, port.wrapping_add(i)), b"x");
+            assert!(nat.receive(Instant::now(), &frame));
+        }
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.udp_flows, stats.buffer_small), (5, 4));
+        assert_eq!(stats.buffer_limited, 1);
+        assert_eq!(stats.buffer_bytes, (1 << 20) as u64);
+        // The small ones still carry the largest datagram.
+        let big = vec![7u8; 65507];
+        let last = (HOST_LOOPBACK_ADDR, port.wrapping_add(4));
+        assert!(nat.receive(Instant::now(), &udp_frame(6000, last, &big)));
+        let later = Instant::now() + UDP_IDLE + Duration::from_secs(2);
+        nat.poll(later, &mut |_, _| {});
+        let stats = nat.counters().snapshot();
+        assert_eq!((stats.udp_flows, stats.buffer_bytes), (0, 0));
+        assert_eq!(nat.net.nat.buffers(), 0);
     }
 
     #[test]

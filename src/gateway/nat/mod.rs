@@ -56,10 +56,16 @@
 //! - **UDP**: one connected host socket per (source, destination) pair, so
 //!   the kernel only lets that destination's replies in; one smoltcp UDP
 //!   socket per destination, shared by the sandboxes that talk to it. Flows
-//!   idle for [`UDP_IDLE`] are freed. smoltcp reassembles fragmented
-//!   datagrams from the sandbox and fragments large replies, so datagrams up
-//!   to 65507 bytes pass at the default MTU. A host `ECONNREFUSED` (ICMP port
-//!   unreachable from the peer) becomes a port unreachable to the sandbox.
+//!   idle for [`UDP_IDLE`] are freed. The engine fragments large replies
+//!   itself, so datagrams up to 65507 bytes pass at the default MTU. A host
+//!   `ECONNREFUSED` (ICMP port unreachable from the peer) becomes a port
+//!   unreachable to the sandbox.
+//! - **Fragments** from sandboxes (UDP, TCP and ICMP alike) are reassembled
+//!   by the engine ([`reassembly`]), with bounds per sandbox and per
+//!   network and a timeout of a few seconds, before anything else looks at
+//!   them; the whole packet then takes the path of an unfragmented one
+//!   (flow table, guards, checksum verification). smoltcp's own
+//!   reassembler, one set of slots for everyone, never sees a fragment.
 //! - **ICMP echo**: through unprivileged ICMP sockets (`SOCK_DGRAM`,
 //!   `IPPROTO_ICMP`) when the host's `net.ipv4.ping_group_range` lets the
 //!   daemon's group open them; otherwise the engine logs one warning and
@@ -74,8 +80,11 @@
 //! maps to 127.0.0.1 on networks that opted in. Flows are bounded per
 //! sandbox and per daemon ([`policy::Limits`]): an excess SYN gets a RST, an
 //! excess UDP datagram or echo is dropped, and both are counted as
-//! `limited`. Every TCP flow costs one host fd and two smoltcp buffers of
-//! [`TCP_BUFFER`] bytes, so the limits also bound fds and memory.
+//! `limited`. Every flow costs one host fd, so the limits bound fds. The
+//! memory a flow can pin is its smoltcp buffers, which have byte budgets
+//! of their own, per sandbox and per daemon ([`budget`]): a sandbox's first
+//! flows get full buffers, later ones small ones, and a flow that does not
+//! fit is refused the same way (counted as `buffer_limited` too).
 //!
 //! # Published ports (forwards)
 //!
@@ -113,8 +122,10 @@
 //! listener and resets every flow of it; a sandbox's port going away
 //! removes its forwards too.
 
+pub mod budget;
 pub mod engine;
 pub mod policy;
+pub mod reassembly;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -124,6 +135,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 use tracing::warn;
 
+pub use self::budget::Budget;
 pub use self::engine::NatEngine;
 pub use self::policy::{Limits, HOST_LOOPBACK_ADDR, HOST_LOOPBACK_GATEWAY, HOST_LOOPBACK_OPTION};
 
@@ -141,7 +153,8 @@ pub const UDP_IDLE: Duration = Duration::from_secs(60);
 pub const ICMP_IDLE: Duration = Duration::from_secs(10);
 
 /// Size of each of a TCP flow's two smoltcp buffers (but see
-/// [`TCP_BULK_BUFFER`]).
+/// [`TCP_BULK_BUFFER`], and [`budget`] for the smaller ones a flow gets
+/// once half of its sandbox's or the daemon's budget is spent).
 pub const TCP_BUFFER: usize = 256 * 1024;
 
 /// Size of the send buffer (bytes from the host on their way to the
@@ -151,12 +164,13 @@ pub const TCP_BUFFER: usize = 256 * 1024;
 /// thread spends a fifth of its time waking the sandbox's reader
 /// (profiled); with 2 MiB, host→sandbox throughput goes from ~14 to ~21
 /// Gbit/s on the 2-core development machine. Pages are touched only as
-/// data passes, so an idle flow costs nothing; the bound caps what
-/// sandboxes that never read can make the daemon hold.
+/// data passes, so an idle flow costs nothing; it is charged to the
+/// budgets (see [`budget`]) like any buffer, so a sandbox holds at most 14
+/// of them.
 pub const TCP_BULK_BUFFER: usize = 2 * 1024 * 1024;
 
 /// Most TCP flows of the daemon with a [`TCP_BULK_BUFFER`] at once (the
-/// rest get [`TCP_BUFFER`]): at most 32 x 1.75 MiB more than that.
+/// rest get [`TCP_BUFFER`] or smaller).
 pub const BULK_FLOWS: usize = 32;
 
 /// Most forwarded TCP connections per published port whose handshake with
@@ -193,36 +207,55 @@ pub const ENV_MAX_FLOWS_PER_SANDBOX: &str = "WARREN_NAT_MAX_FLOWS_PER_SANDBOX";
 /// Environment variable overriding [`policy::DEFAULT_MAX_FLOWS`].
 pub const ENV_MAX_FLOWS: &str = "WARREN_NAT_MAX_FLOWS";
 
-/// The daemon-wide part of NAT, shared by every network's engine: limits,
-/// the live flow count, and whether ping sockets work.
+/// Environment variable overriding [`budget::DEFAULT_PER_SANDBOX`] (bytes).
+pub const ENV_BUFFERS_PER_SANDBOX: &str = "WARREN_NAT_BUFFERS_PER_SANDBOX";
+
+/// Environment variable overriding [`budget::DEFAULT_TOTAL`] (bytes).
+pub const ENV_BUFFERS: &str = "WARREN_NAT_BUFFERS";
+
+/// The daemon-wide part of NAT, shared by every network's engine: limits
+/// and budgets, the live flow and buffer counts, and whether ping sockets
+/// work.
 #[derive(Debug)]
 pub struct Nat {
     limits: Limits,
+    budget: Budget,
     flows: AtomicUsize,
     /// TCP flows with a [`TCP_BULK_BUFFER`].
     bulk: AtomicUsize,
+    /// Bytes of buffers charged against [`Budget::total`].
+    buffers: AtomicUsize,
     ping: OnceLock<bool>,
     ping_warned: AtomicBool,
 }
 
 impl Nat {
-    /// A NAT with these limits.
+    /// A NAT with these limits and the default buffer budgets.
     pub fn new(limits: Limits) -> Arc<Nat> {
+        Nat::with_budget(limits, Budget::default())
+    }
+
+    /// A NAT with these limits and buffer budgets.
+    pub fn with_budget(limits: Limits, budget: Budget) -> Arc<Nat> {
         Arc::new(Nat {
             limits,
+            budget,
             flows: AtomicUsize::new(0),
             bulk: AtomicUsize::new(0),
+            buffers: AtomicUsize::new(0),
             ping: OnceLock::new(),
             ping_warned: AtomicBool::new(false),
         })
     }
 
-    /// The daemon's NAT: default limits, overridden by
-    /// [`ENV_MAX_FLOWS_PER_SANDBOX`] and [`ENV_MAX_FLOWS`].
+    /// The daemon's NAT: default limits and budgets, overridden by
+    /// [`ENV_MAX_FLOWS_PER_SANDBOX`], [`ENV_MAX_FLOWS`],
+    /// [`ENV_BUFFERS_PER_SANDBOX`] and [`ENV_BUFFERS`].
     pub fn daemon() -> Arc<Nat> {
         static NAT: OnceLock<Arc<Nat>> = OnceLock::new();
         Arc::clone(NAT.get_or_init(|| {
             let mut limits = Limits::default();
+            let mut budget = Budget::default();
             let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
             if let Some(n) = env(ENV_MAX_FLOWS_PER_SANDBOX) {
                 limits.per_sandbox = n;
@@ -230,13 +263,56 @@ impl Nat {
             if let Some(n) = env(ENV_MAX_FLOWS) {
                 limits.total = n;
             }
-            Nat::new(limits)
+            if let Some(n) = env(ENV_BUFFERS_PER_SANDBOX) {
+                budget.per_sandbox = n;
+            }
+            if let Some(n) = env(ENV_BUFFERS) {
+                budget.total = n;
+            }
+            Nat::with_budget(limits, budget)
         }))
     }
 
     /// The limits.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// The buffer budgets.
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    /// Bytes of buffers the whole daemon holds (kept spare sockets
+    /// included).
+    pub fn buffers(&self) -> usize {
+        self.buffers.load(Relaxed)
+    }
+
+    /// Charge the daemon for a new flow's buffers of a sandbox that holds
+    /// `sandbox` bytes already, and say which sizes it gets (see
+    /// [`budget::choose`]); `None`: the flow is refused.
+    fn reserve_buffers(
+        &self,
+        wanted: &[budget::Sizes],
+        small: budget::Sizes,
+        sandbox: usize,
+    ) -> Option<budget::Sizes> {
+        let mut chosen = None;
+        self.buffers
+            .fetch_update(Relaxed, Relaxed, |used| {
+                chosen = budget::choose(wanted, small, sandbox, used, self.budget);
+                chosen.map(|s| used + s.bytes())
+            })
+            .ok()?;
+        chosen
+    }
+
+    /// Give `bytes` of buffers back to the daemon's budget.
+    fn release_buffers(&self, bytes: usize) {
+        let _ = self
+            .buffers
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(bytes)));
     }
 
     /// Live flows of the whole daemon.
@@ -447,6 +523,24 @@ pub struct NatCounters {
     /// Forwarded connections the sandbox refused (RST to the SYN, nothing
     /// listening) or that a flow limit turned away.
     pub forward_refused: AtomicU64,
+    /// IPv4 fragments from sandboxes (see [`reassembly`]).
+    pub fragments: AtomicU64,
+    /// Datagrams reassembled from them.
+    pub reassembled: AtomicU64,
+    /// Incomplete datagrams given up: timed out, or evicted to make room
+    /// (by their own source's bound, or the network's).
+    pub reassembly_dropped: AtomicU64,
+    /// Fragments refused (overlapping, oversized, inconsistent, or of a
+    /// protocol the NAT does not carry); their datagram went with them.
+    pub fragments_bad: AtomicU64,
+    /// Bytes of socket buffers this network's flows hold, charged to
+    /// their sandboxes (see [`budget`]).
+    pub buffer_bytes: AtomicU64,
+    /// Flows given small buffers because half of a budget was spent.
+    pub buffer_small: AtomicU64,
+    /// Flows refused because a sandbox's or the daemon's buffer budget
+    /// was spent (counted in `limited` too).
+    pub buffer_limited: AtomicU64,
 }
 
 impl NatCounters {
@@ -470,6 +564,13 @@ impl NatCounters {
             forward_flows: self.forward_flows.load(Relaxed),
             forward_accepted: self.forward_accepted.load(Relaxed),
             forward_refused: self.forward_refused.load(Relaxed),
+            fragments: self.fragments.load(Relaxed),
+            reassembled: self.reassembled.load(Relaxed),
+            reassembly_dropped: self.reassembly_dropped.load(Relaxed),
+            fragments_bad: self.fragments_bad.load(Relaxed),
+            buffer_bytes: self.buffer_bytes.load(Relaxed),
+            buffer_small: self.buffer_small.load(Relaxed),
+            buffer_limited: self.buffer_limited.load(Relaxed),
         }
     }
 }
@@ -495,6 +596,13 @@ pub struct NatStats {
     pub forward_flows: u64,
     pub forward_accepted: u64,
     pub forward_refused: u64,
+    pub fragments: u64,
+    pub reassembled: u64,
+    pub reassembly_dropped: u64,
+    pub fragments_bad: u64,
+    pub buffer_bytes: u64,
+    pub buffer_small: u64,
+    pub buffer_limited: u64,
 }
 
 #[cfg(test)]
@@ -532,6 +640,44 @@ mod tests {
             nat.release_bulk();
         }
         assert_eq!(nat.bulk.load(Relaxed), 0, "never below zero");
+    }
+
+    #[test]
+    fn buffer_budget_is_daemon_wide() {
+        use budget::{TCP_FULL, TCP_SMALL};
+        let nat = Nat::with_budget(
+            Limits::default(),
+            Budget {
+                per_sandbox: 64 << 20,
+                total: 2 << 20,
+            },
+        );
+        // Full buffers to half the daemon's budget, whoever asks...
+        assert_eq!(
+            nat.reserve_buffers(&[TCP_FULL], TCP_SMALL, 0),
+            Some(TCP_FULL)
+        );
+        assert_eq!(
+            nat.reserve_buffers(&[TCP_FULL], TCP_SMALL, 0),
+            Some(TCP_FULL)
+        );
+        // ...then small ones to the whole of it, then none.
+        let small = (1 << 20) / TCP_SMALL.bytes();
+        for _ in 0..small {
+            assert_eq!(
+                nat.reserve_buffers(&[TCP_FULL], TCP_SMALL, 0),
+                Some(TCP_SMALL)
+            );
+        }
+        assert_eq!(nat.reserve_buffers(&[TCP_FULL], TCP_SMALL, 0), None);
+        assert_eq!(nat.buffers(), 2 << 20);
+        nat.release_buffers(TCP_FULL.bytes());
+        assert_eq!(
+            nat.reserve_buffers(&[TCP_FULL], TCP_SMALL, 0),
+            Some(TCP_SMALL)
+        );
+        nat.release_buffers(usize::MAX);
+        assert_eq!(nat.buffers(), 0, "never below zero");
     }
 
     #[test]
