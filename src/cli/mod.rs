@@ -15,6 +15,7 @@
 
 pub mod attach;
 pub mod client;
+pub mod format;
 pub mod network;
 pub mod port;
 pub mod run;
