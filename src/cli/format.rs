@@ -693,7 +693,7 @@ mod tests {
         assert_eq!(
             render(
                 "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
-                &[network.clone()],
+                std::slice::from_ref(&network),
                 false
             ),
             "10.66.0.0/16\n"
