@@ -287,6 +287,10 @@ fn inspect_and_network_inspect_take_go_templates() {
         format!("{pid} true\n")
     );
     let whole = env.ok(&["inspect", "-f", "{{json .}}", "s"]);
+    assert!(
+        whole.starts_with("{\"Id\":"),
+        "inspect's own order: {whole}"
+    );
     let v: serde_json::Value = serde_json::from_str(&whole).unwrap();
     assert_eq!(v["Name"], "s");
     assert_eq!(

@@ -340,7 +340,7 @@ fn inspect(paths: &Paths, format: Option<&str>, names: &[String]) -> Result<i32>
     let mut status = 0;
     for n in names {
         match client.get::<NetworkInspect>(&format!("/v1/networks/{n}")) {
-            Ok(net) => out.push(serde_json::to_value(net)?),
+            Ok(net) => out.push(net),
             Err(e) => status = super::report(&e),
         }
     }

@@ -292,7 +292,7 @@ pub fn inspect(paths: &Paths, a: InspectArgs) -> Result<i32> {
     let mut status = 0;
     for s in &a.sandboxes {
         match client.get::<SandboxInspect>(&format!("/v1/sandboxes/{s}")) {
-            Ok(i) => out.push(serde_json::to_value(i)?),
+            Ok(i) => out.push(i),
             Err(e) => status = super::report(&e),
         }
     }
@@ -301,15 +301,25 @@ pub fn inspect(paths: &Paths, a: InspectArgs) -> Result<i32> {
 }
 
 /// `inspect`'s and `network inspect`'s output: a JSON array, or each
-/// value through `--format`.
-pub fn print_inspected(format: Option<&str>, values: &[Json]) -> Result<()> {
-    match format.filter(|f| !f.trim().is_empty()) {
-        None => println!("{}", serde_json::to_string_pretty(values)?),
-        Some(f) => print!(
-            "{}",
-            Format::parse(Some(f), "")?.render(values, &BTreeMap::new(), false)?
-        ),
+/// value through `--format` (`json` and `{{json .}}` keep the fields in
+/// their order, as Docker's).
+pub fn print_inspected<T: serde::Serialize>(format: Option<&str>, values: &[T]) -> Result<()> {
+    let Some(f) = format.filter(|f| !f.trim().is_empty()) else {
+        println!("{}", serde_json::to_string_pretty(values)?);
+        return Ok(());
+    };
+    let format = Format::parse(Some(f), "")?;
+    if format.is_json() {
+        for v in values {
+            println!("{}", serde_json::to_string(v)?);
+        }
+        return Ok(());
     }
+    let json = values
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<serde_json::Result<Vec<Json>>>()?;
+    print!("{}", format.render(&json, &BTreeMap::new(), false)?);
     Ok(())
 }
 
@@ -439,4 +449,84 @@ pub fn nsenter(pid: i32, tty: bool, tty_stdin: bool, cmd: &[String]) -> Result<i
     crate::sandbox::pid1::run(&single, terminal, sync, || {
         crate::sandbox::init::exec_reporting(cmd)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A row of `GET /v1/sandboxes?all=true` from a daemon that keeps
+    /// exited sandboxes (`State`, an `Exited (N) …` status, labels).
+    fn api_row(name: &str, state: Option<&str>, status: &str) -> Json {
+        let mut r = json!({
+            "ID": format!("{name:0<64}"),
+            "Names": name,
+            "Command": "python3 -m http.server 8080",
+            "CreatedAt": "2024-01-02T10:00:00.000000000Z",
+            "RunningFor": "5 seconds ago",
+            "Status": status,
+            "Pid": 42,
+            "Networks": "dev",
+            "Ports": "",
+            "Labels": {"tier": "web", "team": "a"},
+        });
+        if let Some(s) = state {
+            r["State"] = json!(s);
+        }
+        r
+    }
+
+    fn select(filters: &[&str], r: &Json) -> bool {
+        let items: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        let f = Filters::parse(&items, PS_FILTERS).unwrap();
+        let exited: Vec<i64> = f
+            .values("exited")
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        ps_selects(&f, &exited, &[], &ps_row(r, true))
+    }
+
+    #[test]
+    fn rows_have_dockers_fields_and_truncation() {
+        let r = ps_row(&api_row("web", None, "Up 5 seconds"), true);
+        assert_eq!(r["ID"], "web000000000");
+        assert_eq!(r["Command"], "\"python3 -m http.ser…\"");
+        assert_eq!(r["State"], "running", "no State from the daemon: running");
+        assert_eq!(r["Labels"], "team=a,tier=web");
+        assert_eq!(r["CreatedAt"], "2024-01-02 10:00:00 +0000 UTC");
+        let r = ps_row(&api_row("web", None, "Up 5 seconds"), false);
+        assert_eq!(r["ID"].as_str().unwrap().len(), 64);
+        assert_eq!(r["Command"], "\"python3 -m http.server 8080\"");
+    }
+
+    #[test]
+    fn exited_status_and_label_filters() {
+        let gone = api_row("gone", Some("exited"), "Exited (3) 5 seconds ago");
+        let up = api_row("up", Some("running"), "Up 5 seconds");
+        assert!(select(&["status=exited"], &gone));
+        assert!(!select(&["status=exited"], &up));
+        assert!(select(&["status=exited", "status=running"], &up));
+        assert!(select(&["exited=3"], &gone));
+        assert!(select(&["exited=0", "exited=3"], &gone));
+        assert!(!select(&["exited=0"], &gone));
+        assert!(
+            !select(&["exited=3"], &up),
+            "exited only matches exited ones"
+        );
+        assert!(select(&["label=tier"], &up));
+        assert!(select(&["label=tier=web", "label=team=a"], &up));
+        assert!(!select(&["label=tier=db"], &up));
+        assert!(
+            !select(&["label=tier", "label=owner"], &up),
+            "every label filter"
+        );
+        assert!(select(&["name=^/up$"], &up), "Docker's names begin with /");
+        assert!(select(&["id=up00"], &up));
+        // An exit code the daemon gives as a field wins over the status.
+        let mut coded = gone.clone();
+        coded["ExitCode"] = json!(7);
+        assert!(select(&["exited=7"], &coded));
+    }
 }
