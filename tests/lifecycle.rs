@@ -51,6 +51,21 @@ fn an_exited_sandbox_stays_until_rm_and_keeps_its_name() {
     let err = env.fail(&["run", "--name", "done", "--", "true"]);
     assert!(err.contains("already in use by exited sandbox"), "{err}");
     assert_eq!(env.ok(&["wait", "done"]).trim(), "3");
+    // The filters and -l see it, as Docker's (seed 000: `ps -lq`).
+    let names = |args: &[&str]| env.ok(args).trim().to_string();
+    assert_eq!(
+        names(&["ps", "-a", "--filter", "exited=3", "--format", "{{.Names}}"]),
+        "done"
+    );
+    assert_eq!(
+        names(&["ps", "-a", "--filter", "exited=0", "--format", "{{.Names}}"]),
+        ""
+    );
+    assert_eq!(
+        names(&["ps", "--filter", "status=exited", "--format", "{{.Names}}"]),
+        "done"
+    );
+    assert_eq!(names(&["ps", "-lq"]), info["Id"].as_str().unwrap()[..12]);
     env.ok(&["rm", "done"]);
     assert!(row(&ps_all(&env), "done").is_none());
     env.ok(&["run", "--name", "done", "--", "true"]);

@@ -46,6 +46,10 @@ pub struct NetworkCreate {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Shown as `Attachable` (`--attachable`); any sandbox may join a
+    /// warren network either way.
+    #[serde(default)]
+    pub attachable: bool,
 }
 
 /// One row of `GET /v1/networks` (`network ls`).
@@ -83,9 +87,25 @@ pub struct NetworkInspect {
     pub ipam: Ipam,
     pub internal: bool,
     pub attachable: bool,
+    /// Always false: no swarm routing mesh.
+    #[serde(default)]
+    pub ingress: bool,
+    #[serde(default)]
+    pub config_from: ConfigFrom,
+    /// Always false: no config-only networks.
+    #[serde(default)]
+    pub config_only: bool,
     pub containers: BTreeMap<String, NetworkContainer>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// `ConfigFrom` of `network inspect`: the config-only network this one
+/// took its configuration from (never one: `Network` is empty).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigFrom {
+    pub network: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

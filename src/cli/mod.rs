@@ -15,6 +15,7 @@
 
 pub mod attach;
 pub mod client;
+pub mod format;
 pub mod lifecycle;
 pub mod network;
 pub mod port;
@@ -273,39 +274,6 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-}
-
-/// Prints rows as a left-aligned table with Docker's three-space gutter.
-pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
-        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(c);
-            } else {
-                out.push_str(&format!("{c:<w$}   ", w = *w));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    line(header.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
-}
-
-/// `--format table|json`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Format {
-    #[default]
-    Table,
-    Json,
 }
 
 #[cfg(test)]

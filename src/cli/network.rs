@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 
 use super::client::Client;
-use super::{print_table, Format};
+use super::format::{go_time, labels_column, short_id, Filters, Format};
 use crate::api::types::{
     ConnectRequest, DisconnectRequest, NetworkCreate, NetworkInspect, NetworkSummary, Pruned,
 };
@@ -18,12 +18,12 @@ pub enum NetworkCmd {
     Create(CreateArgs),
     /// List networks
     #[command(alias = "list")]
-    Ls {
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
+    Ls(LsArgs),
     /// Show networks as JSON (Docker's shape)
     Inspect {
+        /// json, or a Go template such as '{{range .IPAM.Config}}{{.Subnet}}{{end}}'
+        #[arg(long, short = 'f', value_name = "FORMAT")]
+        format: Option<String>,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -63,11 +63,27 @@ pub enum NetworkCmd {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct LsArgs {
+    /// Only print ids
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Do not truncate ids
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// KEY=VALUE: name, id, driver, label, scope, type=custom|builtin, dangling=true|false (repeatable)
+    #[arg(long, short = 'f', value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// table [TEMPLATE], json, or a Go template such as '{{.ID}}: {{.Driver}}'
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct CreateArgs {
     pub name: String,
     /// Subnet in CIDR form, e.g. 10.66.0.0/16 [default: next free pool]
     #[arg(long)]
-    pub subnet: Option<String>,
+    pub subnet: Vec<String>,
     /// Gateway address [default: first address of the subnet]
     #[arg(long)]
     pub gateway: Option<String>,
@@ -89,16 +105,22 @@ pub struct CreateArgs {
     /// Driver options: K=V
     #[arg(long = "opt", short = 'o', value_name = "K=V")]
     pub opt: Vec<String>,
-    /// Only `bridge` is supported; accepted for Docker compatibility
+    /// Network driver: only `bridge` (a userspace switch)
     #[arg(long, short = 'd', default_value = "bridge")]
     pub driver: String,
+    /// Accepted as Docker does (any sandbox may join a warren network)
+    #[arg(long)]
+    pub attachable: bool,
+    /// IPAM driver: only `default` (warren's own)
+    #[arg(long, default_value = "default")]
+    pub ipam_driver: String,
 }
 
 pub fn main(paths: &Paths, cmd: NetworkCmd) -> Result<i32> {
     match cmd {
         NetworkCmd::Create(a) => create(paths, a),
-        NetworkCmd::Ls { format } => ls(paths, format),
-        NetworkCmd::Inspect { names } => inspect(paths, &names),
+        NetworkCmd::Ls(a) => ls(paths, a),
+        NetworkCmd::Inspect { format, names } => inspect(paths, format.as_deref(), &names),
         NetworkCmd::Rm { names } => rm(paths, &names),
         NetworkCmd::Prune { .. } => {
             let pruned: Pruned = Client::connect(paths)?.post("/v1/networks/prune", &())?;
@@ -161,12 +183,24 @@ pub fn key_values(what: &str, items: &[String]) -> Result<BTreeMap<String, Strin
 }
 
 fn create(paths: &Paths, a: CreateArgs) -> Result<i32> {
-    if a.driver != "bridge" {
-        bail!("driver {:?} is not supported: warren networks are userspace bridges (use --driver bridge or omit it)", a.driver);
+    check_driver(&a.driver)?;
+    if a.ipam_driver != "default" {
+        bail!(
+            "IPAM driver {:?} is not available: warren allocates addresses itself \
+             (use --ipam-driver default or omit it)",
+            a.ipam_driver
+        );
+    }
+    if a.subnet.len() > 1 {
+        bail!(
+            "a warren network has one IPv4 subnet, {} were given: give --subnet once \
+             (or create one network per subnet)",
+            a.subnet.len()
+        );
     }
     let req = NetworkCreate {
         name: a.name,
-        subnet: a.subnet,
+        subnet: a.subnet.into_iter().next(),
         gateway: a.gateway,
         ip_range: a.ip_range,
         aux_addresses: key_values("--aux-address", &a.aux_address)?,
@@ -174,34 +208,133 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<i32> {
         mtu: a.mtu,
         labels: key_values("--label", &a.label)?,
         options: key_values("--opt", &a.opt)?,
+        attachable: a.attachable,
     };
     let net: NetworkInspect = Client::connect(paths)?.post("/v1/networks", &req)?;
     println!("{}", net.id);
     Ok(0)
 }
 
-fn ls(paths: &Paths, format: Format) -> Result<i32> {
+/// Refuses the drivers warren cannot provide, saying why and what to use.
+fn check_driver(driver: &str) -> Result<()> {
+    match driver {
+        "bridge" => Ok(()),
+        "macvlan" | "ipvlan" => bail!(
+            "driver {driver:?} needs root: it puts sandboxes on a host interface, which an \
+             unprivileged daemon cannot do; use a bridge network (the default) and publish \
+             ports with -p to reach sandboxes from outside"
+        ),
+        "overlay" => {
+            bail!("driver \"overlay\" comes with multi-host (not yet); use a bridge network")
+        }
+        "host" | "null" => bail!(
+            "only one instance of {:?} network is allowed: use --network {} with run",
+            driver,
+            if driver == "null" { "none" } else { "host" }
+        ),
+        _ => bail!(
+            "driver {driver:?} is not supported: warren networks are userspace bridges \
+             (use --driver bridge or omit it)"
+        ),
+    }
+}
+
+/// `network ls`'s default table.
+const LS_TABLE: &str = "table {{.ID}}\\t{{.Name}}\\t{{.Driver}}\\t{{.Scope}}";
+
+/// `network ls`'s filters, as Docker's of the same names.
+const LS_FILTERS: &[&str] = &["name", "id", "driver", "label", "scope", "type", "dangling"];
+
+/// The networks every daemon has, as Docker's `type=builtin`.
+const PREDEFINED: &[&str] = &["bridge", "host", "none"];
+
+fn ls_headers() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        ("ID", "NETWORK ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("Scope", "SCOPE"),
+        ("IPv6", "IPV6"),
+        ("Internal", "INTERNAL"),
+        ("Labels", "LABELS"),
+        ("CreatedAt", "CREATED AT"),
+    ])
+}
+
+fn ls(paths: &Paths, a: LsArgs) -> Result<i32> {
+    let filters = Filters::parse(&a.filter, LS_FILTERS)?;
+    for v in filters.values("type") {
+        if v != "custom" && v != "builtin" {
+            bail!("invalid filter 'type={v}' (custom or builtin)");
+        }
+    }
+    for v in filters.values("dangling") {
+        if !matches!(v.as_str(), "true" | "false" | "1" | "0") {
+            bail!("invalid filter 'dangling={v}' (true or false)");
+        }
+    }
     let nets: Vec<NetworkSummary> = Client::connect(paths)?.get("/v1/networks")?;
-    if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&nets)?);
+    let rows: Vec<serde_json::Value> = nets
+        .iter()
+        .filter(|n| ls_selects(&filters, n))
+        .map(|n| ls_row(n, !a.no_trunc))
+        .collect();
+    if a.quiet {
+        if a.format.is_some() {
+            eprintln!(
+                "WARNING: Ignoring custom format, because both --format and --quiet are set."
+            );
+        }
+        for r in &rows {
+            println!("{}", r["ID"].as_str().unwrap_or_default());
+        }
         return Ok(0);
     }
-    let rows: Vec<Vec<String>> = nets
-        .iter()
-        .map(|n| {
-            vec![
-                n.id[..12].to_string(),
-                n.name.clone(),
-                n.driver.clone(),
-                n.scope.clone(),
-            ]
-        })
-        .collect();
-    print_table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows);
+    let format = Format::parse(a.format.as_deref(), LS_TABLE)?;
+    print!("{}", format.render(&rows, &ls_headers(), true)?);
     Ok(0)
 }
 
-fn inspect(paths: &Paths, names: &[String]) -> Result<i32> {
+/// One `network ls` row with the fields of Docker's network context, of
+/// Docker's types: `ID` (12 characters with `trunc`), `Name`, `Driver`,
+/// `Scope`, `IPv6` and `Internal` (`"true"`/`"false"`), `Labels`
+/// (`k=v,…`), `CreatedAt`.
+fn ls_row(n: &NetworkSummary, trunc: bool) -> serde_json::Value {
+    serde_json::json!({
+        "ID": if trunc { short_id(&n.id) } else { n.id.as_str() },
+        "Name": n.name,
+        "Driver": n.driver,
+        "Scope": n.scope,
+        "IPv6": n.ipv6.to_string(),
+        "Internal": n.internal.to_string(),
+        "Labels": labels_column(&n.labels),
+        "CreatedAt": go_time(&n.created_at),
+    })
+}
+
+/// Whether network `n` passes `filters` (Docker's rules for each key).
+fn ls_selects(filters: &Filters, n: &NetworkSummary) -> bool {
+    let builtin = PREDEFINED.contains(&n.name.as_str());
+    filters.exact("driver", &n.driver)
+        && filters.matches("name", &n.name)
+        && filters.matches("id", &n.id)
+        && filters.labels(&n.labels)
+        && filters.exact("scope", &n.scope)
+        && any_or_none(filters.values("type"), |t| (t == "builtin") == builtin)
+        && any_or_none(filters.values("dangling"), |d| {
+            // Docker: networks without containers, the predefined never.
+            let dangling = !builtin && n.containers == 0;
+            matches!(d, "true" | "1") == dangling
+        })
+}
+
+/// True without `values`; else whether one passes `f` (a filter's values
+/// are alternatives).
+fn any_or_none(values: &[String], f: impl Fn(&str) -> bool) -> bool {
+    values.is_empty() || values.iter().any(|v| f(v))
+}
+
+fn inspect(paths: &Paths, format: Option<&str>, names: &[String]) -> Result<i32> {
     let client = Client::connect(paths)?;
     let mut out = Vec::new();
     let mut status = 0;
@@ -211,7 +344,7 @@ fn inspect(paths: &Paths, names: &[String]) -> Result<i32> {
             Err(e) => status = super::report(&e),
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    super::sandbox::print_inspected(format, &out)?;
     Ok(status)
 }
 

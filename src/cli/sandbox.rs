@@ -16,29 +16,49 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 
-use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
+use serde_json::Value as Json;
 
 use super::client::Client;
-use super::{print_table, stdio, Format};
-use crate::api::types::{SandboxInspect, SandboxSummary};
+use super::format::{ellipsis, go_time, labels_column, short_id, Filters, Format};
+use super::stdio;
+use crate::api::types::SandboxInspect;
 use crate::daemon::paths::Paths;
 use crate::sandbox::init;
 
 #[derive(clap::Args, Debug)]
 pub struct PsArgs {
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
+    /// Show every sandbox, exited ones too (default: running ones)
+    #[arg(long, short = 'a')]
+    pub all: bool,
     /// Only print ids
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Exited sandboxes too
-    #[arg(long, short = 'a')]
-    pub all: bool,
+    /// Show the latest created sandbox (of every state)
+    #[arg(long, short = 'l')]
+    pub latest: bool,
+    /// Show the N last created sandboxes (of every state)
+    #[arg(long = "last", short = 'n', value_name = "N")]
+    pub last: Option<usize>,
+    /// Do not truncate ids and commands
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// KEY=VALUE: id, name, network, status, label, exited (repeatable)
+    #[arg(long, short = 'f', value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// table [TEMPLATE], json, or a Go template such as '{{.Names}}\t{{.Status}}'
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
+    /// json, or a Go template such as '{{.NetworkSettings.Networks.dev.IPAddress}}'
+    #[arg(long, short = 'f', value_name = "FORMAT")]
+    pub format: Option<String>,
     #[arg(required = true)]
     pub sandboxes: Vec<String>,
 }
@@ -66,54 +86,204 @@ pub struct RmArgs {
     pub sandboxes: Vec<String>,
 }
 
+/// `ps`'s default table (Docker's, with NETWORKS for IMAGE and NAMES
+/// before the columns that may be empty).
+const PS_TABLE: &str =
+    "table {{.ID}}\\t{{.Names}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Networks}}";
+
+/// `ps`'s filters, as Docker's of the same names.
+const PS_FILTERS: &[&str] = &["id", "name", "network", "status", "label", "exited"];
+
+/// Docker's container states, the values `--filter status=` takes.
+const STATES: &[&str] = &[
+    "created",
+    "restarting",
+    "running",
+    "removing",
+    "paused",
+    "exited",
+    "dead",
+];
+
+/// Column titles of `ps` tables.
+fn ps_headers() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        ("ID", "SANDBOX ID"),
+        ("Names", "NAMES"),
+        ("Command", "COMMAND"),
+        ("CreatedAt", "CREATED AT"),
+        ("RunningFor", "CREATED"),
+        ("Ports", "PORTS"),
+        ("State", "STATE"),
+        ("Status", "STATUS"),
+        ("Labels", "LABELS"),
+        ("Networks", "NETWORKS"),
+        ("Pid", "PID"),
+        ("ExternalID", "EXTERNAL ID"),
+    ])
+}
+
 pub fn ps(paths: &Paths, a: PsArgs) -> Result<i32> {
-    let rows: Vec<SandboxSummary> =
-        Client::connect(paths)?.get(&format!("/v1/sandboxes?all={}", a.all))?;
+    let filters = Filters::parse(&a.filter, PS_FILTERS)?;
+    for v in filters.values("status") {
+        if !STATES.contains(&v.as_str()) {
+            bail!(
+                "invalid filter 'status={v}' (a status is one of {})",
+                STATES.join(", ")
+            );
+        }
+    }
+    let exited: Vec<i64> = filters
+        .values("exited")
+        .iter()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("invalid filter 'exited={v}' (an exit code)"))
+        })
+        .collect::<Result<_>>()?;
+    let limit = if a.latest {
+        Some(1)
+    } else {
+        a.last.filter(|n| *n > 0)
+    };
+    // As Docker: a status filter, -l and -n look at every sandbox.
+    let all = a.all || limit.is_some() || filters.has("status");
+    let client = Client::connect(paths)?;
+    let rows: Vec<Json> = client.get(if all {
+        "/v1/sandboxes?all=true"
+    } else {
+        "/v1/sandboxes"
+    })?;
+    let networks: Vec<Json> = if filters.has("network") {
+        client.get("/v1/networks")?
+    } else {
+        Vec::new()
+    };
+    let mut out: Vec<Json> = rows
+        .iter()
+        .map(|r| ps_row(r, !a.no_trunc))
+        .filter(|r| all || r["State"] == "running")
+        .filter(|r| ps_selects(&filters, &exited, &networks, r))
+        .collect();
+    if let Some(n) = limit {
+        out.truncate(n);
+    }
     if a.quiet {
-        for r in rows {
-            println!("{}", r.id);
+        if a.format.is_some() {
+            eprintln!(
+                "WARNING: Ignoring custom format, because both --format and --quiet are set."
+            );
+        }
+        for r in &out {
+            println!("{}", r["ID"].as_str().unwrap_or_default());
         }
         return Ok(0);
     }
-    if a.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(0);
+    let format = Format::parse(a.format.as_deref(), PS_TABLE)?;
+    // Filters look at the whole row; what is shown drops the private ones.
+    for r in &mut out {
+        if let Some(o) = r.as_object_mut() {
+            o.retain(|k, _| !k.starts_with('_'));
+        }
     }
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.clone(),
-                r.names.clone(),
-                format!("\"{}\"", truncate(&r.command, 20)),
-                r.running_for.clone(),
-                r.status.clone(),
-                r.ports.clone(),
-                r.networks.clone(),
-            ]
-        })
-        .collect();
-    print_table(
-        &[
-            "SANDBOX ID",
-            "NAME",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NETWORKS",
-        ],
-        &table,
-    );
+    print!("{}", format.render(&out, &ps_headers(), true)?);
     Ok(0)
 }
 
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(n - 1).collect::<String>())
+/// Keys of a row that only the filters use (all begin with `_`).
+const EXIT_CODE: &str = "_exit_code";
+const LABEL_MAP: &str = "_labels";
+const FULL_ID: &str = "_id";
+
+/// One `ps` row, with the fields of Docker's container context (all
+/// strings, as Docker's): `ID`, `Names`, `Command` (quoted), `CreatedAt`,
+/// `RunningFor`, `Ports`, `State`, `Status`, `Labels`, `Networks`; and
+/// warren's `Pid` (a number) and `ExternalID`. `trunc`: ids of 12
+/// characters and commands of 20, as Docker's without `--no-trunc`.
+fn ps_row(r: &Json, trunc: bool) -> Json {
+    let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+    let id = s("ID");
+    let command = s("Command");
+    let status = s("Status");
+    // Daemons without exited sandboxes have no State: all run.
+    let state = r["State"].as_str().unwrap_or("running").to_string();
+    let labels: BTreeMap<String, String> = match &r["Labels"] {
+        Json::Object(o) => o
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        Json::String(text) => text
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    let exit_code = r["ExitCode"].as_i64().or_else(|| {
+        let rest = status.strip_prefix("Exited (")?;
+        rest.split_once(')')?.0.parse().ok()
+    });
+    serde_json::json!({
+        FULL_ID: id.clone(),
+        "ID": if trunc { short_id(&id).to_string() } else { id },
+        "Names": s("Names"),
+        "Command": serde_json::to_string(&if trunc { ellipsis(&command, 20) } else { command })
+            .unwrap_or_default(),
+        "CreatedAt": go_time(&s("CreatedAt")),
+        "RunningFor": s("RunningFor"),
+        "Ports": s("Ports"),
+        "State": state,
+        "Status": status,
+        "Labels": labels_column(&labels),
+        "Networks": s("Networks"),
+        "Pid": r["Pid"].as_i64().unwrap_or(0),
+        "ExternalID": s("ExternalID"),
+        EXIT_CODE: exit_code,
+        LABEL_MAP: labels,
+    })
+}
+
+/// Whether row `r` passes `filters` (Docker's rules for each key).
+/// `networks` is `GET /v1/networks`, for the network ids.
+fn ps_selects(filters: &Filters, exited: &[i64], networks: &[Json], r: &Json) -> bool {
+    let s = |k: &str| r[k].as_str().unwrap_or_default();
+    let name = s("Names");
+    if !filters.matches("name", name) && !filters.matches("name", &format!("/{name}")) {
+        return false;
     }
+    // The full id, whatever is shown.
+    if !filters.matches("id", s(FULL_ID)) {
+        return false;
+    }
+    if !filters.exact("status", s("State")) {
+        return false;
+    }
+    let exited_with = |c: i64| s("State") == "exited" && exited.contains(&c);
+    if !exited.is_empty() && !r[EXIT_CODE].as_i64().is_some_and(exited_with) {
+        return false;
+    }
+    let labels: BTreeMap<String, String> =
+        serde_json::from_value(r[LABEL_MAP].clone()).unwrap_or_default();
+    if !filters.labels(&labels) {
+        return false;
+    }
+    if filters.has("network") {
+        // Docker: a network's name, or a prefix of its id.
+        let on: Vec<&str> = s("Networks").split(',').filter(|n| !n.is_empty()).collect();
+        let hit = filters.values("network").iter().any(|want| {
+            on.contains(&want.as_str())
+                || networks.iter().any(|n| {
+                    n["ID"]
+                        .as_str()
+                        .is_some_and(|id| id.starts_with(want.as_str()))
+                        && n["Name"].as_str().is_some_and(|name| on.contains(&name))
+                })
+        });
+        if !hit {
+            return false;
+        }
+    }
+    true
 }
 
 pub fn inspect(paths: &Paths, a: InspectArgs) -> Result<i32> {
@@ -126,8 +296,31 @@ pub fn inspect(paths: &Paths, a: InspectArgs) -> Result<i32> {
             Err(e) => status = super::report(&e),
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    print_inspected(a.format.as_deref(), &out)?;
     Ok(status)
+}
+
+/// `inspect`'s and `network inspect`'s output: a JSON array, or each
+/// value through `--format` (`json` and `{{json .}}` keep the fields in
+/// their order, as Docker's).
+pub fn print_inspected<T: serde::Serialize>(format: Option<&str>, values: &[T]) -> Result<()> {
+    let Some(f) = format.filter(|f| !f.trim().is_empty()) else {
+        println!("{}", serde_json::to_string_pretty(values)?);
+        return Ok(());
+    };
+    let format = Format::parse(Some(f), "")?;
+    if format.is_json() {
+        for v in values {
+            println!("{}", serde_json::to_string(v)?);
+        }
+        return Ok(());
+    }
+    let json = values
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<serde_json::Result<Vec<Json>>>()?;
+    print!("{}", format.render(&json, &BTreeMap::new(), false)?);
+    Ok(())
 }
 
 pub fn rm(paths: &Paths, a: RmArgs) -> Result<i32> {
@@ -256,4 +449,84 @@ pub fn nsenter(pid: i32, tty: bool, tty_stdin: bool, cmd: &[String]) -> Result<i
     crate::sandbox::pid1::run(&single, terminal, sync, || {
         crate::sandbox::init::exec_reporting(cmd)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A row of `GET /v1/sandboxes?all=true` from a daemon that keeps
+    /// exited sandboxes (`State`, an `Exited (N) …` status, labels).
+    fn api_row(name: &str, state: Option<&str>, status: &str) -> Json {
+        let mut r = json!({
+            "ID": format!("{name:0<64}"),
+            "Names": name,
+            "Command": "python3 -m http.server 8080",
+            "CreatedAt": "2024-01-02T10:00:00.000000000Z",
+            "RunningFor": "5 seconds ago",
+            "Status": status,
+            "Pid": 42,
+            "Networks": "dev",
+            "Ports": "",
+            "Labels": {"tier": "web", "team": "a"},
+        });
+        if let Some(s) = state {
+            r["State"] = json!(s);
+        }
+        r
+    }
+
+    fn select(filters: &[&str], r: &Json) -> bool {
+        let items: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        let f = Filters::parse(&items, PS_FILTERS).unwrap();
+        let exited: Vec<i64> = f
+            .values("exited")
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        ps_selects(&f, &exited, &[], &ps_row(r, true))
+    }
+
+    #[test]
+    fn rows_have_dockers_fields_and_truncation() {
+        let r = ps_row(&api_row("web", None, "Up 5 seconds"), true);
+        assert_eq!(r["ID"], "web000000000");
+        assert_eq!(r["Command"], "\"python3 -m http.ser…\"");
+        assert_eq!(r["State"], "running", "no State from the daemon: running");
+        assert_eq!(r["Labels"], "team=a,tier=web");
+        assert_eq!(r["CreatedAt"], "2024-01-02 10:00:00 +0000 UTC");
+        let r = ps_row(&api_row("web", None, "Up 5 seconds"), false);
+        assert_eq!(r["ID"].as_str().unwrap().len(), 64);
+        assert_eq!(r["Command"], "\"python3 -m http.server 8080\"");
+    }
+
+    #[test]
+    fn exited_status_and_label_filters() {
+        let gone = api_row("gone", Some("exited"), "Exited (3) 5 seconds ago");
+        let up = api_row("up", Some("running"), "Up 5 seconds");
+        assert!(select(&["status=exited"], &gone));
+        assert!(!select(&["status=exited"], &up));
+        assert!(select(&["status=exited", "status=running"], &up));
+        assert!(select(&["exited=3"], &gone));
+        assert!(select(&["exited=0", "exited=3"], &gone));
+        assert!(!select(&["exited=0"], &gone));
+        assert!(
+            !select(&["exited=3"], &up),
+            "exited only matches exited ones"
+        );
+        assert!(select(&["label=tier"], &up));
+        assert!(select(&["label=tier=web", "label=team=a"], &up));
+        assert!(!select(&["label=tier=db"], &up));
+        assert!(
+            !select(&["label=tier", "label=owner"], &up),
+            "every label filter"
+        );
+        assert!(select(&["name=^/up$"], &up), "Docker's names begin with /");
+        assert!(select(&["id=up00"], &up));
+        // An exit code the daemon gives as a field wins over the status.
+        let mut coded = gone.clone();
+        coded["ExitCode"] = json!(7);
+        assert!(select(&["exited=7"], &coded));
+    }
 }

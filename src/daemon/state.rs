@@ -48,6 +48,17 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 pub const DEFAULT_MTU: u32 = 65520;
 /// Docker's option key for the MTU, shown in `network inspect`.
 const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+/// Docker's option: `false` keeps the network's sandboxes from reaching
+/// each other (only the gateway, DNS and the outside); enforced by the
+/// switch ([`crate::switch::core`], drop reason `icc`).
+pub const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+/// Docker's option: the host address of the network's published ports
+/// that name none (instead of the daemon's `--publish-address`).
+pub const HOST_BINDING_OPTION: &str = "com.docker.network.bridge.host_binding_ipv4";
+/// Docker's networks of sandboxes without endpoints of their own, beside
+/// `bridge`: `(name, driver)`. They are not switches; `network ls` and
+/// `inspect` show them as Docker does.
+const MODE_NETWORKS: [(&str, &str); 2] = [("host", "host"), ("none", "null")];
 /// Bound on sandboxes per daemon.
 pub const MAX_SANDBOXES: usize = 4096;
 /// Bound on networks per daemon.
@@ -338,7 +349,7 @@ impl Daemon {
         info!(network = %name, subnet = %net.def.subnet, "network created");
         st.networks.insert(name.clone(), net);
         self.publish_names(&st);
-        Ok(inspect_network(&st, &name))
+        Ok(inspect_network(&st, &name, self.publish_address))
     }
 
     /// Networks with a live owner: `(name, id, pidfd)`, for the API layer
@@ -422,14 +433,33 @@ impl Daemon {
                 containers: endpoints_on(&st, &n.def.name).count(),
             })
             .collect();
+        out.extend(MODE_NETWORKS.iter().map(|(name, _)| {
+            let n = inspect_mode_network(&st, name);
+            NetworkSummary {
+                id: n.id,
+                name: n.name,
+                driver: n.driver,
+                scope: n.scope,
+                internal: false,
+                ipv6: false,
+                subnet: String::new(),
+                gateway: String::new(),
+                created_at: n.created,
+                labels: n.labels,
+                containers: n.containers.len(),
+            }
+        }));
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
 
     pub fn inspect_network(&self, key: &str) -> Result<NetworkInspect, ApiError> {
         let st = self.lock();
+        if let Some(mode) = find_mode_network(&st, key) {
+            return Ok(inspect_mode_network(&st, mode));
+        }
         let name = find_network(&st, key)?;
-        Ok(inspect_network(&st, &name))
+        Ok(inspect_network(&st, &name, self.publish_address))
     }
 
     pub fn network_stats(&self, key: &str) -> Result<serde_json::Value, ApiError> {
@@ -441,6 +471,13 @@ impl Daemon {
 
     pub fn remove_network(&self, key: &str) -> Result<String, ApiError> {
         let mut st = self.lock();
+        if let Some(mode) = find_mode_network(&st, key) {
+            return Err(ApiError::new(
+                403,
+                format!("{mode} is a pre-defined network and cannot be removed"),
+                "",
+            ));
+        }
         let name = find_network(&st, key)?;
         if name == DEFAULT_NETWORK {
             return Err(ApiError::new(
@@ -816,14 +853,15 @@ impl Daemon {
     pub fn connect(&self, network: &str, req: ConnectRequest) -> Result<String, ApiError> {
         let (id, target, name, ifaces) = {
             let mut st = self.lock();
-            let net = find_network(&st, network)?;
+            let mode = find_mode_network(&st, network);
+            let net = match mode {
+                Some(m) => m.to_string(),
+                None => find_network(&st, network)?,
+            };
             let id = find_sandbox(&st, &req.sandbox)?;
             let s = &st.sandboxes[&id];
-            if s.mode != "bridge" {
-                return Err(ApiError::conflict(
-                    format!("sandbox {} runs with --network {}, which cannot be connected to other networks", s.name, s.mode),
-                    "run it on a named network instead",
-                ));
+            if let Some(e) = mode_conflict(&s.name, &s.mode, mode) {
+                return Err(e);
             }
             check_not_busy(&st, &id)?;
             let (target, name) = (s.target.clone(), s.name.clone());
@@ -881,6 +919,21 @@ impl Daemon {
     pub fn disconnect(&self, network: &str, sandbox: &str) -> Result<(), ApiError> {
         let (name, target, reroute) = {
             let mut st = self.lock();
+            match find_mode_network(&st, network) {
+                Some("host") => {
+                    return Err(ApiError::bad_request(
+                        "container cannot be disconnected from host network or connected to host network",
+                        "a sandbox run with --network host keeps the host's network until it ends",
+                    ))
+                }
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "container cannot be disconnected from none network",
+                        "a sandbox run with --network none keeps only loopback until it ends",
+                    ))
+                }
+                None => {}
+            }
             let net = find_network(&st, network)?;
             let id = find_sandbox(&st, sandbox)?;
             check_not_busy(&st, &id)?;
@@ -1026,7 +1079,7 @@ impl Daemon {
                     (
                         e.created,
                         SandboxSummary {
-                            id: e.id[..12].to_string(),
+                            id: e.id.clone(),
                             names: e.name.clone(),
                             command: e.command.join(" "),
                             created_at: util::rfc3339(e.created),
@@ -1069,7 +1122,7 @@ impl Daemon {
                 (
                     s.created,
                     SandboxSummary {
-                        id: s.id[..12].to_string(),
+                        id: s.id.clone(),
                         names: s.name.clone(),
                         command: s.command.join(" "),
                         created_at: util::rfc3339(s.created),
@@ -1346,7 +1399,13 @@ impl Daemon {
                     "put a non-internal network first (--network), or drop -p",
                 ));
             }
-            let ip = m.host_ip.unwrap_or(self.publish_address);
+            // The network's host_binding_ipv4, else the daemon's.
+            let default_ip = st
+                .networks
+                .get(&ep.network)
+                .and_then(|n| host_binding(&n.def))
+                .unwrap_or(self.publish_address);
+            let ip = m.host_ip.unwrap_or(default_ip);
             let wanted = PortMapping {
                 host_ip: Some(ip),
                 ..m.clone()
@@ -1362,7 +1421,7 @@ impl Daemon {
                     "give each host port once",
                 ));
             }
-            let e = match publish::bind(m, self.publish_address) {
+            let e = match publish::bind(m, default_ip) {
                 Ok(b) => {
                     bound.push(b);
                     continue;
@@ -1898,6 +1957,10 @@ fn start_network(
         nat: crate::gateway::nat::NetworkNat::for_network(def.internal, &def.options),
         serve_dns: dns::settings(&def.options).0,
         dns_address: dns::settings(&def.options).1,
+        icc: bool_option(&def.options, ICC_OPTION)
+            .ok()
+            .flatten()
+            .unwrap_or(true),
     };
     let switch = SwitchHandle::spawn(spec)?;
     Ok(Network {
@@ -2020,7 +2083,10 @@ fn endpoints_on<'a>(
     })
 }
 
-fn inspect_network(st: &State, name: &str) -> NetworkInspect {
+/// `network inspect` of network `name`; `publish_address` is the daemon's
+/// default host address of published ports (the default network shows it
+/// as Docker's `host_binding_ipv4`).
+fn inspect_network(st: &State, name: &str, publish_address: IpAddr) -> NetworkInspect {
     let n = &st.networks[name];
     let containers = endpoints_on(st, name)
         .map(|(s, e)| {
@@ -2038,6 +2104,25 @@ fn inspect_network(st: &State, name: &str) -> NetworkInspect {
         .collect();
     let mut options = n.def.options.clone();
     options.insert(MTU_OPTION.into(), n.def.mtu.to_string());
+    if name == DEFAULT_NETWORK {
+        // Docker's default bridge shows these (not its kernel bridge's
+        // name: warren has none).
+        let docker = [
+            (
+                "com.docker.network.bridge.default_bridge",
+                "true".to_string(),
+            ),
+            (ICC_OPTION, "true".into()),
+            (
+                "com.docker.network.bridge.enable_ip_masquerade",
+                "true".into(),
+            ),
+            (HOST_BINDING_OPTION, publish_address.to_string()),
+        ];
+        for (k, v) in docker {
+            options.entry(k.to_string()).or_insert(v);
+        }
+    }
     NetworkInspect {
         name: n.def.name.clone(),
         id: n.def.id.clone(),
@@ -2061,11 +2146,126 @@ fn inspect_network(st: &State, name: &str) -> NetworkInspect {
             }],
         },
         internal: n.def.internal,
-        attachable: true,
+        attachable: n.def.attachable,
+        ingress: false,
+        config_from: ConfigFrom::default(),
+        config_only: false,
         containers,
         options,
         labels: n.def.labels.clone(),
     }
+}
+
+/// `host` or `none` when `key` names one of [`MODE_NETWORKS`] (by name or
+/// a prefix of three or more characters of its id).
+fn find_mode_network(st: &State, key: &str) -> Option<&'static str> {
+    MODE_NETWORKS.iter().map(|(n, _)| *n).find(|n| {
+        *n == key
+            || (key.len() >= 3
+                && !st.networks.contains_key(key)
+                && mode_network_id(st, n).starts_with(key))
+    })
+}
+
+/// The id of `host` or `none`: stable for the installation, made from the
+/// default network's (each hex digit rotated by a fixed amount).
+fn mode_network_id(st: &State, name: &str) -> String {
+    let base = st
+        .networks
+        .get(DEFAULT_NETWORK)
+        .map(|n| n.def.id.clone())
+        .unwrap_or_else(|| "0".repeat(64));
+    let shift = if name == "host" { 5 } else { 10 };
+    base.chars()
+        .map(|c| {
+            let d = c.to_digit(16).unwrap_or(0);
+            char::from_digit((d + shift) % 16, 16).unwrap_or('0')
+        })
+        .collect()
+}
+
+/// `network inspect host|none`: Docker's shape, with the sandboxes run
+/// in that mode (no addresses).
+fn inspect_mode_network(st: &State, name: &str) -> NetworkInspect {
+    let driver = MODE_NETWORKS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("null", |(_, d)| *d);
+    let containers = st
+        .sandboxes
+        .values()
+        .filter(|s| s.mode == name)
+        .map(|s| {
+            (
+                s.id.clone(),
+                NetworkContainer {
+                    name: s.name.clone(),
+                    endpoint_id: String::new(),
+                    mac_address: String::new(),
+                    ipv4_address: String::new(),
+                    ipv6_address: String::new(),
+                },
+            )
+        })
+        .collect();
+    NetworkInspect {
+        name: name.to_string(),
+        id: mode_network_id(st, name),
+        created: st
+            .networks
+            .get(DEFAULT_NETWORK)
+            .map(|n| n.def.created.clone())
+            .unwrap_or_default(),
+        scope: "local".into(),
+        driver: driver.into(),
+        enable_ipv6: false,
+        ipam: crate::api::types::Ipam {
+            driver: "default".into(),
+            options: BTreeMap::new(),
+            config: Vec::new(),
+        },
+        internal: false,
+        attachable: false,
+        ingress: false,
+        config_from: ConfigFrom::default(),
+        config_only: false,
+        containers,
+        options: BTreeMap::new(),
+        labels: BTreeMap::new(),
+    }
+}
+
+/// Why a sandbox in network mode `mode` cannot be connected to network
+/// `host`/`none` (`target`) or, with `None`, to a network of its own: in
+/// Docker's words.
+fn mode_conflict(sandbox: &str, mode: &str, target: Option<&str>) -> Option<ApiError> {
+    match (mode, target) {
+        (_, Some("host")) => Some(ApiError::bad_request(
+            "container cannot be disconnected from host network or connected to host network",
+            "run the sandbox with --network host from the start",
+        )),
+        ("none", _) | (_, Some("none")) => Some(ApiError::bad_request(
+            "container cannot be connected to multiple networks with one of the networks in private (none) mode",
+            if mode == "none" {
+                format!("sandbox {sandbox} runs with --network none; run it on a named network instead")
+            } else {
+                "run the sandbox with --network none from the start for loopback only".to_string()
+            },
+        )),
+        ("host", _) => Some(ApiError::bad_request(
+            "container sharing network namespace with another container or host cannot be connected to any other network",
+            format!("sandbox {sandbox} runs with --network host; run it on a named network instead"),
+        )),
+        _ => None,
+    }
+}
+
+/// The `host_binding_ipv4` option of a network, if set.
+fn host_binding(def: &NetworkDef) -> Option<IpAddr> {
+    def.options
+        .get(HOST_BINDING_OPTION)
+        .and_then(|v| v.parse::<Ipv4Addr>().ok())
+        .map(IpAddr::V4)
 }
 
 /// `resolv.conf` of a sandbox: warren's DNS at `server`, the host's search
@@ -2103,10 +2303,28 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
             "names match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
         ));
     }
-    if matches!(name, "host" | "none") {
-        return Err(ApiError::bad_request(
-            format!("{name} is a reserved network mode, not a network name"),
+    // Docker's predefined names (the default network is made once, by
+    // the daemon itself).
+    if matches!(name, "host" | "none" | "default")
+        || (name == DEFAULT_NETWORK && st.networks.contains_key(name))
+    {
+        return Err(ApiError::new(
+            403,
+            format!("operation is not permitted on predefined {name} network"),
             "choose another name",
+        ));
+    }
+    // Docker's CLI: a gateway, range or aux address belongs to a subnet.
+    if req.subnet.is_none() && (req.gateway.is_some() || req.ip_range.is_some()) {
+        return Err(ApiError::bad_request(
+            "every ip-range or gateway must have a corresponding subnet",
+            "give --subnet too, e.g. --subnet 10.57.0.0/16 --gateway 10.57.0.1",
+        ));
+    }
+    if req.subnet.is_none() && !req.aux_addresses.is_empty() {
+        return Err(ApiError::bad_request(
+            "no matching subnet for aux-address",
+            "give --subnet too",
         ));
     }
     if st.networks.contains_key(name) {
@@ -2237,6 +2455,22 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
         }
     }
     bool_option(&options, dns::DNS_OPTION)?;
+    bool_option(&options, ICC_OPTION)?;
+    if let Some(v) = options.get(HOST_BINDING_OPTION) {
+        let ip: Ipv4Addr = v.parse().map_err(|_| {
+            ApiError::bad_request(
+                format!("invalid --opt {HOST_BINDING_OPTION}={v:?}"),
+                "give an IPv4 address of this host, e.g. 127.0.0.1",
+            )
+        })?;
+        // Published ports bind to it: it must be one of the host's.
+        if let Err(e) = std::net::TcpListener::bind(SocketAddrV4::new(ip, 0)) {
+            return Err(ApiError::bad_request(
+                format!("--opt {HOST_BINDING_OPTION}={ip}: {e}"),
+                "give an address of one of this host's interfaces (or 0.0.0.0)",
+            ));
+        }
+    }
     if let Some(v) = options.get(dns::DNS_ADDRESS_OPTION).cloned() {
         let ip = in_subnet(&format!("--opt {}", dns::DNS_ADDRESS_OPTION), &v)?;
         if ip == gateway || aux.values().any(|a| *a == ip) {
@@ -2312,6 +2546,7 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
         labels: req.labels.clone(),
         options,
         owner_start,
+        attachable: req.attachable,
     })
 }
 

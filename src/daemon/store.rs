@@ -39,6 +39,9 @@ pub struct NetworkDef {
     /// field 22), so a restarted daemon never mistakes a reused pid for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_start: Option<u64>,
+    /// Created with `--attachable` (shown in `network inspect`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attachable: bool,
 }
 
 /// The directory of network files.
@@ -141,6 +144,7 @@ mod tests {
             labels: BTreeMap::new(),
             options: BTreeMap::new(),
             owner_start: None,
+            attachable: false,
         }
     }
 

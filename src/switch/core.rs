@@ -38,6 +38,14 @@
 //! MAC in the table → [`Decision::Unicast`], unless that is the ingress port
 //! ([`DropReason::Hairpin`]); anything else → [`DropReason::UnknownUnicast`].
 //!
+//! On a network with `icc` off (Docker's `enable_icc=false`,
+//! [`CoreConfig::icc`]), an IPv4 frame from a port to another port is
+//! dropped as [`DropReason::Icc`], and an IPv4 broadcast or multicast
+//! from a port goes to the gateway only: sandboxes reach the gateway, its
+//! DNS and (through NAT) the outside, never each other. ARP still passes,
+//! as on Docker's bridge, where `icc=false` is an iptables rule on IP: a
+//! sandbox may learn a neighbour's MAC, and not one IP packet gets there.
+//!
 //! Unknown unicast is *dropped*, not flooded as a learning bridge (and
 //! Docker's Linux bridge) would. Every endpoint's MAC is known statically
 //! when its port is added, so a miss means a stale or forged destination;
@@ -86,6 +94,8 @@ pub const MAX_PORTS: usize = 1 << 16;
 /// The forwarding decision of one switch. See the module documentation.
 pub struct Core {
     gateway_mac: EthernetAddress,
+    /// Whether ports may send IPv4 to each other ([`CoreConfig::icc`]).
+    icc: bool,
     slots: Vec<Slot>,
     table: MacTable,
     counters: Arc<Counters>,
@@ -96,6 +106,7 @@ impl Core {
     pub fn new(cfg: &CoreConfig) -> Core {
         Core {
             gateway_mac: EthernetAddress(cfg.gateway_mac),
+            icc: cfg.icc,
             slots: Vec::new(),
             table: MacTable::new(cfg.mac_table_cap, cfg.mac_age),
             counters: Arc::new(Counters::default()),
@@ -220,7 +231,12 @@ impl Core {
                         self.counters.mac_table_full.fetch_add(1, Relaxed);
                         trace!(port = %port, mac = %p.mac, "switch: MAC table full, not learned");
                     }
-                    self.destination(Some(port), dst)
+                    let decision = self.destination(Some(port), dst);
+                    if self.icc {
+                        decision
+                    } else {
+                        without_icc(decision, frame)
+                    }
                 }
             },
         };
@@ -332,6 +348,19 @@ impl Core {
     }
 }
 
+/// Where a frame from a port goes when ports may not talk to each other:
+/// IPv4 to another port is dropped, IPv4 to everyone goes to the gateway
+/// only; ARP and everything for the gateway as before.
+fn without_icc(decision: Decision, frame: &[u8]) -> Decision {
+    let ipv4 = EthernetFrame::new_checked(frame)
+        .is_ok_and(|eth| eth.ethertype() == EthernetProtocol::Ipv4);
+    match decision {
+        Decision::Unicast(_) if ipv4 => Decision::Drop(DropReason::Icc),
+        Decision::Flood if ipv4 => Decision::Gateway,
+        other => other,
+    }
+}
+
 /// Setup of one switch core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreConfig {
@@ -341,6 +370,9 @@ pub struct CoreConfig {
     pub mac_table_cap: usize,
     /// Lifetime of a learned entry not seen again.
     pub mac_age: Duration,
+    /// Whether ports may send IPv4 to each other (Docker's `enable_icc`,
+    /// default true); see the module documentation.
+    pub icc: bool,
 }
 
 impl CoreConfig {
@@ -350,6 +382,7 @@ impl CoreConfig {
             gateway_mac,
             mac_table_cap: DEFAULT_MAC_TABLE_CAP,
             mac_age: DEFAULT_MAC_AGE,
+            icc: true,
         }
     }
 }
@@ -431,11 +464,13 @@ pub enum DropReason {
     /// or puts a partial checksum anywhere but on the TCP or UDP checksum
     /// field (see [`super::vnet::check`]).
     BadOffload,
+    /// IPv4 from one port to another on a network with `icc` off.
+    Icc,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Runt,
         DropReason::SpoofedMac,
         DropReason::Malformed,
@@ -447,6 +482,7 @@ impl DropReason {
         DropReason::UnknownUnicast,
         DropReason::UnknownPort,
         DropReason::BadOffload,
+        DropReason::Icc,
     ];
 
     /// The snake_case name used in counters and traces.
@@ -463,6 +499,7 @@ impl DropReason {
             DropReason::UnknownUnicast => "unknown_unicast",
             DropReason::UnknownPort => "unknown_port",
             DropReason::BadOffload => "bad_offload",
+            DropReason::Icc => "icc",
         }
     }
 
@@ -560,6 +597,7 @@ impl Counters {
                 unknown_unicast: d(DropReason::UnknownUnicast),
                 unknown_port: d(DropReason::UnknownPort),
                 bad_offload: d(DropReason::BadOffload),
+                icc: d(DropReason::Icc),
             },
         }
     }
@@ -598,6 +636,7 @@ pub struct DropCounters {
     pub unknown_unicast: u64,
     pub unknown_port: u64,
     pub bad_offload: u64,
+    pub icc: u64,
 }
 
 impl DropCounters {
@@ -614,6 +653,7 @@ impl DropCounters {
             + self.unknown_unicast
             + self.unknown_port
             + self.bad_offload
+            + self.icc
     }
 }
 
@@ -885,6 +925,51 @@ mod tests {
             Ipv4Addr::new(224, 0, 0, 251),
         );
         assert_eq!(f.core.ingress(f.now, f.a, &frame), Decision::Flood);
+    }
+
+    #[test]
+    fn without_icc_ports_reach_only_the_gateway() {
+        let mut core = Core::new(&CoreConfig {
+            icc: false,
+            ..CoreConfig::new(GW_MAC)
+        });
+        let a = core.add_port(A_MAC, A_IP).unwrap();
+        let b = core.add_port(B_MAC, B_IP).unwrap();
+        let mut f = Fixture {
+            core,
+            a,
+            b,
+            now: Instant::now(),
+        };
+        // IPv4 to the other port: dropped and counted as icc, both ways.
+        let ping = icmp_echo_request(A_MAC, B_MAC, A_IP, B_IP, 1, 1, b"hi");
+        expect_drop(&mut f, a, &ping, DropReason::Icc);
+        let back = udp_like(B_MAC, A_MAC, B_IP, A_IP);
+        expect_drop(&mut f, b, &back, DropReason::Icc);
+        // IPv4 broadcast and multicast reach the gateway only.
+        let bcast = udp_like(A_MAC, BROADCAST, A_IP, Ipv4Addr::new(172, 17, 255, 255));
+        assert_eq!(f.core.ingress(f.now, a, &bcast), Decision::Gateway);
+        let mcast = udp_like(
+            A_MAC,
+            [0x01, 0x00, 0x5e, 0, 0, 0xfb],
+            A_IP,
+            Ipv4Addr::new(224, 0, 0, 251),
+        );
+        assert_eq!(f.core.ingress(f.now, a, &mcast), Decision::Gateway);
+        // The gateway as before; ARP as on Docker's bridge.
+        let gw = icmp_echo_request(A_MAC, GW_MAC, A_IP, GW_IP, 1, 1, b"hi");
+        assert_eq!(f.core.ingress(f.now, a, &gw), Decision::Gateway);
+        assert_eq!(
+            f.core.ingress(f.now, a, &arp_request(A_MAC, A_IP, B_IP)),
+            Decision::Flood
+        );
+        let reply = arp(B_MAC, A_MAC, ArpOperation::Reply, B_MAC, B_IP, A_MAC, A_IP);
+        assert_eq!(f.core.ingress(f.now, b, &reply), Decision::Unicast(a));
+        let c = f.core.counters().snapshot();
+        assert_eq!((c.dropped.icc, c.dropped.total()), (2, 2));
+        // The gateway still reaches every port.
+        let from_gw = icmp_echo_request(GW_MAC, B_MAC, GW_IP, B_IP, 1, 1, b"hi");
+        assert_eq!(f.core.from_gateway(&from_gw), Decision::Unicast(b));
     }
 
     #[test]

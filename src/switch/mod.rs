@@ -187,6 +187,7 @@ impl SwitchHandle {
             gateway_mac: spec.gateway.mac,
             mac_table_cap: spec.mac_table_cap,
             mac_age: DEFAULT_MAC_AGE,
+            icc: spec.icc,
         });
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let wake = Arc::new(EventFd::from_value_and_flags(
@@ -403,6 +404,9 @@ pub struct NetworkSpec {
     /// A second gateway address where DNS is served instead of the
     /// gateway's own (the `dns-address` network option).
     pub dns_address: Option<std::net::Ipv4Addr>,
+    /// Whether sandboxes may reach each other (Docker's `enable_icc`);
+    /// false: only the gateway (see [`core::CoreConfig::icc`]).
+    pub icc: bool,
 }
 
 impl NetworkSpec {
@@ -417,6 +421,7 @@ impl NetworkSpec {
             nat: None,
             serve_dns: true,
             dns_address: None,
+            icc: true,
         }
     }
 }

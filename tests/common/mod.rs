@@ -296,8 +296,14 @@ impl Env {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// The JSON a command printed. With `--format json` (one object per
+    /// line, as Docker's listings print), the lines as one array.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(args);
+        if args.windows(2).any(|w| w == ["--format", "json"]) {
+            return json_lines(&out)
+                .unwrap_or_else(|e| panic!("warren {args:?} printed no JSON lines ({e}): {out}"));
+        }
         serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("warren {args:?} printed no JSON ({e}): {out}"))
     }
@@ -425,7 +431,7 @@ impl Drop for Env {
     fn drop(&mut self) {
         // Kill the sandboxes, then the daemon; never leave processes behind.
         if let Ok(out) = self.cmd(&["ps", "--format", "json"]).output() {
-            if let Ok(rows) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            if let Ok(rows) = json_lines(&String::from_utf8_lossy(&out.stdout)) {
                 for r in rows.as_array().into_iter().flatten() {
                     // Pid 0 is a sandbox attached by netns path (CNI):
                     // kill(0) would be this test's own process group.
@@ -450,6 +456,15 @@ impl Drop for Env {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Lines of JSON (`--format json`) as one array.
+pub fn json_lines(text: &str) -> serde_json::Result<serde_json::Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<serde_json::Result<Vec<_>>>()
+        .map(serde_json::Value::Array)
 }
 
 /// A port free on the host right now, for TCP and UDP alike.
