@@ -19,6 +19,7 @@ pub mod format;
 pub mod lifecycle;
 pub mod network;
 pub mod port;
+pub mod refused;
 pub mod run;
 pub mod sandbox;
 pub mod stdio;
@@ -54,7 +55,7 @@ pub enum Command {
     #[command(subcommand)]
     Network(network::NetworkCmd),
     /// Run a command in a new sandbox
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List running sandboxes
     Ps(sandbox::PsArgs),
     /// Show sandboxes as JSON
@@ -152,6 +153,8 @@ pub struct NsenterArgs {
     #[arg(long)]
     pub pid: i32,
     #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    #[arg(long)]
     pub tty: bool,
     #[arg(long)]
     pub tty_stdin: bool,
@@ -175,7 +178,18 @@ pub fn main() -> i32 {
     if crate::slirp::invoked_as_slirp4netns() {
         return crate::slirp::main_as_slirp4netns();
     }
-    let cli = Cli::parse();
+    // Usage errors exit 125, as Docker's do; help and version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                crate::sandbox::init::EXIT_ABORTED
+            } else {
+                0
+            };
+        }
+    };
     let paths = Paths::resolve(cli.state_dir.clone(), cli.runtime_dir.clone());
     let result = match cli.command {
         Command::Daemon(args) => {
@@ -194,7 +208,7 @@ pub fn main() -> i32 {
             })
         }
         Command::Network(cmd) => network::main(&paths, cmd),
-        Command::Run(args) => run::main(&paths, args),
+        Command::Run(args) => run::main(&paths, *args),
         Command::Ps(args) => sandbox::ps(&paths, args),
         Command::Inspect(args) => sandbox::inspect(&paths, args),
         Command::Exec(args) => sandbox::exec(&paths, args),
@@ -216,7 +230,13 @@ pub fn main() -> i32 {
                 &args.cmd,
             )
         }
-        Command::Nsenter(args) => sandbox::nsenter(args.pid, args.tty, args.tty_stdin, &args.cmd),
+        Command::Nsenter(args) => sandbox::nsenter(
+            args.pid,
+            args.tty,
+            args.tty_stdin,
+            args.workdir.as_deref(),
+            &args.cmd,
+        ),
         Command::NetnsHelper => return crate::sandbox::helper::main(),
         Command::HelperSpawner(args) => {
             return match crate::sys::seccomp::Mode::parse(&args.seccomp) {

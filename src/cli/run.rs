@@ -42,13 +42,14 @@ pub struct RunArgs {
     /// With --read-only: a path that stays writable (repeatable)
     #[arg(long, value_name = "PATH", requires = "read_only")]
     pub writable: Vec<std::path::PathBuf>,
-    /// The command and its arguments
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// Accepted for Docker's sake: every sandbox has a small init as PID 1
+    #[arg(long)]
+    pub init: bool,
+    #[command(flatten)]
+    pub refused: super::refused::Refused,
+    /// The command and its arguments: the first word that is not an option
+    /// starts it (or everything after `--`)
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub cmd: Vec<String>,
 }
 
@@ -73,6 +74,10 @@ pub struct NetArgs {
 }
 
 pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
+    if let Err(e) = a.refused.check() {
+        super::report(&e);
+        return Ok(EXIT_ABORTED);
+    }
     let (mode, net_mode, networks) = a.net.plan()?;
     let ports = match a.net.ports() {
         Ok(p) => p,
@@ -158,6 +163,7 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
         hide: vec![paths.runtime.clone(), paths.state.clone()],
         tty,
         tty_stdin: tty && a.io.interactive,
+        workdir: a.io.workdir.clone(),
         read_only: a.read_only.then_some(writable),
     };
     drop(client);

@@ -68,12 +68,9 @@ pub struct ExecArgs {
     #[command(flatten)]
     pub io: stdio::IoArgs,
     pub sandbox: String,
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// The command and its arguments (the first word after the sandbox
+    /// starts it, or everything after `--`)
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub cmd: Vec<String>,
 }
 
@@ -356,6 +353,9 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
         .arg("__nsenter")
         .arg("--pid")
         .arg(pid.to_string());
+    if let Some(dir) = &a.io.workdir {
+        command.arg("--workdir").arg(dir);
+    }
     let sync = if tty {
         let (ours, theirs) = init::sync_pair()?;
         command
@@ -395,7 +395,13 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
 /// The body of `warren __nsenter`: joins sandbox `pid`'s namespaces and
 /// execs `cmd` there, in a session of its own (with `tty`, its stdout is
 /// the pty to take as controlling terminal).
-pub fn nsenter(pid: i32, tty: bool, tty_stdin: bool, cmd: &[String]) -> Result<i32> {
+pub fn nsenter(
+    pid: i32,
+    tty: bool,
+    tty_stdin: bool,
+    workdir: Option<&std::path::Path>,
+    cmd: &[String],
+) -> Result<i32> {
     let sync = if tty { Some(init::adopt_sync()?) } else { None };
     // Before anything of the sandbox's is joined: no controlling terminal
     // of the caller's is ever held in there.
@@ -426,9 +432,15 @@ pub fn nsenter(pid: i32, tty: bool, tty_stdin: bool, cmd: &[String]) -> Result<i
         nix::sched::setns(target.as_fd(), *flag)
             .with_context(|| format!("joining the sandbox's {kind} namespace"))?;
     }
-    if let Some(dir) = cwd {
-        if std::env::set_current_dir(&dir).is_err() {
-            let _ = std::env::set_current_dir("/");
+    match workdir {
+        Some(dir) => std::env::set_current_dir(dir)
+            .with_context(|| format!("-w {}: cannot enter it in the sandbox", dir.display()))?,
+        None => {
+            if let Some(dir) = cwd {
+                if std::env::set_current_dir(&dir).is_err() {
+                    let _ = std::env::set_current_dir("/");
+                }
+            }
         }
     }
     let terminal = match &sync {

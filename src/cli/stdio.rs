@@ -27,8 +27,8 @@
 //! hold the CLI.
 //!
 //! [`sandbox_env`] is what a container runtime passes: `PATH`, `HOME`,
-//! `TERM` (`xterm` under `-t` when the caller has none) and the `-e`
-//! variables, never the caller's whole environment (its tokens and agent
+//! `TERM` (`xterm` under `-t` when the caller has none) and the `-e` and
+//! `--env-file` variables (later ones win), never the caller's whole environment (its tokens and agent
 //! sockets are not the sandbox's).
 
 use std::fs::File;
@@ -63,6 +63,12 @@ pub struct IoArgs {
     /// Set an environment variable: KEY=VALUE, or KEY to pass the caller's value (repeatable)
     #[arg(long = "env", short = 'e', value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
+    /// Read environment variables from a file: one KEY[=VALUE] per line, # comments
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<std::path::PathBuf>,
+    /// The command's working directory [default: the caller's]
+    #[arg(long, short = 'w', value_name = "DIR")]
+    pub workdir: Option<std::path::PathBuf>,
 }
 
 /// The environment of a sandbox's command (module doc).
@@ -80,7 +86,19 @@ pub fn sandbox_env(io: &IoArgs) -> Result<Vec<(String, String)>> {
         None if io.tty => env.push(("TERM".into(), "xterm".into())),
         None => {}
     }
-    for e in &io.env {
+    let mut given = Vec::new();
+    for file in &io.env_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--env-file {}", file.display()))?;
+        given.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    given.extend(io.env.iter().cloned());
+    for e in &given {
         let (k, v) = match e.split_once('=') {
             Some((k, v)) => (k.to_string(), Some(v.to_string())),
             None => (e.clone(), std::env::var(e).ok()),

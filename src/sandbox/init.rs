@@ -91,6 +91,9 @@ pub struct Go {
     /// With `tty`: the pty is stdin too (`-i`).
     #[serde(default)]
     pub tty_stdin: bool,
+    /// `-w`: the command's working directory.
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
     /// `--read-only`: the paths that stay writable (`--writable`).
     #[serde(default)]
     pub read_only: Option<Vec<PathBuf>>,
@@ -427,6 +430,10 @@ fn sandbox(net_host: bool, link: OwnedFd, cmd: &[String]) -> Result<i32> {
     } else {
         None
     };
+    if let Some(dir) = &go.workdir {
+        std::env::set_current_dir(dir)
+            .with_context(|| format!("-w {}: cannot enter it in the sandbox", dir.display()))?;
+    }
     if let Some(writable) = &go.read_only {
         mounts::restrict_command(writable)?;
     }
