@@ -329,6 +329,40 @@ pub struct SandboxState {
     pub finished_at: String,
 }
 
+impl SandboxState {
+    /// A running sandbox's state, as Docker shows it.
+    pub fn running(pid: i32, started_at: String) -> SandboxState {
+        SandboxState::new("running", pid, 0, started_at, "0001-01-01T00:00:00Z".into())
+    }
+
+    /// An exited sandbox's state (`exit_code` -1 while not yet recorded).
+    pub fn exited(exit_code: i32, started_at: String, finished_at: String) -> SandboxState {
+        SandboxState::new("exited", 0, exit_code, started_at, finished_at)
+    }
+
+    fn new(
+        status: &str,
+        pid: i32,
+        exit_code: i32,
+        started_at: String,
+        finished_at: String,
+    ) -> SandboxState {
+        SandboxState {
+            status: status.into(),
+            running: status == "running",
+            paused: false,
+            restarting: false,
+            oom_killed: false,
+            dead: false,
+            pid,
+            exit_code,
+            error: String::new(),
+            started_at,
+            finished_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SandboxConfig {

@@ -524,6 +524,17 @@ impl Filters {
 }
 
 /// Docker's `Ellipsis`: at most `n` characters, the last one `…` when cut.
+/// `-q`: the ids of `rows`, one a line (with Docker's warning when a
+/// `--format` was given too).
+pub fn print_quiet(rows: &[Json], format_given: bool) {
+    if format_given {
+        eprintln!("WARNING: Ignoring custom format, because both --format and --quiet are set.");
+    }
+    for r in rows {
+        println!("{}", r["ID"].as_str().unwrap_or_default());
+    }
+}
+
 pub fn ellipsis(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()

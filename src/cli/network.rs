@@ -280,14 +280,7 @@ fn ls(paths: &Paths, a: LsArgs) -> Result<i32> {
         .map(|n| ls_row(n, !a.no_trunc))
         .collect();
     if a.quiet {
-        if a.format.is_some() {
-            eprintln!(
-                "WARNING: Ignoring custom format, because both --format and --quiet are set."
-            );
-        }
-        for r in &rows {
-            println!("{}", r["ID"].as_str().unwrap_or_default());
-        }
+        super::format::print_quiet(&rows, a.format.is_some());
         return Ok(0);
     }
     let format = Format::parse(a.format.as_deref(), LS_TABLE)?;

@@ -166,14 +166,7 @@ pub fn ps(paths: &Paths, a: PsArgs) -> Result<i32> {
         out.truncate(n);
     }
     if a.quiet {
-        if a.format.is_some() {
-            eprintln!(
-                "WARNING: Ignoring custom format, because both --format and --quiet are set."
-            );
-        }
-        for r in &out {
-            println!("{}", r["ID"].as_str().unwrap_or_default());
-        }
+        super::format::print_quiet(&out, a.format.is_some());
         return Ok(0);
     }
     let format = Format::parse(a.format.as_deref(), PS_TABLE)?;

@@ -42,6 +42,29 @@ pub struct Exited {
 }
 
 impl Exited {
+    /// The record of a sandbox that ended just now.
+    pub fn now(
+        id: &str,
+        name: &str,
+        hostname: &str,
+        command: &[String],
+        mode: &str,
+        networks: Vec<String>,
+        created: SystemTime,
+    ) -> Exited {
+        Exited {
+            id: id.into(),
+            name: name.into(),
+            hostname: hostname.into(),
+            command: command.to_vec(),
+            mode: mode.into(),
+            networks,
+            created,
+            finished: SystemTime::now(),
+            exit_code: None,
+        }
+    }
+
     /// The exit code: as recorded, or from the supervisor's status file.
     pub fn exit_code(&mut self, logs: &Path) -> Option<i32> {
         if self.exit_code.is_none() {

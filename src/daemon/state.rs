@@ -1156,19 +1156,11 @@ impl Daemon {
                 created: util::rfc3339(e.created),
                 path: e.command.first().cloned().unwrap_or_default(),
                 args: e.command.iter().skip(1).cloned().collect(),
-                state: SandboxState {
-                    status: "exited".into(),
-                    running: false,
-                    paused: false,
-                    restarting: false,
-                    oom_killed: false,
-                    dead: false,
-                    pid: 0,
-                    exit_code: code.unwrap_or(-1),
-                    error: String::new(),
-                    started_at: util::rfc3339(e.created),
-                    finished_at: util::rfc3339(e.finished),
-                },
+                state: SandboxState::exited(
+                    code.unwrap_or(-1),
+                    util::rfc3339(e.created),
+                    util::rfc3339(e.finished),
+                ),
                 config: SandboxConfig {
                     hostname: e.hostname.clone(),
                     cmd: e.command.clone(),
@@ -1220,19 +1212,7 @@ impl Daemon {
             created: util::rfc3339(s.created),
             path: s.command.first().cloned().unwrap_or_default(),
             args: s.command.iter().skip(1).cloned().collect(),
-            state: SandboxState {
-                status: "running".into(),
-                running: true,
-                paused: false,
-                restarting: false,
-                oom_killed: false,
-                dead: false,
-                pid: s.target.pid,
-                exit_code: 0,
-                error: String::new(),
-                started_at: util::rfc3339(s.created),
-                finished_at: "0001-01-01T00:00:00Z".into(),
-            },
+            state: SandboxState::running(s.target.pid, util::rfc3339(s.created)),
             config: SandboxConfig {
                 hostname: s.hostname.clone(),
                 cmd: s.command.clone(),
@@ -1633,21 +1613,17 @@ impl Daemon {
                     let created =
                         humantime::parse_rfc3339(&rec.created).unwrap_or(SystemTime::UNIX_EPOCH);
                     let mut st = self.lock();
-                    self.keep_exited(
-                        &mut st,
-                        Exited {
-                            id: rec.id.clone(),
-                            name: rec.name.clone(),
-                            hostname: rec.hostname.clone(),
-                            command: rec.command.clone(),
-                            mode: rec.mode.clone(),
-                            networks: rec.endpoints.iter().map(|e| e.network.clone()).collect(),
-                            created,
-                            finished: SystemTime::now(),
-                            exit_code: None,
-                        },
-                        rec.auto_remove,
+                    let networks = rec.endpoints.iter().map(|e| e.network.clone()).collect();
+                    let e = Exited::now(
+                        &rec.id,
+                        &rec.name,
+                        &rec.hostname,
+                        &rec.command,
+                        &rec.mode,
+                        networks,
+                        created,
                     );
+                    self.keep_exited(&mut st, e, rec.auto_remove);
                 }
                 continue;
             }
@@ -1817,17 +1793,16 @@ impl Daemon {
             return;
         };
         if !s.attached {
-            let e = Exited {
-                id: s.id.clone(),
-                name: s.name.clone(),
-                hostname: s.hostname.clone(),
-                command: s.command.clone(),
-                mode: s.mode.clone(),
-                networks: s.endpoints.iter().map(|e| e.network.clone()).collect(),
-                created: s.created,
-                finished: SystemTime::now(),
-                exit_code: None,
-            };
+            let networks = s.endpoints.iter().map(|e| e.network.clone()).collect();
+            let e = Exited::now(
+                &s.id,
+                &s.name,
+                &s.hostname,
+                &s.command,
+                &s.mode,
+                networks,
+                s.created,
+            );
             self.keep_exited(&mut st, e, s.auto_remove);
         }
         drop(st);
