@@ -458,3 +458,91 @@ fn an_interface_deleted_inside_frees_its_endpoint() {
     env.start("y", &["dev"], &["sleep", "600"]);
     assert_eq!(env.ip("y", "dev"), ip, "the address is handed out again");
 }
+
+/// The `warren daemon` processes serving `env`'s runtime directory (not
+/// their helper spawners).
+fn daemons_of(env: &Env) -> Vec<i32> {
+    let runtime = env.runtime.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z "));
+            !zombie && args.iter().any(|a| a == "daemon") && args.contains(&runtime)
+        })
+        .collect()
+}
+
+#[test]
+fn clis_starting_the_daemon_at_once_get_one_daemon() {
+    // Eight CLIs find no socket at the same moment and each starts a
+    // daemon: the pid file's lock lets one run, the others stop, and
+    // every CLI is served by the one that runs. Three rounds, the daemon
+    // killed in between, to give the race its chances.
+    let env = Env::new();
+    for round in 0..3 {
+        let clis: Vec<std::process::Child> = (0..8)
+            .map(|_| {
+                env.cmd(&["network", "ls"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in clis {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: a CLI failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let one = Env::wait_until(Duration::from_secs(5), || daemons_of(&env).len() == 1);
+        let running = daemons_of(&env);
+        assert!(one, "round {round}: daemons {running:?}");
+        assert_eq!(
+            env.daemon_pid(),
+            Some(running[0]),
+            "round {round}: the pid file names the daemon that runs"
+        );
+        env.ok(&["network", "ls"]);
+        assert_eq!(daemons_of(&env), running, "round {round}");
+        // The positive control: a second daemon started by hand is refused
+        // by the lock, saying why.
+        let out = env.run(&["daemon"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("another warren daemon is running"),
+            "round {round}: {err}"
+        );
+        assert_eq!(daemons_of(&env), running, "round {round}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(running[0]),
+            nix::sys::signal::SIGKILL,
+        )
+        .unwrap();
+        assert!(
+            Env::wait_until(Duration::from_secs(5), || daemons_of(&env).is_empty()),
+            "round {round}: the daemon did not die"
+        );
+    }
+    // How many of the 24 lost the race is up to the scheduler; the log
+    // shows the losers' refusals, if any.
+    let log = std::fs::read_to_string(env.runtime.join("daemon.log")).unwrap_or_default();
+    eprintln!(
+        "daemons refused by the lock: {}",
+        log.matches("another warren daemon is running").count()
+    );
+}
