@@ -82,6 +82,24 @@ fn bad_requests_get_json_errors_and_the_daemon_keeps_serving() {
         ),
         ("GET", "/v1/networks/nosuch", b"", 404, "not found"),
         ("GET", "/v1/nothing-here", b"", 404, "no such API route"),
+        // An error with nothing to add still has its hint (empty).
+        (
+            "DELETE",
+            "/v1/networks/bridge",
+            b"",
+            403,
+            "pre-defined network",
+        ),
+        // Refused before any handler runs, still in the JSON shape.
+        (
+            "DELETE",
+            "/v1/sandboxes/x?force=maybe",
+            b"",
+            400,
+            "query string",
+        ),
+        ("PUT", "/v1/ping", b"", 405, "method not allowed"),
+        ("GET", "/v1/networks/%ff", b"", 400, "Invalid URL"),
     ];
     for (method, path, body, status, msg) in cases {
         let (got, text) = http(&env, method, path, body);
@@ -96,6 +114,7 @@ fn bad_requests_get_json_errors_and_the_daemon_keeps_serving() {
             err["error"].as_str().unwrap().contains(msg),
             "{method} {path}: {err}"
         );
+        assert!(err["hint"].is_string(), "{method} {path}: {err}");
     }
     let zeros = vec![0u8; 2 * 1024 * 1024];
     let (got, text) = http(&env, "POST", "/v1/networks", &zeros);
