@@ -38,7 +38,9 @@ impl BenchDir {
         let dir = std::env::temp_dir().join(format!("warren-{name}-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Sticky, as /tmp: warren refuses a runtime directory beneath a
+        // directory others may change unless it is sticky (security.md).
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
         let copy = |from: &Path, to: &str| {
             let to = dir.join(to);
             std::fs::copy(from, &to).unwrap();
@@ -52,11 +54,11 @@ impl BenchDir {
         }
     }
 
-    /// A subdirectory every contender may write to.
+    /// A subdirectory every contender may write to (sticky, see [`BenchDir::new`]).
     pub fn sub(&self, name: &str) -> PathBuf {
         let d = self.dir.join(name);
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
         d
     }
 }
