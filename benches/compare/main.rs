@@ -2,7 +2,7 @@
 //! published-port benchmark is its `ingress` section).
 //!
 //! ```sh
-//! cargo bench --bench compare                 # everything, about 7 minutes
+//! cargo bench --bench compare                 # everything, about 10 minutes
 //! cargo bench --bench compare -- ingress      # some sections only
 //! ```
 //!
@@ -23,7 +23,7 @@
 //! 3), `WARREN_BENCH_ROUNDS` (3, rounded up per row to a multiple of its
 //! systems: 4 for every row here), `WARREN_BENCH_TIMEOUT` (the run stops
 //! itself, cleaning up and printing what it has, after this many seconds:
-//! 570), `WARREN_BENCH_PROFILE=DIR` (a `perf` profile of warren on each
+//! 900: 160 runs of 3 s with 4 rounds), `WARREN_BENCH_PROFILE=DIR` (a `perf` profile of warren on each
 //! row with a goal, from one extra run: see `compare/profile.rs`).
 //!
 //! Why Rust and not a shell script: the harness has to find and kill what
@@ -94,7 +94,7 @@ fn main() {
     }
     let secs: u32 = env_or("WARREN_BENCH_SECS", 3);
     let rounds: u32 = env_or("WARREN_BENCH_ROUNDS", 3);
-    let limit: u64 = env_or("WARREN_BENCH_TIMEOUT", 570);
+    let limit: u64 = env_or("WARREN_BENCH_TIMEOUT", 900);
 
     cleanup::init(Duration::from_secs(limit), report::render);
     install_peers();
