@@ -76,13 +76,26 @@ valid = struct.pack("=BBHHHH", 2, 0, 0, 0, 0, 0)
 write("switch_ingress", "vnet-udp-valid", valid + B + A + b"\x08\x00" + ipv4("172.17.0.2", "172.17.0.3", 17, udp(1000, 2000, b"hi")))
 
 # gateway_frames: a sandbox at 172.18.0.2 talking to the gateway 172.18.0.1;
-# frames are separated by 0xff in the fuzz input, so use one frame per file
-# plus one ARP+ping sequence joined by 0xff (the MACs contain no 0xff).
+# an input is frames, each after a big-endian u16 length (as nat_frames's,
+# without the mode byte), so a frame may hold any byte: the ARP request is
+# whole, broadcast destination and all.
 S = mac("02:42:ac:12:00:02")
+
+
+def gw_input(*frames_):
+    return b"".join(struct.pack("!H", len(f)) + f for f in frames_)
+
+
 arp_gw = BC + S + b"\x08\x06" + arp(1, S, "172.18.0.2", b"\0" * 6, "172.18.0.1")
-write("gateway_frames", "arp-for-gateway", arp_gw[6:])  # leading broadcast would split
-write("gateway_frames", "dns-udp", GW18 + S + b"\x08\x00" + ipv4("172.18.0.2", "172.18.0.1", 17, udp(5353, 53, dns_query("es"))))
-write("gateway_frames", "ping", GW18 + S + b"\x08\x00" + ipv4("172.18.0.2", "172.18.0.1", 1, icmp_echo()))
+ping_gw = GW18 + S + b"\x08\x00" + ipv4("172.18.0.2", "172.18.0.1", 1, icmp_echo())
+dns_gw = GW18 + S + b"\x08\x00" + ipv4("172.18.0.2", "172.18.0.1", 17, udp(5353, 53, dns_query("es")))
+write("gateway_frames", "arp-for-gateway", gw_input(arp_gw))
+write("gateway_frames", "dns-udp", gw_input(dns_gw))
+write("gateway_frames", "ping", gw_input(ping_gw))
+write("gateway_frames", "arp-ping-dns", gw_input(arp_gw, ping_gw, dns_gw, dns_gw))
+# A gratuitous ARP (broadcast, claiming the gateway's address) then a ping.
+garp = BC + S + b"\x08\x06" + arp(2, S, "172.18.0.1", BC, "172.18.0.1")
+write("gateway_frames", "garp-then-ping", gw_input(garp, ping_gw))
 
 # nat_frames: a sandbox at 172.18.0.2 reaching outside addresses through
 # the NAT. An input is a mode byte (see the target), then frames, each
@@ -153,10 +166,29 @@ write("dns_query", "ptr", dns_query("2.0.18.172.in-addr.arpa", 12))
 write("dns_query", "edns", dns_query("es", 1, edns=True))
 write("dns_query", "external", dns_query("example.org"))
 
-# api_requests: bodies and port specs.
-write("api_requests", "network", b'{"name":"dev","subnet":"10.66.0.0/16","gateway":"10.66.0.1","aux_addresses":{"p":"10.66.0.9"},"labels":{"a":"b"}}')
-write("api_requests", "sandbox", b'{"pid":1,"name":"web","networks":[{"network":"dev","aliases":["www"],"ip":"10.66.1.2"}]}')
-write("api_requests", "connect", b'{"sandbox":"web","ip":"10.66.1.3","aliases":["db"]}')
+# api_requests: requests into the router, each a method byte (0 GET, 1 POST,
+# 2 DELETE, 3 PUT), a path after a u8 length, a body after a u16 length;
+# and port specs (the whole input is parsed as one too).
+GET, POST, DELETE, PUT = 0, 1, 2, 3
+
+
+def api(*reqs):
+    out = b""
+    for method, path, body in reqs:
+        out += bytes([method, len(path)]) + path + struct.pack("!H", len(body)) + body
+    return out
+
+
+net = b'{"name":"dev","subnet":"10.66.0.0/16","gateway":"10.66.0.1","aux_addresses":{"p":"10.66.0.9"},"labels":{"a":"b"}}'
+host_sandbox = b'{"pid":1,"name":"web","network_mode":"host"}'
+write("api_requests", "network", api((POST, b"/v1/networks", net), (GET, b"/v1/networks/dev", b""), (GET, b"/v1/networks/dev/stats", b"")))
+write("api_requests", "network-options", api((POST, b"/v1/networks", b'{"name":"lo","internal":true,"options":{"host-loopback":"true","dns-address":"172.30.0.3","mtu":"1500"},"subnet":"172.30.0.0/24"}'), (GET, b"/v1/networks", b"")))
+write("api_requests", "network-rm-prune", api((POST, b"/v1/networks", net), (DELETE, b"/v1/networks/dev", b""), (POST, b"/v1/networks/prune", b"")))
+write("api_requests", "sandbox", api((POST, b"/v1/networks", net), (POST, b"/v1/sandboxes", b'{"pid":1,"name":"web","networks":[{"network":"dev","aliases":["www"],"ip":"10.66.1.2"}]}')))
+write("api_requests", "host-sandbox", api((POST, b"/v1/sandboxes", host_sandbox), (GET, b"/v1/sandboxes", b""), (GET, b"/v1/sandboxes/web", b""), (GET, b"/v1/sandboxes/web/ports", b""), (DELETE, b"/v1/sandboxes/web?force=true", b"")))
+write("api_requests", "connect", api((POST, b"/v1/networks", net), (POST, b"/v1/sandboxes", host_sandbox), (POST, b"/v1/networks/dev/connect", b'{"sandbox":"web","ip":"10.66.1.3","aliases":["db"]}'), (POST, b"/v1/networks/dev/disconnect", b'{"sandbox":"web","force":false}')))
+write("api_requests", "ports", api((POST, b"/v1/sandboxes", host_sandbox), (POST, b"/v1/sandboxes/web/ports", b'{"specs":["127.0.0.1:8000:80"]}'), (POST, b"/v1/sandboxes/web/ports/remove", b'{"specs":["80"]}')))
+write("api_requests", "bad", api((POST, b"/v1/networks", b"{not json"), (GET, b"/v1/nothing-here", b""), (DELETE, b"/v1/sandboxes/x?force=maybe", b""), (PUT, b"/v1/ping", b"")))
 write("api_requests", "port-spec", b"127.0.0.1:8000-8009:80-89/udp")
 write("api_requests", "port-v6", b"[::1]:8080:80")
 

@@ -82,6 +82,24 @@ fn bad_requests_get_json_errors_and_the_daemon_keeps_serving() {
         ),
         ("GET", "/v1/networks/nosuch", b"", 404, "not found"),
         ("GET", "/v1/nothing-here", b"", 404, "no such API route"),
+        // An error with nothing to add still has its hint (empty).
+        (
+            "DELETE",
+            "/v1/networks/bridge",
+            b"",
+            403,
+            "pre-defined network",
+        ),
+        // Refused before any handler runs, still in the JSON shape.
+        (
+            "DELETE",
+            "/v1/sandboxes/x?force=maybe",
+            b"",
+            400,
+            "query string",
+        ),
+        ("PUT", "/v1/ping", b"", 405, "method not allowed"),
+        ("GET", "/v1/networks/%ff", b"", 400, "Invalid URL"),
     ];
     for (method, path, body, status, msg) in cases {
         let (got, text) = http(&env, method, path, body);
@@ -96,6 +114,7 @@ fn bad_requests_get_json_errors_and_the_daemon_keeps_serving() {
             err["error"].as_str().unwrap().contains(msg),
             "{method} {path}: {err}"
         );
+        assert!(err["hint"].is_string(), "{method} {path}: {err}");
     }
     let zeros = vec![0u8; 2 * 1024 * 1024];
     let (got, text) = http(&env, "POST", "/v1/networks", &zeros);
@@ -149,4 +168,136 @@ fn idle_and_half_sent_clients_neither_block_others_nor_stay_forever() {
         started.elapsed()
     );
     env.ok(&["network", "ls"]);
+}
+
+/// The daemon's fd count.
+fn daemon_fds(env: &Env) -> usize {
+    let pid = env.daemon_pid().expect("daemon pid");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Starts the daemon (through a CLI call, as a user does) with the API
+/// timeouts' test hooks set (src/daemon/mod.rs).
+fn start_with_timeouts(env: &Env, header: &str, connection: &str) {
+    let out = env
+        .cmd(&["network", "ls"])
+        .env("WARREN_API_HEADER_TIMEOUT", header)
+        .env("WARREN_API_CONNECTION_TIMEOUT", connection)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn at_most_256_connections_are_served_and_a_freed_slot_serves_the_next() {
+    let env = Env::new();
+    // Idle clients are cut off at the header timeout: long enough here
+    // that all 256 stay while the test looks.
+    start_with_timeouts(&env, "120s", "120s");
+    let sock = env.runtime.join("warren.sock");
+    let before = daemon_fds(&env);
+    let mut idle: Vec<UnixStream> = (0..256)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    // The daemon has accepted them all (one fd each) before the next comes.
+    assert!(
+        Env::wait_until(Duration::from_secs(10), || daemon_fds(&env) >= before + 256),
+        "the daemon accepted {} of 256",
+        daemon_fds(&env) - before
+    );
+    // The 257th: the kernel accepts it, the daemon closes it unanswered.
+    let (status, body) = http(&env, "GET", "/v1/ping", b"");
+    assert_eq!(
+        (status, body.as_str()),
+        (0, ""),
+        "a 257th connection was served"
+    );
+    assert!(
+        !env.run(&["network", "ls"]).status.success(),
+        "the CLI was served past the limit"
+    );
+    // The positive control: one client leaves, and its slot serves the
+    // next request.
+    drop(idle.pop());
+    let served = Env::wait_until(Duration::from_secs(5), || {
+        http(&env, "GET", "/v1/ping", b"").0 == 200
+    });
+    assert!(served, "a freed slot did not serve the next client");
+    let log = std::fs::read_to_string(env.runtime.join("daemon.log")).unwrap();
+    assert!(log.contains("too many API connections"), "{log}");
+    drop(idle);
+    env.ok(&["network", "ls"]);
+}
+
+#[test]
+fn a_connection_that_outlasts_the_connection_timeout_is_cut_off() {
+    // The default is 60 s; a test hook makes it 3 s so the test need not
+    // wait a minute (the mechanism is the same). The header timeout
+    // (10 s) does not apply: the headers are complete at once.
+    let env = Env::new();
+    start_with_timeouts(&env, "10s", "3s");
+    let sock = env.runtime.join("warren.sock");
+    let head = |len: usize| {
+        format!(
+            "POST /v1/networks HTTP/1.1\r\nHost: warren\r\nContent-Type: application/json\r\n\
+             Content-Length: {len}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    // Sends `body` one byte every 250 ms after the headers; returns the
+    // reply (empty if cut off) and how long the connection lasted.
+    let trickle = |body: &[u8]| {
+        let started = std::time::Instant::now();
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(head(body.len()).as_bytes()).unwrap();
+        for b in body {
+            std::thread::sleep(Duration::from_millis(250));
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            started.elapsed(),
+        )
+    };
+    // The positive control: a trickle that ends within the timeout is
+    // answered (its body is not a network, so 400).
+    let (reply, took) = trickle(b"{}");
+    assert!(
+        reply.starts_with("HTTP/1.1 400"),
+        "{reply:?} after {took:?}"
+    );
+    // A body that would take 25 s: cut off at 3 s, unanswered.
+    let (reply, took) = trickle(&[b' '; 100]);
+    assert_eq!(reply, "", "answered after {took:?}");
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(10),
+        "cut off after {took:?}, not at 3 s"
+    );
+    // Without the hook the limit is the 60 s constant: a trickle of 5 s
+    // is answered.
+    let env = Env::new();
+    env.ok(&["network", "ls"]);
+    let sock = env.runtime.join("warren.sock");
+    let started = std::time::Instant::now();
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(head(20).as_bytes()).unwrap();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(250));
+        s.write_all(b" ").unwrap();
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let reply = String::from_utf8_lossy(&out);
+    assert!(
+        reply.starts_with("HTTP/1.1 400"),
+        "{reply:?} after {:?}",
+        started.elapsed()
+    );
 }

@@ -292,7 +292,8 @@ fn port_mappings_publish_on_the_network_of_the_add() {
     let reply = reply.unwrap();
     assert!(reply.starts_with(&format!("you are {web_gw}:")), "{reply}");
 
-    // A bad mapping is the spec's error, and nothing changes.
+    // A bad mapping is the spec's error (that it changes nothing:
+    // a_bad_mapping_changes_nothing).
     let bad = serde_json::json!({
         "cniVersion": "1.0.0", "name": "dev", "type": "warren",
         "runtimeConfig": {"portMappings": [{"hostPort": 0, "containerPort": 80, "protocol": "sctp"}]}
@@ -305,6 +306,165 @@ fn port_mappings_publish_on_the_network_of_the_add() {
     assert!(ok, "DEL web: {res}");
     assert!(std::net::TcpListener::bind(("127.0.0.1", host_port)).is_ok());
     assert!(env.ok(&["ps"]).contains("pod1"), "still on dev");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[test]
+fn ips_mac_and_aliases_are_honoured() {
+    let env = Env::new();
+    env.ok(&["network", "create", "--subnet", "10.88.0.0/16", "dev"]);
+    env.start("peer", &["dev"], &["sleep", "600"]);
+    let (mut child, netns) = container(&env);
+    let config = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "dev", "type": "warren",
+        "capabilities": {"ips": true, "mac": true, "aliases": true},
+        "runtimeConfig": {
+            "ips": ["fd00::9/64", "10.88.7.9/16"],
+            "mac": "02:11:22:33:44:55",
+            "aliases": {"dev": ["api", "api-v2"], "other": ["elsewhere"]}
+        }
+    });
+    let (ok, res) = cni(&env, "ADD", &netns, &config);
+    assert!(ok, "ADD: {res}");
+    // The first IPv4 address asked for, and the MAC, in the result...
+    assert_eq!(res["ips"][0]["address"], "10.88.7.9/16", "{res}");
+    assert_eq!(res["interfaces"][0]["mac"], "02:11:22:33:44:55", "{res}");
+    // ...on the interface inside...
+    let inside = in_container(&netns, &["ip", "-o", "addr", "show", "eth0"]);
+    assert!(inside.contains("inet 10.88.7.9/16"), "{inside}");
+    let link = in_container(&netns, &["ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains("link/ether 02:11:22:33:44:55"), "{link}");
+    // ...and in warren's view.
+    let dev = &env.inspect("pod1")["NetworkSettings"]["Networks"]["dev"];
+    assert_eq!(dev["IPAddress"], "10.88.7.9", "{dev}");
+    assert_eq!(dev["MacAddress"], "02:11:22:33:44:55", "{dev}");
+    // The aliases of this network resolve for its other sandboxes, the
+    // other network's do not.
+    for name in ["api", "api-v2", "api.dev", "pod1"] {
+        let hosts = env.exec("peer", &["getent", "hosts", name]);
+        let text = String::from_utf8_lossy(&hosts.stdout);
+        assert!(text.starts_with("10.88.7.9 "), "{name}: {text:?}");
+    }
+    assert!(
+        !env.exec("peer", &["getent", "hosts", "elsewhere"])
+            .status
+            .success(),
+        "an alias for another network resolved on dev"
+    );
+    assert!(env.ping("peer", "api"));
+    let (ok, res) = cni(&env, "DEL", &netns, &config);
+    assert!(ok, "DEL: {res}");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+/// What warren holds for the CNI container `pod1`: its networks as inspect
+/// shows them (Null when it is not attached), and the links inside.
+fn state_of(env: &Env, netns: &str) -> (serde_json::Value, String) {
+    let ps = env.json(&["ps", "--format", "json"]);
+    let attached = ps.as_array().unwrap().iter().any(|r| r["Names"] == "pod1");
+    let networks = if attached {
+        env.inspect("pod1")["NetworkSettings"]["Networks"].clone()
+    } else {
+        serde_json::Value::Null
+    };
+    let mut links: Vec<String> = in_container(netns, &["ip", "-o", "link"])
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().to_string()))
+        .collect();
+    links.sort();
+    (networks, links.join(","))
+}
+
+#[test]
+fn a_bad_mapping_changes_nothing() {
+    let env = Env::new();
+    env.ok(&["network", "create", "dev"]);
+    env.ok(&["network", "create", "web"]);
+    let (mut child, netns) = container(&env);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let free_port = common::free_port();
+    let mapping = |network: &str, ports: serde_json::Value| {
+        serde_json::json!({
+            "cniVersion": "1.0.0", "name": network, "type": "warren",
+            "capabilities": {"portMappings": true},
+            "runtimeConfig": {"portMappings": ports}
+        })
+    };
+    // One good mapping and one whose host port another program holds.
+    let half_bad = |network: &str| {
+        mapping(
+            network,
+            serde_json::json!([
+                {"hostPort": free_port, "containerPort": 80, "hostIP": "127.0.0.1"},
+                {"hostPort": taken_port, "containerPort": 81, "hostIP": "127.0.0.1"}
+            ]),
+        )
+    };
+    let unparsable = |network: &str| {
+        mapping(
+            network,
+            serde_json::json!([{"hostPort": 0, "containerPort": 80, "protocol": "sctp"}]),
+        )
+    };
+
+    // A first ADD: neither kind attaches anything.
+    let nothing = state_of(&env, &netns);
+    assert_eq!(nothing, (serde_json::Value::Null, "lo".to_string()));
+    for (what, conf) in [
+        ("unparsable", unparsable("dev")),
+        ("taken", half_bad("dev")),
+    ] {
+        let (ok, res) = cni(&env, "ADD", &netns, &conf);
+        assert!(!ok && res["code"] == 7, "{what}: {res}");
+        assert_eq!(state_of(&env, &netns), nothing, "{what}");
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", free_port)).is_ok(),
+            "{what}: the good mapping's port was left bound"
+        );
+    }
+
+    // A second network's ADD for a container already on dev: it stays on
+    // dev alone, with nothing published.
+    let (ok, res) = cni(
+        &env,
+        "ADD",
+        &netns,
+        &serde_json::json!({"cniVersion": "1.0.0", "name": "dev", "type": "warren"}),
+    );
+    assert!(ok, "{res}");
+    let on_dev = state_of(&env, &netns);
+    assert!(
+        on_dev.0.get("dev").is_some() && on_dev.1 == "eth0,lo",
+        "{on_dev:?}"
+    );
+    for (what, conf) in [
+        ("unparsable", unparsable("web")),
+        ("taken", half_bad("web")),
+    ] {
+        let (ok, res) = cni_if(&env, "ADD", &netns, "eth1", &conf);
+        assert!(!ok && res["code"] == 7, "{what}: {res}");
+        assert_eq!(state_of(&env, &netns), on_dev, "{what}");
+        assert_eq!(env.ok(&["port", "pod1"]).trim(), "", "{what}");
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", free_port)).is_ok(),
+            "{what}: the good mapping's port was left bound"
+        );
+    }
+    // The positive control: the same ADD with a free port works.
+    let good = mapping(
+        "web",
+        serde_json::json!([{"hostPort": free_port, "containerPort": 80, "hostIP": "127.0.0.1"}]),
+    );
+    let (ok, res) = cni_if(&env, "ADD", &netns, "eth1", &good);
+    assert!(ok, "{res}");
+    assert_eq!(state_of(&env, &netns).1, "eth0,eth1,lo");
+    assert!(env
+        .ok(&["port", "pod1"])
+        .contains(&format!("127.0.0.1:{free_port}")));
+    drop(taken);
     child.kill().unwrap();
     let _ = child.wait();
 }

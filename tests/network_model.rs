@@ -339,3 +339,93 @@ fn chosen_gateway_mac_and_aliases_on_every_network() {
         Some(env.ip("db", "office"))
     );
 }
+
+/// The lines `run` writes into every sandbox's `/etc/hosts` before its
+/// own addresses.
+const HOSTS_HEAD: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+                          fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\n\
+                          ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+#[test]
+fn what_run_writes_into_etc_hosts_and_hostname() {
+    let env = Env::new();
+    env.ok(&["network", "create", "a"]);
+    env.ok(&["network", "create", "b"]);
+    env.ok(&["network", "create", "c"]);
+    // Two networks: one line per address, the hostname (the id's first
+    // 12 digits, as Docker's) and then the name.
+    env.start("web", &["a", "b"], &["sleep", "600"]);
+    let id = env.inspect("web")["Id"].as_str().unwrap()[..12].to_string();
+    let (ip_a, ip_b) = (env.ip("web", "a"), env.ip("web", "b"));
+    let hosts = env.exec_ok("web", &["cat", "/etc/hosts"]);
+    assert_eq!(
+        hosts,
+        format!("{HOSTS_HEAD}{ip_a}\t{id} web\n{ip_b}\t{id} web\n")
+    );
+    assert_eq!(
+        env.exec_ok("web", &["cat", "/etc/hostname"]),
+        format!("{id}\n")
+    );
+    assert_eq!(env.exec_ok("web", &["hostname"]).trim(), id);
+    // The file is rewritten in place: a running sandbox sees connect and
+    // disconnect.
+    env.ok(&["network", "connect", "c", "web"]);
+    let ip_c = env.ip("web", "c");
+    let hosts = env.exec_ok("web", &["cat", "/etc/hosts"]);
+    assert_eq!(
+        hosts,
+        format!("{HOSTS_HEAD}{ip_a}\t{id} web\n{ip_b}\t{id} web\n{ip_c}\t{id} web\n")
+    );
+    env.ok(&["network", "disconnect", "a", "web"]);
+    let hosts = env.exec_ok("web", &["cat", "/etc/hosts"]);
+    assert_eq!(
+        hosts,
+        format!("{HOSTS_HEAD}{ip_b}\t{id} web\n{ip_c}\t{id} web\n")
+    );
+    // --hostname: that name first, then the sandbox's, on /etc/hostname
+    // and uname too.
+    let out = env.ok(&[
+        "run",
+        "--name",
+        "h",
+        "--hostname",
+        "box.example",
+        "--network",
+        "a",
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/hosts; echo ---; cat /etc/hostname; hostname",
+    ]);
+    let (hosts, names) = out.split_once("---\n").unwrap();
+    let ip = hosts
+        .lines()
+        .last()
+        .and_then(|l| l.split('\t').next())
+        .unwrap();
+    assert!(ip.starts_with("172."), "{hosts}");
+    assert_eq!(hosts, format!("{HOSTS_HEAD}{ip}\tbox.example h\n"));
+    assert_eq!(names, "box.example\nbox.example\n");
+    // A hostname equal to the name is written once.
+    let out = env.ok(&[
+        "run",
+        "--name",
+        "same",
+        "--hostname",
+        "same",
+        "--network",
+        "a",
+        "--",
+        "tail",
+        "-n",
+        "1",
+        "/etc/hosts",
+    ]);
+    assert!(out.ends_with("\tsame\n"), "{out:?}");
+    // --network none: only the fixed lines.
+    let out = env.ok(&["run", "--network", "none", "--", "cat", "/etc/hosts"]);
+    assert_eq!(out, HOSTS_HEAD);
+    // --network host: the host's own file, untouched.
+    let out = env.ok(&["run", "--network", "host", "--", "cat", "/etc/hosts"]);
+    assert_eq!(out, std::fs::read_to_string("/etc/hosts").unwrap());
+}

@@ -35,6 +35,40 @@ fn ask(port: u16) -> std::io::Result<String> {
     common::ask_local(port)
 }
 
+/// What a TCP client on the host's loopback meets at `port`. "Refused"
+/// and "reset" both make [`ask`] fail, but mean different things: the
+/// kernel refuses the connection when nothing listens on the host (the
+/// port is not published), while a published port whose sandbox refuses
+/// the forwarded connection is accepted on the host and then reset.
+#[derive(Debug, PartialEq)]
+enum Met {
+    Refused,
+    Reset,
+    /// Accepted, then closed without a byte.
+    Closed,
+    Answer(String),
+}
+
+fn meet(port: u16) -> Met {
+    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Met::Refused,
+        // A reset this early still came after the handshake (a reset in
+        // answer to the SYN is ECONNREFUSED).
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Met::Reset,
+        Err(e) => panic!("connecting to 127.0.0.1:{port}: {e}"),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = String::new();
+    match s.read_to_string(&mut out) {
+        Ok(0) => Met::Closed,
+        Ok(_) => Met::Answer(out),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Met::Reset,
+        Err(e) => panic!("reading from 127.0.0.1:{port}: {e}"),
+    }
+}
+
 /// [`ask`] until the server in the sandbox is up (at most 15 s).
 fn wait_ask(env: &Env, port: u16) -> String {
     let mut last = None;
@@ -138,13 +172,13 @@ fn tcp_from_the_host_ports_listing_conflicts_and_reuse_after_rm() {
         env.ok(&["port", "web", "8000"]).trim(),
         format!("0.0.0.0:{hp}")
     );
-    // Nothing listens on 8001 in the sandbox: the client is reset at once.
+    // Nothing listens on 8001 in the sandbox: the client is accepted on
+    // the host (the port is published) and reset at once, not refused
+    // (what a port nobody publishes does).
     let t = Instant::now();
-    assert!(
-        ask(random).is_err(),
-        "a closed sandbox port must not answer"
-    );
+    assert_eq!(meet(random), Met::Reset, "a closed sandbox port");
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(meet(free_port()), Met::Refused, "a port nobody publishes");
 
     let ps = env.ok(&["ps"]);
     assert!(ps.contains(&format!("0.0.0.0:{hp}->8000/tcp")), "{ps}");
@@ -272,8 +306,23 @@ fn a_service_on_the_sandboxes_loopback_is_not_reachable() {
     let env = Env::new();
     let hp = free_port();
     let spec = format!("{hp}:8000");
-    serve(&env, "lo", &[&spec], &["tcp", "8000", "127.0.0.1"]);
-    // It is up (inside), yet never answers through the published port.
+    // The positive control: the same sandbox, the same server program on
+    // its eth0 address (every address), published the same way.
+    let control = free_port();
+    let control_spec = format!("{control}:8001");
+    serve(
+        &env,
+        "lo",
+        &[&spec, &control_spec],
+        &["tcp", "127.0.0.1:8000,8001"],
+    );
+    let gw = env.gateway("lo", "bridge");
+    let reply = wait_ask(&env, control);
+    assert!(
+        reply.starts_with(&format!("you are {gw}:")),
+        "the control answers through its published port: {reply}"
+    );
+    // The loopback-only one is up (inside)...
     let probe = "import socket,sys\n\
                  for _ in range(100):\n\
                  \x20   try:\n\
@@ -282,16 +331,38 @@ fn a_service_on_the_sandboxes_loopback_is_not_reachable() {
                  \x20       import time; time.sleep(0.1)\n\
                  sys.exit(1)\n";
     env.exec_ok("lo", &["python3", "-c", probe]);
+    // ...yet never answers through its published port: the host accepts
+    // (it is published) and the client is reset, because the sandbox
+    // refused the forwarded connection on eth0, as the counter says.
+    let refused = |env: &Env| nat(env)["forward_refused"].as_u64().unwrap();
+    let before = refused(&env);
     for _ in 0..3 {
-        assert!(ask(hp).is_err(), "reached a loopback-only service");
+        assert_eq!(
+            meet(hp),
+            Met::Reset,
+            "a published port whose server listens on the sandbox's loopback only"
+        );
     }
-    // The sandbox's end (its process killed) releases the host port too.
+    assert!(
+        Env::wait_until(Duration::from_secs(3), || refused(&env) >= before + 3),
+        "the sandbox's refusals are counted: {}",
+        nat(&env)
+    );
+    // And the control still answers: nothing broke in between.
+    assert!(matches!(meet(control), Met::Answer(a) if a.starts_with("you are ")));
+    // The sandbox's end (its process killed) releases both host ports:
+    // from then on the kernel refuses, which is what "not published" is.
     let pid = env.pid("lo");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
     let freed = Env::wait_until(Duration::from_secs(3), || {
         TcpListener::bind(("0.0.0.0", hp)).is_ok()
+            && TcpListener::bind(("0.0.0.0", control)).is_ok()
     });
-    assert!(freed, "host port {hp} still bound after the sandbox ended");
+    assert!(
+        freed,
+        "host ports {hp}, {control} still bound after the sandbox ended"
+    );
+    assert_eq!(meet(hp), Met::Refused);
 }
 
 #[test]
@@ -351,8 +422,7 @@ fn the_sandbox_sees_the_real_client_address() {
     // addresses that exist only in those two namespaces).
     let env = Env::new();
     let Some(mut daemon) = env.start_daemon_in_netns("") else {
-        eprintln!("skipped: needs root to make network namespaces");
-        return;
+        return common::skip("needs root to make network namespaces");
     };
     let pid = daemon.id().to_string();
     let ns = Netns(format!("warren-port-{}", std::process::id()));

@@ -1,9 +1,12 @@
 //! Surviving the daemon: a SIGKILLed daemon's successor takes over every
 //! live sandbox (persistent TAPs re-opened, addresses, names restored) and
-//! a TCP connection between two sandboxes carries on without reconnecting.
+//! a TCP connection between two sandboxes carries on without reconnecting
+//! (the daemon is killed while it runs, once the client says it is
+//! connected), and disconnect and rm still take interfaces away after it.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use common::{tool, Env};
@@ -20,8 +23,27 @@ fn a_killed_daemons_successor_takes_over_live_sandboxes() {
     let doomed_pid = env.pid("doomed");
     assert!(Env::wait_until(Duration::from_secs(5), || env.ping("cli", &srv_ip)));
 
-    // A TCP conversation that spans the daemon's death and rebirth.
-    let stream = env
+    // A sandbox a runner made, attached by pid: it is taken over too, and
+    // `rm` after the take-over must still take its interface away (the
+    // runner's namespace outlives warren's hold on it).
+    let runner = common::unshared(&env, &["sleep", "600"]);
+    let runner_pid = runner.id().to_string();
+    let mut runner = KillOnDrop(runner);
+    env.ok(&[
+        "attach",
+        "--pid",
+        &runner_pid,
+        "--name",
+        "adopted",
+        "--network",
+        "dev",
+    ]);
+    let adopted_ip = env.ip("adopted", "dev");
+
+    // A TCP conversation that spans the daemon's death and rebirth: the
+    // daemon is killed only once the client reports its first round trip
+    // (`warren exec` may take longer to start than any fixed sleep).
+    let mut stream = env
         .cmd(&[
             "exec",
             "cli",
@@ -36,7 +58,24 @@ fn a_killed_daemons_successor_takes_over_live_sandboxes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut lines = BufReader::new(stream.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let first = lines.next().and_then(Result::ok);
+        let _ = tx.send(first);
+        lines.map_while(Result::ok).collect::<Vec<String>>()
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30)).ok().flatten();
+    assert_eq!(
+        first.as_deref(),
+        Some("connected"),
+        "the client never connected: {}",
+        env.daemon_log_tail()
+    );
+    assert!(
+        stream.try_wait().unwrap().is_none(),
+        "the conversation ended before the daemon was killed"
+    );
     let old = env.daemon_pid().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::SIGKILL).unwrap();
     // While no daemon runs, one sandbox dies.
@@ -52,7 +91,7 @@ fn a_killed_daemons_successor_takes_over_live_sandboxes() {
     let t = std::time::Instant::now();
     let ps = env.ok(&["ps"]);
     println!(
-        "recovery: new daemon up, 2 sandboxes taken over, in {} ms",
+        "recovery: new daemon up, 3 sandboxes taken over, in {} ms",
         t.elapsed().as_millis()
     );
     assert_ne!(env.daemon_pid().unwrap(), old);
@@ -63,14 +102,16 @@ fn a_killed_daemons_successor_takes_over_live_sandboxes() {
     );
     assert_eq!(env.ip("srv", "dev"), srv_ip, "addresses are restored");
 
-    let out = stream.wait_with_output().unwrap();
+    let status = stream.wait().unwrap();
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream.stderr.take().unwrap(), &mut stderr);
+    let rest = reader.join().unwrap();
     assert!(
-        out.status.success(),
-        "the TCP connection must survive the restart: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        status.success(),
+        "the TCP connection must survive the restart: {rest:?} {stderr}"
     );
-    let trips: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let trips: u32 = rest.last().and_then(|l| l.trim().parse().ok()).unwrap();
+    // The first round trip came before the kill; the rest after it.
     assert!(trips > 20, "only {trips} round trips");
 
     // Names resolve again, the dead sandbox's address is free, and new
@@ -84,8 +125,56 @@ fn a_killed_daemons_successor_takes_over_live_sandboxes() {
     );
     assert!(env.ping("new", &srv_ip));
 
-    // rm after a take-over removes the interface (its persistence cleared).
+    // After a take-over, disconnect and rm still take the interfaces
+    // away: the successor re-opened the persistent TAPs and can clear
+    // their persistence. disconnect, on a `run` sandbox:
     env.ok(&["network", "disconnect", "dev", "cli"]);
     let links = env.exec_ok("cli", &["ip", "-o", "link"]);
     assert!(!links.contains("eth0"), "{links}");
+    // rm, on the attached one (whose namespace lives on with the runner's
+    // process, so an interface left behind would show there).
+    assert!(env.ok(&["ps"]).contains(" adopted "), "taken over");
+    env.ok(&["rm", "adopted"]);
+    assert!(!env.ok(&["ps"]).contains("adopted"));
+    let links = env
+        .user_cmd("nsenter")
+        .args(["-U", "-n", "--preserve-credentials", "-t", &runner_pid])
+        .args(["ip", "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(
+        links.contains("lo"),
+        "nsenter into the runner's namespace: {links}"
+    );
+    assert!(!links.contains("eth0"), "rm left eth0 behind: {links}");
+    assert!(
+        runner.0.try_wait().unwrap().is_none(),
+        "rm killed the runner's process"
+    );
+    // And its address is free again.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "newer",
+        "--network",
+        "dev",
+        "--ip",
+        &adopted_ip,
+        "--",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(env.ip("newer", "dev"), adopted_ip, "rm freed the address");
+}
+
+/// A child killed (and reaped) on drop.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -830,3 +830,132 @@ fn network_options_behind_the_mode() {
     );
     assert!(networks(&env).contains(&"dns3".to_string()));
 }
+
+#[test]
+fn several_instances_at_once_on_the_same_subnet() {
+    // podman runs one slirp4netns per rootless container, every one on
+    // 10.0.2.0/24 with the address 10.0.2.100: each instance gets a
+    // network of its own, they work side by side, traffic never crosses,
+    // and one's end leaves the others alone.
+    const N: usize = 3;
+    let env = Env::new();
+    let link = env.slirp_link();
+    let host = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host_port = host.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        while let Ok((mut c, _)) = host.accept() {
+            let _ = c.write_all(b"host");
+        }
+    });
+    let mut targets: Vec<Target> = (0..N).map(|_| Target::start(&env)).collect();
+    let socks: Vec<PathBuf> = (0..N)
+        .map(|i| env.dir.join(format!("several-{i}.sock")))
+        .collect();
+    let mut instances: Vec<Option<Instance>> = targets
+        .iter()
+        .zip(&socks)
+        .map(|(t, sock)| {
+            let sock = sock.display().to_string();
+            Some(Instance::start(
+                &env,
+                &link,
+                &["-c", "--api-socket", &sock],
+                t,
+            ))
+        })
+        .collect();
+    let pids: Vec<u32> = instances.iter().flatten().map(Instance::pid).collect();
+    let nets = networks(&env);
+    for pid in &pids {
+        assert!(nets.contains(&format!("slirp4netns-{pid}")), "{nets:?}");
+    }
+    // Each: a server of its own on port 80 saying which it is, and a
+    // forward from a host port of its own.
+    let forwards: Vec<u16> = (0..N).map(|_| free_port()).collect();
+    for (i, t) in targets.iter_mut().enumerate() {
+        let server = format!(
+            "exec python3 -c 'import socket\n\
+             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind((\"0.0.0.0\", 80)); s.listen(16)\n\
+             while True:\n\
+             \x20   c, _ = s.accept(); c.sendall(b\"target-{i}\"); c.close()'"
+        );
+        t.spawn(&env, &server);
+    }
+    for (i, sock) in socks.iter().enumerate() {
+        let add = format!(
+            r#"{{"execute":"add_hostfwd","arguments":{{"proto":"tcp","host_addr":"127.0.0.1","host_port":{},"guest_port":80}}}}"#,
+            forwards[i]
+        );
+        let reply = ask(sock, add.as_bytes());
+        assert!(
+            reply.starts_with(br#"{"return":{"id":"#),
+            "instance {i}: {}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    let fetch = |port: u16| -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        (!out.is_empty()).then_some(out)
+    };
+    let reach_host = format!(
+        "python3 -c 'import socket; s=socket.create_connection((\"10.0.2.2\",{host_port}),timeout=3); print(s.recv(9).decode())'"
+    );
+    let check = |i: usize, t: &Target| {
+        let (ok, text) = t.sh(
+            &env,
+            "ip -o -4 addr show tap0; ping -c 1 -W 2 10.0.2.2 && ping -c 1 -W 2 10.0.2.3",
+        );
+        assert!(
+            ok && text.contains("inet 10.0.2.100/24"),
+            "instance {i}: {text}"
+        );
+        let (ok, text) = t.sh(&env, &reach_host);
+        assert!(
+            ok && text.trim() == "host",
+            "instance {i}, the host: {text}"
+        );
+        let mut got = None;
+        let up = Env::wait_until(Duration::from_secs(10), || {
+            got = fetch(forwards[i]);
+            got.is_some()
+        });
+        assert!(up, "instance {i}: its forward carries nothing");
+        assert_eq!(
+            got.as_deref(),
+            Some(format!("target-{i}").as_str()),
+            "instance {i}'s forward reached another target"
+        );
+    };
+    for (i, t) in targets.iter().enumerate() {
+        check(i, t);
+    }
+    // The first goes (SIGKILL): its network and sandbox with it, its
+    // forward closes, the others carry on.
+    kill_and_wait(&env, instances[0].take().unwrap());
+    assert!(
+        Env::wait_until(Duration::from_secs(5), || TcpListener::bind((
+            "127.0.0.1",
+            forwards[0]
+        ))
+        .is_ok()),
+        "the killed instance's host port is still bound"
+    );
+    for (i, t) in targets.iter().enumerate().skip(1) {
+        check(i, t);
+    }
+    // And a new instance for the first target takes the same subnet again.
+    let again = Instance::start(&env, &link, &["-c"], &targets[0]);
+    let (ok, text) = targets[0].sh(&env, "ping -c 1 -W 2 10.0.2.2");
+    assert!(ok, "a new instance beside the others: {text}");
+    for inst in instances.iter_mut().skip(1) {
+        let mut inst = inst.take().unwrap();
+        inst.exit.take();
+        inst.assert_exits_cleanly();
+        assert!(all_gone(&env, inst.pid()));
+    }
+    kill_and_wait(&env, again);
+}

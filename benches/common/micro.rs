@@ -13,7 +13,8 @@
 //! allocator is `stats_alloc`'s counting wrapper around the system
 //! allocator, and every timed batch runs inside a counting region. The
 //! allocations seen per frame are returned with the rate, and the switch
-//! bench fails if there is any.
+//! bench fails if there is any. [`allocations`] runs the same loop on a
+//! few frames without criterion, for `cargo test`.
 
 use std::alloc::System;
 use std::hint::black_box;
@@ -82,13 +83,7 @@ pub fn bench(c: &mut Criterion) -> Vec<MicroResult> {
             bench.iter_custom(|iters| {
                 let region = Region::new(GLOBAL);
                 let now = Instant::now();
-                for _ in 0..iters {
-                    let d = core.ingress(now, a, black_box(frame));
-                    if let Decision::Unicast(to) = d {
-                        core.note_tx(to, frame.len());
-                    }
-                    black_box(d);
-                }
+                forward(&mut core, a, frame, iters, now);
                 let elapsed = now.elapsed();
                 let change = region.change();
                 allocs += (change.allocations + change.reallocations) as u64;
@@ -107,6 +102,47 @@ pub fn bench(c: &mut Criterion) -> Vec<MicroResult> {
     }
     group.finish();
     results
+}
+
+/// The timed work: `iters` times the forwarding decision for `frame` from
+/// port `a`, and the destination's counters.
+fn forward(core: &mut Core, a: warren::switch::PortId, frame: &[u8], iters: u64, now: Instant) {
+    for _ in 0..iters {
+        let d = core.ingress(now, a, black_box(frame));
+        if let Decision::Unicast(to) = d {
+            core.note_tx(to, frame.len());
+        }
+        black_box(d);
+    }
+}
+
+/// The zero-allocation check alone, without criterion or timing: for each
+/// of [`SIZES`], `frames` frames through [`forward`] inside a counting
+/// region; returns (size, allocations and reallocations seen). `cargo
+/// test` runs it (`tests/switch_alloc.rs`), since it builds no benches.
+pub fn allocations(frames: u64) -> Vec<(usize, u64)> {
+    SIZES
+        .iter()
+        .map(|&size| {
+            let (mut core, a, b) = core();
+            let frame = ipv4_frame(size);
+            let now = Instant::now();
+            assert_eq!(core.ingress(now, a, &frame), Decision::Unicast(b));
+            let region = Region::new(GLOBAL);
+            forward(&mut core, a, &frame, frames, now);
+            let change = region.change();
+            (size, (change.allocations + change.reallocations) as u64)
+        })
+        .collect()
+}
+
+/// The positive control of [`allocations`]: what a region counts around
+/// one boxed value (more than 0, or the counting is broken).
+pub fn allocations_seen_by_a_region() -> u64 {
+    let region = Region::new(GLOBAL);
+    black_box(Box::new(black_box(7u64)));
+    let change = region.change();
+    (change.allocations + change.reallocations) as u64
 }
 
 /// Frames per second of the median sample. Criterion's warm-up calls come

@@ -38,8 +38,8 @@ impl BenchDir {
         let dir = std::env::temp_dir().join(format!("warren-{name}-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        // Sticky, as /tmp: warren refuses a runtime directory under a
-        // parent others could rename it in (daemon::paths, "Trust").
+        // Sticky, as /tmp: warren refuses a runtime directory beneath a
+        // directory others may change unless it is sticky (security.md).
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
         let copy = |from: &Path, to: &str| {
             let to = dir.join(to);
@@ -54,7 +54,7 @@ impl BenchDir {
         }
     }
 
-    /// A subdirectory every contender may write to (sticky, as /tmp).
+    /// A subdirectory every contender may write to (sticky, see [`BenchDir::new`]).
     pub fn sub(&self, name: &str) -> PathBuf {
         let d = self.dir.join(name);
         std::fs::create_dir_all(&d).unwrap();

@@ -6,8 +6,9 @@
 //! 2. Run to ready, 50 times after 3 warm-ups: `warren run --network N --
 //!    helper __ready`; the helper prints the wall clock once a non-loopback
 //!    interface has its IPv4 address; ready = that minus the clock just
-//!    before `warren run` was spawned. p50 and p99 (nearest rank: with 50
-//!    runs, p99 is the slowest), and the whole command's p50 beside it
+//!    before `warren run` was spawned. p50 (the median: with 50 runs, the
+//!    mean of the 25th and 26th) and p99 (nearest rank: with 50 runs, the
+//!    slowest), and the whole command's p50 beside it
 //!    (namespaces, attach, exec, exit, and the CLI's own start).
 //! 3. Per idle sandbox: RSS with 100 `sleep` sandboxes attached, minus idle,
 //!    over 100.
@@ -25,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::cleanup;
 use crate::common::{BenchDir, Warren};
 use crate::report::{self, single, verdict};
+use crate::stats::{median, nearest_rank};
 
 const RUNS: usize = 50;
 const SANDBOXES: usize = 100;
@@ -72,10 +74,8 @@ pub fn run(bench: &BenchDir) -> Result<(), String> {
             whole.push((t1 - t0) as f64 / 1e6);
         }
     }
-    ready.sort_by(f64::total_cmp);
-    whole.sort_by(f64::total_cmp);
-    let p50 = ready[RUNS / 2 - 1];
-    let p99 = ready[(RUNS * 99).div_ceil(100) - 1];
+    let p50 = median(&ready).ok_or("no run to ready")?;
+    let p99 = nearest_rank(&ready, 99).ok_or("no run to ready")?;
     single(
         "run to ready, p50 / p99 (ms)",
         format!("{p50:.1} / {p99:.1}"),
@@ -84,8 +84,8 @@ pub fn run(bench: &BenchDir) -> Result<(), String> {
     );
     report::note(format!(
         "run to ready: the whole `warren run -- helper` (through its exit) took p50 {:.1} ms, max {:.1} ms",
-        whole[RUNS / 2 - 1],
-        whole[RUNS - 1]
+        median(&whole).unwrap_or(0.0),
+        nearest_rank(&whole, 100).unwrap_or(0.0)
     ));
 
     eprintln!("compare: {SANDBOXES} idle sandboxes");

@@ -2,7 +2,7 @@
 //! published-port benchmark is its `ingress` section).
 //!
 //! ```sh
-//! cargo bench --bench compare                 # everything, about 7 minutes
+//! cargo bench --bench compare                 # everything, about 10 minutes
 //! cargo bench --bench compare -- ingress      # some sections only
 //! ```
 //!
@@ -15,12 +15,15 @@
 //! against rootlesskit's builtin driver, pasta and slirp4netns) and
 //! `latency` (request/response and connection rates) — measured in
 //! rounds: every round runs every row on every system, rotating which
-//! system goes first, and the table shows the median of the rounds.
+//! system goes first, each row for a multiple of its number of systems
+//! so each goes first equally often, and the table shows the median of
+//! the rounds (`compare/stats.rs`).
 //!
 //! Settings from the environment: `WARREN_BENCH_SECS` (seconds per run,
-//! 3), `WARREN_BENCH_ROUNDS` (3), `WARREN_BENCH_TIMEOUT` (the run stops
+//! 3), `WARREN_BENCH_ROUNDS` (3, rounded up per row to a multiple of its
+//! systems: 4 for every row here), `WARREN_BENCH_TIMEOUT` (the run stops
 //! itself, cleaning up and printing what it has, after this many seconds:
-//! 570), `WARREN_BENCH_PROFILE=DIR` (a `perf` profile of warren on each
+//! 900: 160 runs of 3 s with 4 rounds), `WARREN_BENCH_PROFILE=DIR` (a `perf` profile of warren on each
 //! row with a goal, from one extra run: see `compare/profile.rs`).
 //!
 //! Why Rust and not a shell script: the harness has to find and kill what
@@ -42,6 +45,7 @@ mod lab;
 mod measure;
 mod profile;
 mod report;
+mod stats;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -90,7 +94,7 @@ fn main() {
     }
     let secs: u32 = env_or("WARREN_BENCH_SECS", 3);
     let rounds: u32 = env_or("WARREN_BENCH_ROUNDS", 3);
-    let limit: u64 = env_or("WARREN_BENCH_TIMEOUT", 570);
+    let limit: u64 = env_or("WARREN_BENCH_TIMEOUT", 900);
 
     cleanup::init(Duration::from_secs(limit), report::render);
     install_peers();
@@ -140,32 +144,37 @@ fn main() {
         let systems: Vec<Sys> = systems.into_iter().map(|i| Sys::ALL[i]).collect();
         let lab = Lab::new(bench, &systems);
         report::with(|r| r.skipped = lab.failed.clone());
-        let runs: usize = specs
-            .iter()
-            .map(|&i| {
-                SPECS[i]
-                    .systems
+        // Each row rotates over the systems placed here, for a multiple
+        // of their number of rounds, so each leads equally (stats.rs).
+        let placed: Vec<Vec<Sys>> = (0..SPECS.len())
+            .map(|i| {
+                let spec = &SPECS[i];
+                spec.systems
                     .iter()
-                    .filter(|s| lab.place(**s, SPECS[i].route).is_some())
-                    .count()
+                    .copied()
+                    .filter(|s| lab.place(*s, spec.route).is_some())
+                    .collect()
             })
-            .sum::<usize>()
-            * rounds as usize;
+            .collect();
+        let rounds_of = |i: usize| stats::rounds_for(rounds as usize, placed[i].len());
+        let most = specs.iter().map(|&i| rounds_of(i)).max().unwrap_or(0);
+        report::with(|r| r.rounds = most as u32);
+        let runs: usize = specs.iter().map(|&i| placed[i].len() * rounds_of(i)).sum();
         eprintln!(
             "compare: {runs} runs of {secs} s, about {} s",
             runs as u64 * (u64::from(secs) + 1)
         );
         let profiles = profile::dir();
         let mut done = 0;
-        for round in 0..rounds as usize {
+        for round in 0..most {
             for &i in &specs {
                 let spec = &SPECS[i];
-                let n = spec.systems.len();
-                for k in 0..n {
-                    let sys = spec.systems[(k + round) % n];
-                    if lab.place(sys, spec.route).is_none() {
-                        continue;
-                    }
+                if round >= rounds_of(i) {
+                    continue;
+                }
+                let systems = &placed[i];
+                for k in stats::order(systems.len(), round) {
+                    let sys = systems[k];
                     done += 1;
                     let figure = measure::run(&lab, spec, sys, secs);
                     if cleanup::stopped().is_some() {

@@ -5,7 +5,11 @@
 //! was measured by then. Each throughput or latency cell is the median of
 //! the rounds that succeeded (with `k/n` when some failed); the ratio
 //! column is warren's median over each peer's; the goal column is issue
-//! 7's (and issue 5's for published ports), with met or unmet.
+//! 7's (and issue 5's for published ports), with met or unmet. A peer
+//! whose installed version is known to be broken on a row (`Spec::unjudged`)
+//! is shown marked "(unreliable)" and left out of the verdict, with a note
+//! saying why; warren above the host's own loopback, the ceiling of every
+//! egress path, makes the verdict "suspect".
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -13,7 +17,8 @@ use std::sync::Mutex;
 
 use crate::cleanup;
 use crate::lab::Sys;
-use crate::measure::{Kind, Spec, SPECS};
+use crate::measure::{Broken, Kind, Spec, SPECS};
+use crate::stats::median;
 
 /// A row with one figure (start-up, memory, micro-benchmarks).
 pub struct Single {
@@ -89,16 +94,6 @@ pub fn note(text: String) {
     with(|r| r.notes.push(text))
 }
 
-pub fn median(v: &[f64]) -> Option<f64> {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(v[n / 2]),
-        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
-}
-
 /// Peers' columns, after warren's.
 const COLUMNS: [Sys; 6] = Sys::ALL;
 
@@ -137,8 +132,8 @@ pub fn render() -> String {
     with(|r| {
         let mut out = String::new();
         out.push_str(&format!(
-            "\n## warren and its peers, {}\n\n{}; median of {} round(s), {} s per run; \
-             the whole run took {} s after the build\n\n",
+            "\n## warren and its peers, {}\n\n{}; median of {} round(s) (each system \
+             first in as many), {} s per run; the whole run took {} s after the build\n\n",
             shell("date -u +%Y-%m-%d"),
             machine(),
             r.rounds,
@@ -186,8 +181,25 @@ pub fn render() -> String {
                 "\n**Incomplete:** {why} before the run's end; the table holds what was measured by then.\n"
             ));
         }
-        if !r.skipped.is_empty() || !r.notes.is_empty() {
+        let broken: Vec<String> = r
+            .specs
+            .iter()
+            .flat_map(|&i| {
+                unjudged(&SPECS[i]).into_iter().map(move |b| {
+                    format!(
+                        "{} / {} (unreliable): {}",
+                        SPECS[i].label,
+                        b.sys.name(),
+                        b.why
+                    )
+                })
+            })
+            .collect();
+        if !r.skipped.is_empty() || !r.notes.is_empty() || !broken.is_empty() {
             out.push_str("\nNotes:\n\n");
+            for b in &broken {
+                out.push_str(&format!("- {b}\n"));
+            }
             for (sys, why) in &r.skipped {
                 out.push_str(&format!("- {} not measured: {why}\n", sys.name()));
             }
@@ -199,8 +211,25 @@ pub fn render() -> String {
     })
 }
 
+/// The peers of `spec` whose installed version is known to be broken on
+/// it: shown, marked, and left out of the verdict.
+fn unjudged(spec: &Spec) -> Vec<&'static Broken> {
+    spec.unjudged
+        .iter()
+        .filter(|b| package_version(b.package).contains(b.version))
+        .collect()
+}
+
+fn package_version(package: &str) -> String {
+    shell(&format!(
+        "dpkg-query -W -f '${{Version}}' {package} 2>/dev/null"
+    ))
+}
+
 fn spec_row(r: &Results, i: usize, spec: &Spec) -> String {
     let med = |sys: Sys| r.samples.get(&(i, sys)).and_then(|v| median(v));
+    let broken = unjudged(spec);
+    let is_broken = |sys: Sys| broken.iter().any(|b| b.sys == sys);
     let mut row = format!("| {} ({}) |", spec.label, spec.kind.unit());
     for sys in COLUMNS {
         if !spec.systems.contains(&sys) {
@@ -209,9 +238,10 @@ fn spec_row(r: &Results, i: usize, spec: &Spec) -> String {
         }
         let tries = r.tries.get(&(i, sys)).copied().unwrap_or(0);
         let ok = r.samples.get(&(i, sys)).map_or(0, Vec::len) as u32;
+        let mark = if is_broken(sys) { " (unreliable)" } else { "" };
         match med(sys) {
-            Some(v) if ok == tries => row.push_str(&format!(" {} |", figure(spec.kind, v))),
-            Some(v) => row.push_str(&format!(" {} ({ok}/{tries}) |", figure(spec.kind, v))),
+            Some(v) if ok == tries => row.push_str(&format!(" {}{mark} |", figure(spec.kind, v))),
+            Some(v) => row.push_str(&format!(" {} ({ok}/{tries}){mark} |", figure(spec.kind, v))),
             None if tries > 0 => row.push_str(" failed |"),
             None => row.push_str(" – |"),
         }
@@ -221,25 +251,36 @@ fn spec_row(r: &Results, i: usize, spec: &Spec) -> String {
         .systems
         .iter()
         .filter(|s| **s != Sys::Warren)
-        .filter_map(|&s| Some(format!("{:.2}× {}", warren? / med(s)?, short(s))))
+        .filter_map(|&s| {
+            let mark = if is_broken(s) { " (unreliable)" } else { "" };
+            Some(format!("{:.2}× {}{mark}", warren? / med(s)?, short(s)))
+        })
         .collect();
     row.push_str(&format!(" {} |", ratios.join(", ")));
-    let goal: Vec<String> = spec
-        .goal
+    let judged: Vec<&(Sys, f64)> = spec.goal.iter().filter(|(s, _)| !is_broken(*s)).collect();
+    let mut goal: Vec<String> = judged
         .iter()
         .map(|(s, f)| format!("≥ {f}× {}", short(*s)))
         .collect();
+    for (s, f) in spec.goal.iter().filter(|(s, _)| is_broken(*s)) {
+        goal.push(format!("({f}× {} not judged)", short(*s)));
+    }
+    // The host's own loopback is a ceiling: warren above it means the
+    // measurement, not warren, is wrong.
+    let ceiling = spec.systems.contains(&Sys::Loopback)
+        && matches!((warren, med(Sys::Loopback)), (Some(w), Some(l)) if w > l);
     let verdict = if spec.goal.is_empty() {
         String::new()
+    } else if ceiling {
+        "**suspect** (above the host's loopback)".into()
     } else {
-        let checks: Vec<Option<bool>> = spec
-            .goal
+        let checks: Vec<Option<bool>> = judged
             .iter()
             .map(|(s, f)| Some(warren? >= f * med(*s)?))
             .collect();
         if checks.iter().any(|c| c == &Some(false)) {
             "**unmet**".into()
-        } else if checks.iter().all(|c| c == &Some(true)) {
+        } else if !checks.is_empty() && checks.iter().all(|c| c == &Some(true)) {
             "met".into()
         } else {
             "not measured".into()

@@ -1,6 +1,9 @@
 //! Frames into a network's gateway (smoltcp: ARP, ICMP, and the DNS server
-//! on UDP/TCP 53), the input split into several frames at 0xff 0x00 pairs
-//! so sequences (handshakes, pipelined queries) get explored too.
+//! on UDP/TCP 53). An input is a sequence of frames, each after a
+//! big-endian u16 length (the last one takes what is left if its length
+//! runs past the end), so sequences (handshakes, pipelined queries) get
+//! explored too, and a frame may hold any byte: broadcast ARP, whose
+//! destination is ff:ff:ff:ff:ff:ff, reaches the gateway like any other.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -8,6 +11,22 @@ use std::net::Ipv4Addr;
 use libfuzzer_sys::fuzz_target;
 use smoltcp::time::Instant;
 use warren::gateway::{Gateway, GatewayConfig};
+
+/// Frames per input.
+const MAX_FRAMES: usize = 64;
+
+/// The frames of `data`: each a big-endian u16 length, then that many
+/// bytes (fewer for the last, if the input ends first).
+fn frames(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (len, rest) = data.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_be_bytes(*len)).min(rest.len());
+        let (frame, rest) = rest.split_at(len);
+        data = rest;
+        Some(frame)
+    })
+    .take(MAX_FRAMES)
+}
 
 fuzz_target!(|data: &[u8]| {
     let cfg = GatewayConfig {
@@ -20,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut t = 0;
-    for frame in data.split(|&b| b == 0xff).take(64) {
+    for frame in frames(data) {
         gw.receive(frame);
         t += 10;
         gw.poll(Instant::from_millis(t), &mut |_out: &[u8]| {});

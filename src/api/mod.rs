@@ -79,7 +79,39 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(daemon)
+}
+
+/// What axum answers before a handler runs — a query or path that does not
+/// parse (plain text), a method the route does not have (405, no body) —
+/// in the API's JSON error shape like every other failure (found by the
+/// `api_requests` fuzz target).
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let error = match String::from_utf8_lossy(&text).trim() {
+        "" => status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase(),
+        t => t.to_string(),
+    };
+    let hint = if status == StatusCode::METHOD_NOT_ALLOWED {
+        "docs/api.md lists the methods of each route"
+    } else {
+        "send what docs/api.md documents"
+    };
+    ApiError::new(status.as_u16(), error, hint).into_response()
 }
 
 /// The router for a connection whose peer is inside a sandbox

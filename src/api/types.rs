@@ -10,10 +10,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Every error the API returns: what went wrong and what to do about it.
+/// Both are always there (docs/api.md), `hint` empty when there is nothing
+/// to add (it was left out then, until the `api_requests` fuzz target
+/// held the API to its documented shape).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub hint: String,
 }
 

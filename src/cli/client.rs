@@ -108,22 +108,30 @@ impl Client {
             .spawn()
             .context("starting warren daemon")?;
         let deadline = Instant::now() + START_TIMEOUT;
+        let mut lost_the_race = false;
         loop {
             match self.ping() {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is::<Untrusted>() => return Err(e),
                 Err(_) => {}
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                // Another CLI may have won the race to start it.
+            if lost_the_race {
+                // Waiting for the daemon another CLI started.
+            } else if let Ok(Some(status)) = child.try_wait() {
+                // Another CLI may have won the race to start it: its daemon
+                // holds the pid file's lock (which made ours stop) and may
+                // not answer yet; wait for it as for our own.
                 if self.ping().is_ok() {
                     return Ok(());
                 }
-                bail!(
-                    "warren daemon exited during start-up ({status}); its log {} says:\n{}",
-                    self.paths.daemon_log().display(),
-                    log_tail(&self.paths.daemon_log())
-                );
+                if !self.daemon_holds_the_lock() {
+                    bail!(
+                        "warren daemon exited during start-up ({status}); its log {} says:\n{}",
+                        self.paths.daemon_log().display(),
+                        log_tail(&self.paths.daemon_log())
+                    );
+                }
+                lost_the_race = true;
             }
             if Instant::now() > deadline {
                 bail!(
@@ -133,6 +141,16 @@ impl Client {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Whether a daemon holds the pid file's lock: it runs, or is still
+    /// starting (it takes the lock before it binds the socket).
+    fn daemon_holds_the_lock(&self) -> bool {
+        use nix::fcntl::{Flock, FlockArg};
+        let Ok(file) = std::fs::File::open(self.paths.pid_file()) else {
+            return false;
+        };
+        Flock::lock(file, FlockArg::LockSharedNonblock).is_err()
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {

@@ -378,13 +378,11 @@ fn aliases(conf: &NetConf) -> Vec<String> {
     }
 }
 
-fn add(env: &Env, conf: &NetConf, network: &str, client: &Client) -> Result<Value, CniError> {
-    env.require(&[
-        ("CNI_CONTAINERID", &env.container_id),
-        ("CNI_NETNS", &env.netns),
-        ("CNI_IFNAME", &env.ifname),
-    ])?;
-    let ports = port_mappings(conf, network)?;
+/// The endpoint an ADD asks for: the interface `CNI_IFNAME`, the first
+/// IPv4 address of the `ips` capability (its prefix length is the
+/// network's), the `mac` and `aliases` capabilities. Checking them is the
+/// daemon's (a bad one fails the ADD with its error).
+fn endpoint_request(env: &Env, conf: &NetConf, network: &str) -> EndpointRequest {
     let ip = conf
         .runtime_config
         .ips
@@ -395,13 +393,23 @@ fn add(env: &Env, conf: &NetConf, network: &str, client: &Client) -> Result<Valu
                 .filter(|s| s.parse::<std::net::Ipv4Addr>().is_ok())
         })
         .map(str::to_string);
-    let endpoint = EndpointRequest {
+    EndpointRequest {
         network: network.to_string(),
         ifname: Some(env.ifname.clone()),
         aliases: aliases(conf),
         ip,
         mac: conf.runtime_config.mac.clone(),
-    };
+    }
+}
+
+fn add(env: &Env, conf: &NetConf, network: &str, client: &Client) -> Result<Value, CniError> {
+    env.require(&[
+        ("CNI_CONTAINERID", &env.container_id),
+        ("CNI_NETNS", &env.netns),
+        ("CNI_IFNAME", &env.ifname),
+    ])?;
+    let ports = port_mappings(conf, network)?;
+    let endpoint = endpoint_request(env, conf, network);
     let name = match find(client, &env.container_id)? {
         Some(existing) => {
             let req = ConnectRequest {
@@ -419,9 +427,21 @@ fn add(env: &Env, conf: &NetConf, network: &str, client: &Client) -> Result<Valu
                     specs: Vec::new(),
                     ports,
                 };
-                client
+                if let Err(e) = client
                     .post::<_, Value>(&format!("/v1/sandboxes/{}/ports", existing.names), &req)
-                    .map_err(|e| CniError::daemon("cannot publish the container's ports", e))?;
+                {
+                    // A failed ADD changes nothing: the ports are all or
+                    // none (the daemon's doing), and the connection made
+                    // above is undone. Should that fail too, the runtime's
+                    // DEL after a failed ADD undoes it.
+                    let undo = DisconnectRequest {
+                        sandbox: existing.names.clone(),
+                        force: false,
+                    };
+                    let _ = client
+                        .post::<_, Value>(&format!("/v1/networks/{network}/disconnect"), &undo);
+                    return Err(CniError::daemon("cannot publish the container's ports", e));
+                }
             }
             existing.names
         }
@@ -582,4 +602,213 @@ fn gc(conf: &NetConf, network: &str, client: &Client) -> Result<(), CniError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(json: Value) -> NetConf {
+        serde_json::from_value(json).expect("a configuration")
+    }
+
+    fn env(ifname: &str, args: &[(&str, &str)]) -> Env {
+        Env {
+            command: "ADD".into(),
+            container_id: "0123456789abcdef0123456789abcdef".into(),
+            netns: "/proc/1/ns/net".into(),
+            ifname: ifname.into(),
+            args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn with_runtime(runtime: Value) -> NetConf {
+        conf(
+            json!({"cniVersion": "1.0.0", "name": "dev", "type": "warren", "runtimeConfig": runtime}),
+        )
+    }
+
+    #[test]
+    fn ips_mac_and_aliases_make_the_endpoint() {
+        let c = with_runtime(json!({
+            "ips": ["fd00::9/64", "10.88.7.9/16", "10.88.7.10/16"],
+            "mac": "02:11:22:33:44:55",
+            "aliases": {"dev": ["api", "api-v2"], "other": ["elsewhere"]}
+        }));
+        let ep = endpoint_request(&env("eth3", &[]), &c, "dev");
+        // The first IPv4 address (an IPv6 one is skipped), without its
+        // prefix: the network's is used.
+        assert_eq!(ep.ip.as_deref(), Some("10.88.7.9"));
+        assert_eq!(ep.mac.as_deref(), Some("02:11:22:33:44:55"));
+        assert_eq!(ep.aliases, ["api", "api-v2"]);
+        assert_eq!(ep.ifname.as_deref(), Some("eth3"));
+        assert_eq!(ep.network, "dev");
+        // None of them: the daemon picks.
+        let ep = endpoint_request(&env("eth0", &[]), &with_runtime(json!({})), "dev");
+        assert_eq!((ep.ip, ep.mac, ep.aliases.len()), (None, None, 0));
+        // Only IPv6 (or garbage): no address asked for.
+        let c = with_runtime(json!({"ips": ["fd00::9/64", "not-an-ip/8", ""]}));
+        assert_eq!(endpoint_request(&env("eth0", &[]), &c, "dev").ip, None);
+    }
+
+    #[test]
+    fn aliases_as_a_list_or_a_map_keyed_by_the_configurations_name() {
+        let list = with_runtime(json!({"aliases": ["a", 7, "b"]}));
+        assert_eq!(aliases(&list), ["a", "b"], "non-strings are left out");
+        let map = with_runtime(json!({"aliases": {"dev": ["x"], "web": ["y"]}}));
+        assert_eq!(aliases(&map), ["x"]);
+        // Keyed by the configuration's name even when "network" names
+        // another warren network (podman knows the former).
+        let renamed = conf(json!({
+            "cniVersion": "1.0.0", "name": "podnet", "network": "dev",
+            "runtimeConfig": {"aliases": {"podnet": ["p"], "dev": ["d"]}}
+        }));
+        assert_eq!(aliases(&renamed), ["p"]);
+        let none = with_runtime(json!({"aliases": {"web": ["y"]}}));
+        assert!(aliases(&none).is_empty());
+        assert!(aliases(&with_runtime(json!({"aliases": "api"}))).is_empty());
+        assert!(aliases(&with_runtime(json!({}))).is_empty());
+    }
+
+    #[test]
+    fn port_mappings_parse_or_fail_whole() {
+        let c = with_runtime(json!({"portMappings": [
+            {"hostPort": 8080, "containerPort": 80},
+            {"hostPort": 5353, "containerPort": 53, "protocol": "UDP", "hostIP": "127.0.0.1"},
+            {"hostPort": 8443, "containerPort": 443, "protocol": "tcp", "hostIP": ""}
+        ]}));
+        let maps = port_mappings(&c, "web").expect("valid");
+        assert_eq!(maps.len(), 3);
+        assert_eq!(
+            (
+                maps[0].host_port,
+                maps[0].port,
+                maps[0].proto,
+                maps[0].host_ip
+            ),
+            (Some(8080), 80, Proto::Tcp, None)
+        );
+        assert_eq!(maps[1].proto, Proto::Udp);
+        assert_eq!(maps[1].host_ip, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(maps[2].host_ip, None, "an empty hostIP is no hostIP");
+        assert!(maps.iter().all(|m| m.network.as_deref() == Some("web")));
+        // One bad entry fails them all, with code 7.
+        for bad in [
+            json!({"hostPort": 1, "containerPort": 1, "protocol": "sctp"}),
+            json!({"hostPort": 0, "containerPort": 80}),
+            json!({"hostPort": 80, "containerPort": 0}),
+            json!({"hostPort": 80, "containerPort": 80, "hostIP": "localhost"}),
+        ] {
+            let c = with_runtime(json!({"portMappings": [
+                {"hostPort": 8080, "containerPort": 80}, bad
+            ]}));
+            let e = port_mappings(&c, "web").expect_err("invalid");
+            assert_eq!(
+                (e.code, e.msg.as_str()),
+                (7, "invalid portMappings"),
+                "{bad}"
+            );
+        }
+        // Out of range and missing fields are decoding errors already.
+        assert!(serde_json::from_value::<NetConf>(json!({
+            "cniVersion": "1.0.0",
+            "runtimeConfig": {"portMappings": [{"hostPort": 70000, "containerPort": 80}]}
+        }))
+        .is_err());
+    }
+
+    #[test]
+    fn the_sandbox_is_named_after_the_pod_when_it_can_be() {
+        assert_eq!(
+            sandbox_name(&env("eth0", &[("K8S_POD_NAME", "web-1")])),
+            "web-1"
+        );
+        assert_eq!(
+            sandbox_name(&env("eth0", &[("K8S_POD_NAME", "not a name!")])),
+            "cni-0123456789ab"
+        );
+        assert_eq!(sandbox_name(&env("eth0", &[])), "cni-0123456789ab");
+    }
+
+    fn network(internal: bool, options: Value) -> NetworkInspect {
+        serde_json::from_value(json!({
+            "Name": "dev", "Id": "x", "Created": "", "Scope": "local", "Driver": "bridge",
+            "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Options": {}, "Config": [
+                {"Subnet": "10.88.0.0/16", "Gateway": "10.88.0.1"}
+            ]},
+            "Internal": internal, "Attachable": true, "Containers": {},
+            "Options": options, "Labels": {}
+        }))
+        .expect("a network")
+    }
+
+    fn endpoint() -> crate::api::types::EndpointSettings {
+        serde_json::from_value(json!({
+            "NetworkID": "x", "EndpointID": "y", "Gateway": "10.88.0.1",
+            "IPAddress": "10.88.7.9", "IPPrefixLen": 16, "MacAddress": "02:11:22:33:44:55",
+            "Aliases": [], "DNSNames": [], "Interface": "eth0"
+        }))
+        .expect("an endpoint")
+    }
+
+    #[test]
+    fn results_in_the_shape_of_each_version() {
+        let r = result(
+            "1.0.0",
+            "/proc/9/ns/net",
+            &endpoint(),
+            &network(false, json!({})),
+        );
+        assert_eq!(
+            r,
+            json!({
+                "cniVersion": "1.0.0",
+                "interfaces": [{"name": "eth0", "mac": "02:11:22:33:44:55", "sandbox": "/proc/9/ns/net"}],
+                "ips": [{"address": "10.88.7.9/16", "gateway": "10.88.0.1", "interface": 0}],
+                "routes": [{"dst": "0.0.0.0/0", "gw": "10.88.0.1"}],
+                "dns": {"nameservers": ["10.88.0.1"]},
+            })
+        );
+        let old = result("0.4.0", "/n", &endpoint(), &network(false, json!({})));
+        assert_eq!(old["ips"][0]["version"], "4");
+        // Internal networks have no default route.
+        let internal = result("1.0.0", "/n", &endpoint(), &network(true, json!({})));
+        assert_eq!(internal["routes"], json!([]));
+        // DNS where the network serves it, or nowhere.
+        let dns3 = network(false, json!({"dns-address": "10.88.0.3"}));
+        assert_eq!(nameservers(&endpoint(), &dns3), ["10.88.0.3"]);
+        let off = network(false, json!({"dns": "false"}));
+        assert!(nameservers(&endpoint(), &off).is_empty());
+    }
+
+    #[test]
+    fn configurations_are_refused_before_the_daemon_is_asked() {
+        let e = env("eth0", &[]);
+        let refuse = |input: &str| run(&e, input).expect_err(input);
+        assert_eq!(refuse("{not json").code, 6);
+        assert_eq!(
+            refuse(r#"{"name": "dev"}"#).code,
+            6,
+            "cniVersion is required"
+        );
+        assert_eq!(refuse(r#"{"cniVersion": "0.3.1", "name": "dev"}"#).code, 1);
+        assert_eq!(
+            refuse(r#"{"cniVersion": "1.0.0", "name": "dev", "type": "bridge"}"#).code,
+            7
+        );
+        assert_eq!(
+            refuse(r#"{"cniVersion": "1.0.0", "type": "warren"}"#).code,
+            7
+        );
+        let version = Env {
+            command: "VERSION".into(),
+            ..env("", &[])
+        };
+        let v = run(&version, "").expect("VERSION").expect("an answer");
+        assert_eq!(v["supportedVersions"], json!(SUPPORTED));
+    }
 }

@@ -46,6 +46,11 @@ pub const API_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one API connection may last in all (the slowest request, an
 /// attach, waits at most 15 s for its helper).
 pub const API_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Test hooks, not for users: `WARREN_API_HEADER_TIMEOUT` and
+/// `WARREN_API_CONNECTION_TIMEOUT` (humantime durations, e.g. `3s`)
+/// replace the two timeouts above, so `tests/api.rs` can show them cut
+/// clients off without waiting a minute.
+const API_TIMEOUT_VARS: [&str; 2] = ["WARREN_API_HEADER_TIMEOUT", "WARREN_API_CONNECTION_TIMEOUT"];
 
 /// Options of `warren daemon`.
 #[derive(Debug, Clone, Default)]
@@ -149,6 +154,7 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
     info!(socket = %sock.display(), pid = std::process::id(), "warren daemon ready");
     let app = crate::api::router(daemon);
     let peers = peer::PeerCheck::new().context("reading /proc/self/uid_map")?;
+    let [header_timeout, connection_timeout] = api_timeouts();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_API_CONNECTIONS));
     let shutdown = shutdown_signal(crate::sandbox::spawner::installed().map(|s| s.pidfd()));
     tokio::pin!(shutdown);
@@ -184,11 +190,11 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(API_HEADER_TIMEOUT)
+                .header_read_timeout(header_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             // The whole exchange is bounded too: a client that sends its
             // headers and then trickles (or never sends) its body is cut off.
-            if tokio::time::timeout(API_CONNECTION_TIMEOUT, conn)
+            if tokio::time::timeout(connection_timeout, conn)
                 .await
                 .is_err()
             {
@@ -199,6 +205,27 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
     }
     info!("warren daemon stopped");
     Ok(())
+}
+
+/// The API's header and connection timeouts: the constants, unless the
+/// test hooks ([`API_TIMEOUT_VARS`]) say otherwise.
+fn api_timeouts() -> [Duration; 2] {
+    let defaults = [API_HEADER_TIMEOUT, API_CONNECTION_TIMEOUT];
+    std::array::from_fn(|i| {
+        let Ok(v) = std::env::var(API_TIMEOUT_VARS[i]) else {
+            return defaults[i];
+        };
+        match humantime::parse_duration(&v) {
+            Ok(d) => {
+                warn!(variable = API_TIMEOUT_VARS[i], timeout = ?d, "API timeout set by a test hook");
+                d
+            }
+            Err(e) => {
+                warn!(variable = API_TIMEOUT_VARS[i], error = %e, "ignoring an unreadable API timeout");
+                defaults[i]
+            }
+        }
+    })
 }
 
 /// SIGTERM, SIGINT, or the end of the helper spawner (`spawner`, a pidfd):

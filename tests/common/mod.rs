@@ -112,6 +112,18 @@ fn check_prerequisites() {
     }
 }
 
+/// Says on stderr that a test case is skipped, and why, for the caller
+/// to return. Only a run that is not root may skip: CI runs as root
+/// (`.ci/run`), where everything a test needs can be had, so there this
+/// panics instead and no test passes by skipping.
+pub fn skip(why: &str) {
+    assert!(
+        !nix::unistd::geteuid().is_root(),
+        "this test would skip, but runs as root, where it must run: {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
 /// The copied `warren` binary, readable by the test uid.
 pub fn warren_bin() -> String {
     shared_dir().join("warren").display().to_string()

@@ -2,8 +2,10 @@
 checks that each comes back (upper-cased by tcp_echo.py) in order.
 
 Usage: python3 tcp_stream.py HOST PORT SECONDS
-Prints the number of round trips; exits 1 if the connection breaks, a reply
-is wrong, or no reply arrives within 20 s (TCP retransmits through a pause).
+Prints "connected" (flushed) once the first round trip is done, so a test
+can act while the conversation runs, then at the end the number of round
+trips; exits 1 if the connection breaks, a reply is wrong, or no reply
+arrives within 20 s (TCP retransmits through a pause).
 """
 import socket
 import sys
@@ -28,6 +30,8 @@ try:
         if got + b"\n" != line.upper():
             raise OSError(f"wrong reply {got!r} to {line!r}")
         n += 1
+        if n == 1:
+            print("connected", flush=True)
         time.sleep(0.05)
 except OSError as e:
     print(f"error after {n} round trips: {e}", file=sys.stderr)
