@@ -150,7 +150,16 @@ fn churn(env: &Env, prefix: &str, n: usize) {
                 }
                 let name = format!("{prefix}{i}");
                 if i % 2 == 0 {
-                    env.ok(&["run", "--name", &name, "--network", "soak", "--", "true"]);
+                    env.ok(&[
+                        "run",
+                        "--rm",
+                        "--name",
+                        &name,
+                        "--network",
+                        "soak",
+                        "--",
+                        "true",
+                    ]);
                 } else {
                     env.start(&name, &["soak"], &["sleep", "600"]);
                     env.ok(&["rm", "-f", &name]);
