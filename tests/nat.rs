@@ -443,29 +443,8 @@ fn flow_limit_refuses_the_excess_and_fds_return_to_baseline() {
     let baseline = daemon_fds(&env);
 
     // 2000 connections from one sandbox, held open.
-    let mut flood = env
-        .cmd(&[
-            "exec",
-            "a",
-            "--",
-            "python3",
-            &tool("nat_client.py"),
-            "many",
-            HOST,
-            &hold.port(),
-            "2000",
-            "15",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(flood.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("a line").unwrap();
-    let counts: Vec<u64> = first
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    let (open, refused, other) = (counts[0], counts[1], counts[2]);
+    let (mut flood, mut lines, first, (open, refused, other)) =
+        hold_connections(&env, "a", "many", &hold.port(), "2000", "15");
     assert_eq!(open, 1024, "the per-sandbox limit: {first}");
     assert_eq!(refused, 2000 - 1024, "the excess is refused: {first}");
     assert_eq!(other, 0, "{first}");
@@ -567,29 +546,8 @@ fn flow_memory_is_bounded_per_sandbox_and_the_excess_refused() {
     let kernel_before = tcp_kernel_kib();
 
     // 1500 connections from `c`, both ways pushed until they stall.
-    let mut flood = env
-        .cmd(&[
-            "exec",
-            "c",
-            "--",
-            "python3",
-            &tool("nat_client.py"),
-            "push-many",
-            HOST,
-            &hoard.port(),
-            "1500",
-            "8",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(flood.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("a line").unwrap();
-    let counts: Vec<u64> = first
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    let (open, refused, other) = (counts[0], counts[1], counts[2]);
+    let (mut flood, mut lines, first, (open, refused, other)) =
+        hold_connections(&env, "c", "push-many", &hoard.port(), "1500", "8");
     // The host side's writes may still be arriving: take the largest of a
     // few samples.
     let mut peak = 0;
@@ -644,4 +602,46 @@ fn flow_memory_is_bounded_per_sandbox_and_the_excess_refused() {
         "flows and their budget freed: {}",
         nat_stats(&env, "web")
     );
+}
+
+/// Starts `nat_client.py MODE` in sandbox `sb` against `port` on the host,
+/// holding `count` connections for `secs`; returns it, its output lines,
+/// and its first line with the counts it carries (open, refused, other).
+#[allow(clippy::type_complexity)]
+fn hold_connections(
+    env: &Env,
+    sb: &str,
+    mode: &str,
+    port: &str,
+    count: &str,
+    secs: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+    String,
+    (u64, u64, u64),
+) {
+    let mut flood = env
+        .cmd(&[
+            "exec",
+            sb,
+            "--",
+            "python3",
+            &tool("nat_client.py"),
+            mode,
+            HOST,
+            port,
+            count,
+            secs,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(flood.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a line").unwrap();
+    let counts: Vec<u64> = first
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (flood, lines, first, (counts[0], counts[1], counts[2]))
 }
