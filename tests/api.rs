@@ -17,7 +17,11 @@ fn http(env: &Env, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         "{method} {path} HTTP/1.1\r\nHost: warren\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes()).unwrap();
+    // A daemon that refuses the connection may have closed it already
+    // (EPIPE): that is an unanswered request, status 0.
+    if s.write_all(head.as_bytes()).is_err() {
+        return (0, String::new());
+    }
     // The daemon may answer (413) before reading the whole body.
     let _ = s.write_all(body);
     let mut out = Vec::new();
