@@ -10,6 +10,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::upstream::{Reply, Upstream};
 use common::{tool, Env};
 
 fn code(env: &Env, args: &[&str]) -> (Option<i32>, String, String) {
@@ -440,4 +441,69 @@ fn links_name_the_target_in_etc_hosts_with_docker_variables() {
     let (c, _, err) = code(&env, &["run", "--rm", "--link", "cache", "true"]);
     assert_eq!(c, Some(125), "{err}");
     assert!(err.contains("no network"), "{err}");
+}
+
+fn only_mine(name: &str, _: hickory_proto::rr::RecordType) -> Reply {
+    if name == "mine.dns.test." {
+        Reply::A("198.51.100.9".parse().unwrap())
+    } else {
+        Reply::NxDomain
+    }
+}
+
+fn only_daemons(name: &str, _: hickory_proto::rr::RecordType) -> Reply {
+    if name == "daemons.dns.test." {
+        Reply::A("198.51.100.8".parse().unwrap())
+    } else {
+        Reply::NxDomain
+    }
+}
+
+/// `--dns IP` on a user-defined network: the sandbox keeps warren's DNS
+/// (its peers' names resolve) and its names outside warren are asked of IP,
+/// not of the daemon's upstreams; its neighbours' are not.
+#[test]
+fn dns_server_of_one_sandbox() {
+    // A resolver at port 53 of a loopback address of its own, as --dns
+    // takes an address only.
+    let mine = (2..250).find_map(|n| {
+        let ip = format!("127.53.{}.{n}", std::process::id() % 250);
+        Upstream::start_at(&format!("{ip}:53"), only_mine).map(|u| (ip, u))
+    });
+    let Some((ip, mine)) = mine else {
+        eprintln!("skipped: cannot bind a loopback address's port 53");
+        return;
+    };
+    let daemons = Upstream::start(only_daemons);
+    let env = Env::new();
+    env.start_daemon(&["--dns-upstream", &daemons.arg()]);
+    env.ok(&["network", "create", "app"]);
+    env.start("peer", &["app"], &["sleep", "300"]);
+    let peer = env.ip("peer", "app");
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        "--dns",
+        &ip,
+        "sh",
+        "-c",
+        "getent hosts peer; getent hosts mine.dns.test; getent hosts daemons.dns.test; \
+         grep nameserver /etc/resolv.conf",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with(&peer), "{out}");
+    assert!(lines[1].starts_with("198.51.100.9"), "{out}");
+    assert!(!out.contains("198.51.100.8"), "{out}");
+    assert!(!lines.last().unwrap().contains(&ip), "{out}");
+    assert!(mine.asked("mine.dns.test.") && mine.asked("daemons.dns.test."));
+    assert!(!daemons.asked("mine.dns.test.") && !daemons.asked("daemons.dns.test."));
+    // A neighbour without --dns still uses the daemon's upstreams.
+    let out = env.exec_ok("peer", &["getent", "hosts", "daemons.dns.test"]);
+    assert!(out.starts_with("198.51.100.8"), "{out}");
+    assert!(daemons.asked("daemons.dns.test."));
+    // On the default bridge, Docker lists the --dns servers themselves.
+    let out = env.ok(&["run", "--rm", "--dns", &ip, "cat", "/etc/resolv.conf"]);
+    assert!(out.contains(&format!("nameserver {ip}\n")), "{out}");
 }

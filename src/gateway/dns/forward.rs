@@ -177,6 +177,9 @@ pub struct ForwardJob {
     pub client: ClientKey,
     /// The asking switch's name table: its gateways are never upstreams.
     pub avoid: Arc<NameTable>,
+    /// The client's own upstreams (`run --dns`), instead of the
+    /// forwarder's; `None`: the forwarder's.
+    pub upstreams: Option<Arc<[SocketAddr]>>,
     /// Where the answer goes; called exactly once, from the forwarder's
     /// thread (unless the job is handed back by [`Forwarder::submit`]).
     pub done: Done,
@@ -306,7 +309,10 @@ async fn serve(mut jobs: mpsc::Receiver<Job>, upstreams: Arc<[SocketAddr]>, conf
                 client: Some(client),
                 finished: finished_tx.clone(),
             };
-            let upstreams = Arc::clone(&upstreams);
+            let upstreams = job
+                .upstreams
+                .clone()
+                .unwrap_or_else(|| Arc::clone(&upstreams));
             tokio::spawn(async move {
                 let ForwardJob {
                     query,
@@ -667,6 +673,7 @@ mod tests {
             tcp: false,
             client,
             avoid: no_table(),
+            upstreams: None,
             done: Box::new(move |r| {
                 let _ = tx.send(r);
             }),
@@ -687,6 +694,7 @@ mod tests {
             tcp,
             client: client("test", 2),
             avoid,
+            upstreams: None,
             done: Box::new(move |r| {
                 let _ = tx.send(r);
             }),
