@@ -507,3 +507,51 @@ fn dns_server_of_one_sandbox() {
     let out = env.ok(&["run", "--rm", "--dns", &ip, "cat", "/etc/resolv.conf"]);
     assert!(out.contains(&format!("nameserver {ip}\n")), "{out}");
 }
+
+/// Docker's rules for the default bridge and host mode: no static address
+/// or alias on `bridge`; `-p` with `--network host` warned about and
+/// dropped; `-p 0:80` a free host port.
+#[test]
+fn default_bridge_and_host_mode_rules() {
+    let env = Env::new();
+    let (c, _, err) = code(&env, &["run", "--rm", "--ip", "172.17.0.50", "true"]);
+    assert_eq!(c, Some(125), "{err}");
+    assert!(
+        err.contains("user specified IP address is supported on user defined networks only"),
+        "{err}"
+    );
+    let (c, _, err) = code(&env, &["run", "--rm", "--network-alias", "x", "true"]);
+    assert_eq!(c, Some(125), "{err}");
+    assert!(
+        err.contains("only supported for user-defined networks"),
+        "{err}"
+    );
+    let (c, out, err) = code(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "-p",
+            "8080:80",
+            "-P",
+            "echo",
+            "ran",
+        ],
+    );
+    assert_eq!(c, Some(0), "{err}");
+    assert_eq!(out, "ran\n");
+    assert!(
+        err.contains("Published ports are discarded when using host network mode"),
+        "{err}"
+    );
+    env.ok(&[
+        "run", "-d", "--name", "z", "-p", "0:80", "--", "sleep", "300",
+    ]);
+    let p = env.ok(&["port", "z"]);
+    assert!(
+        p.starts_with("80/tcp -> 0.0.0.0:") && !p.trim().ends_with(":0"),
+        "{p}"
+    );
+}

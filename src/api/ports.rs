@@ -117,8 +117,9 @@ pub fn parse(spec: &str) -> Result<Vec<PortMapping>, String> {
         None => (None, rest),
     };
     let container = range(container).map_err(|e| bad(&e))?;
+    // Docker: host port 0 is a free one, as none is.
     let host = match host {
-        None | Some("") => None,
+        None | Some("") | Some("0") => None,
         Some(h) => Some(range(h).map_err(|e| bad(&e))?),
     };
     if let Some((h0, h1)) = host {
@@ -198,6 +199,8 @@ mod tests {
         assert_eq!(r.len(), 10);
         assert_eq!((r[9].host_port, r[9].port), (Some(8009), 89));
         assert_eq!(parse("80-81").unwrap().len(), 2);
+        assert_eq!(one("0:80").host_port, None);
+        assert_eq!(one("127.0.0.1:0:80/udp").host_port, None);
     }
 
     #[test]

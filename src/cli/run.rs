@@ -207,6 +207,22 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
         return Ok(EXIT_ABORTED);
     }
     let (mode, net_mode, networks) = a.net.plan()?;
+    let is_default = |e: &EndpointRequest| e.network == crate::daemon::state::DEFAULT_NETWORK;
+    let refused = if a.net.ip.is_some() && networks.first().is_some_and(is_default) {
+        Some("user specified IP address is supported on user defined networks only")
+    } else if !a.net.network_alias.is_empty() && networks.iter().any(is_default) {
+        Some("network-scoped aliases are only supported for user-defined networks")
+    } else {
+        None
+    };
+    if let Some(why) = refused {
+        // Docker's own words and status.
+        eprintln!(
+            "warren: {why} (the default bridge has no names of its own); \
+             create one with `warren network create NAME` and use --network NAME"
+        );
+        return Ok(EXIT_ABORTED);
+    }
     let (mut ports, labels, exposed) = match a
         .net
         .ports()
@@ -218,7 +234,12 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
             return Ok(EXIT_ABORTED);
         }
     };
-    if a.extra.publish_all {
+    if mode == "host" && (!ports.is_empty() || a.extra.publish_all) {
+        // Docker: the ports are the host's own already.
+        eprintln!("WARNING: Published ports are discarded when using host network mode");
+        ports.clear();
+    }
+    if a.extra.publish_all && mode != "host" {
         // Docker's -P: every exposed port not already published, on a
         // free host port.
         for &(port, proto) in &exposed {
