@@ -55,6 +55,11 @@
 //! other answer pass through. When a UDP answer has TC set and the client
 //! asked over TCP, the query is repeated over TCP to the same upstream.
 //!
+//! A sandbox run with `--dns` has upstreams of its own: the name table
+//! maps its `(network, address)` to them, the switch puts them in the
+//! job, and they are tried instead of the daemon's, in the same way and
+//! under the same fair queue.
+//!
 //! The forwarder never sends to a warren gateway address (every network's
 //! gateway, from the name table of the asking switch), so a host whose
 //! resolver list names a gateway cannot make the daemon ask itself.
