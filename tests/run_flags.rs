@@ -554,4 +554,32 @@ fn default_bridge_and_host_mode_rules() {
         p.starts_with("80/tcp -> 0.0.0.0:") && !p.trim().ends_with(":0"),
         "{p}"
     );
+    // A host range for one sandbox port: a free port from it (the first
+    // is taken here).
+    let (base, _held) = (20000..30000u16)
+        .step_by(13)
+        .find_map(|b| {
+            let held = std::net::TcpListener::bind(("0.0.0.0", b)).ok()?;
+            let rest: Vec<_> = (b + 1..=b + 5)
+                .filter_map(|p| std::net::TcpListener::bind(("0.0.0.0", p)).ok())
+                .collect();
+            (rest.len() == 5).then_some((b, held))
+        })
+        .expect("a free range");
+    let spec = format!("{base}-{}:80", base + 5);
+    let spec2 = spec.replace(":80", ":81");
+    env.ok(&[
+        "run", "-d", "--name", "r", "-p", &spec, "-p", &spec2, "--", "sleep", "300",
+    ]);
+    let listed = env.ok(&["port", "r"]);
+    let got: Vec<u16> = listed
+        .lines()
+        .map(|l| l.rsplit(':').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(got.len(), 2, "{listed}");
+    assert!(
+        got.iter().all(|p| (base + 1..=base + 5).contains(p)),
+        "{listed}"
+    );
+    assert_ne!(got[0], got[1], "{listed}");
 }

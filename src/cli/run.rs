@@ -250,6 +250,7 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
                     port,
                     proto,
                     network: None,
+                    host_port_end: None,
                 });
             }
         }

@@ -1450,13 +1450,14 @@ impl Daemon {
                 SocketAddr::new(ip, m.host_port.unwrap_or(0)),
                 m.proto
             );
-            if bound.iter().any(|(b, _)| publish::clash(b, &wanted)) {
+            // A range takes whichever of its ports is free.
+            if m.host_port_end.is_none() && bound.iter().any(|(b, _)| publish::clash(b, &wanted)) {
                 return Err(ApiError::bad_request(
                     format!("host port {what} is given twice"),
                     "give each host port once",
                 ));
             }
-            let e = match publish::bind(m, default_ip) {
+            let e = match publish::bind_any(m, default_ip) {
                 Ok(b) => {
                     bound.push(b);
                     continue;
