@@ -49,6 +49,10 @@ pub struct PortMapping {
     /// network of each ADD here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// With `host_port`, a range of host ports to take a free one from
+    /// (`-p 9200-9205:80`); never set in a mapping as bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port_end: Option<u16>,
 }
 
 impl fmt::Display for PortMapping {
@@ -117,11 +121,23 @@ pub fn parse(spec: &str) -> Result<Vec<PortMapping>, String> {
         None => (None, rest),
     };
     let container = range(container).map_err(|e| bad(&e))?;
+    // Docker: host port 0 is a free one, as none is.
     let host = match host {
-        None | Some("") => None,
+        None | Some("") | Some("0") => None,
         Some(h) => Some(range(h).map_err(|e| bad(&e))?),
     };
     if let Some((h0, h1)) = host {
+        if container.0 == container.1 && h1 > h0 {
+            // Docker: one sandbox port, a free host port from the range.
+            return Ok(vec![PortMapping {
+                host_ip,
+                host_port: Some(h0),
+                port: container.0,
+                proto,
+                network: None,
+                host_port_end: Some(h1),
+            }]);
+        }
         if h1 - h0 != container.1 - container.0 {
             return Err(bad("the host and sandbox ranges differ in length"));
         }
@@ -137,6 +153,7 @@ pub fn parse(spec: &str) -> Result<Vec<PortMapping>, String> {
             port: container.0 + i,
             proto,
             network: None,
+            host_port_end: None,
         })
         .collect())
 }
@@ -182,6 +199,7 @@ mod tests {
                 port: 80,
                 proto: Proto::Tcp,
                 network: None,
+                host_port_end: None,
             }
         );
         assert_eq!(one("8080:80").host_port, Some(8080));
@@ -198,6 +216,13 @@ mod tests {
         assert_eq!(r.len(), 10);
         assert_eq!((r[9].host_port, r[9].port), (Some(8009), 89));
         assert_eq!(parse("80-81").unwrap().len(), 2);
+        assert_eq!(one("0:80").host_port, None);
+        let m = one("9200-9205:80");
+        assert_eq!(
+            (m.host_port, m.host_port_end, m.port),
+            (Some(9200), Some(9205), 80)
+        );
+        assert_eq!(one("127.0.0.1:0:80/udp").host_port, None);
     }
 
     #[test]

@@ -209,6 +209,62 @@ pub struct SandboxCreate {
     /// `run --rm`: keep nothing once the sandbox exits.
     #[serde(default)]
     pub auto_remove: bool,
+    /// `--add-host`: `NAME:IP` entries for the sandbox's `/etc/hosts`
+    /// (`IP` may be `host-gateway`, resolved by the daemon).
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    /// `--label`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `--dns`: the sandbox's upstream resolvers (instead of the daemon's).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--dns-search`: its resolv.conf's `search` domains.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: its resolv.conf's `options`.
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `--expose` (and the ports of `-p`): `PORT/PROTO`, one per port.
+    #[serde(default)]
+    pub expose: Vec<String>,
+    /// `--link`: `NAME[:ALIAS]`, a sandbox whose name and alias go in this
+    /// sandbox's `/etc/hosts`.
+    #[serde(default)]
+    pub links: Vec<String>,
+    /// `-P`: shown as `HostConfig.PublishAllServers` (the CLI sends the
+    /// exposed ports as `ports` with no host port).
+    #[serde(default)]
+    pub publish_all: bool,
+}
+
+/// What `run` asked of a sandbox beyond its networks, kept with it (and in
+/// its exited and restart records) and shown by `inspect` and `ps`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// `NAME:IP`, with `host-gateway` resolved.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `PORT/PROTO`.
+    #[serde(default)]
+    pub expose: Vec<String>,
+    /// `NAME:ALIAS` (the alias is the name when none was given).
+    #[serde(default)]
+    pub links: Vec<String>,
+    #[serde(default)]
+    pub publish_all: bool,
+    /// The lines `--add-host` and `--link` add to `/etc/hosts`
+    /// (`IP\tNAMES`), resolved at create.
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// How much of a sandbox's network the daemon sets up when it attaches it
@@ -284,6 +340,9 @@ pub struct SandboxSummary {
     /// `State`.
     #[serde(default)]
     pub state: String,
+    /// `k=v,k2=v2` (sorted), as Docker's `Labels` column.
+    #[serde(default)]
+    pub labels: String,
 }
 
 /// `GET /v1/sandboxes/{id}`: shaped like `docker inspect` of a container.
@@ -371,12 +430,71 @@ impl SandboxState {
 pub struct SandboxConfig {
     pub hostname: String,
     pub cmd: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `{"80/tcp": {}}`, as Docker's (`--expose`, `-p`).
+    #[serde(default)]
+    pub exposed_ports: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Docker's `HostConfig`; the lists are `null` when empty, as Docker's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
     pub network_mode: String,
+    #[serde(default)]
+    pub extra_hosts: Option<Vec<String>>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `/TARGET:/SANDBOX/ALIAS`, as Docker's.
+    #[serde(default)]
+    pub links: Option<Vec<String>>,
+    #[serde(default)]
+    pub publish_all_servers: bool,
+}
+
+impl HostConfig {
+    /// The `HostConfig` of a sandbox in `mode` (the network mode shown)
+    /// named `name`, with its run options.
+    pub fn new(network_mode: String, name: &str, o: &RunOptions) -> HostConfig {
+        let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
+        HostConfig {
+            network_mode,
+            extra_hosts: some(o.extra_hosts.clone()),
+            dns: o.dns.clone(),
+            dns_search: o.dns_search.clone(),
+            dns_options: o.dns_options.clone(),
+            links: some(
+                o.links
+                    .iter()
+                    .map(|l| {
+                        let (target, alias) = l.split_once(':').unwrap_or((l, l));
+                        format!("/{target}:/{name}/{alias}")
+                    })
+                    .collect(),
+            ),
+            publish_all_servers: o.publish_all,
+        }
+    }
+}
+
+impl SandboxConfig {
+    pub fn new(hostname: String, cmd: Vec<String>, o: &RunOptions) -> SandboxConfig {
+        SandboxConfig {
+            hostname,
+            cmd,
+            labels: o.labels.clone(),
+            exposed_ports: o
+                .expose
+                .iter()
+                .map(|p| (p.clone(), serde_json::Map::new()))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

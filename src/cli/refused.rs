@@ -84,28 +84,12 @@ pub struct Refused {
     cidfile: Option<String>,
     #[arg(long = "ip6", hide = true)]
     ip6: Option<String>,
-    #[arg(long = "add-host", hide = true)]
-    add_host: Vec<String>,
-    #[arg(long, hide = true)]
-    dns: Vec<String>,
-    #[arg(long = "dns-search", hide = true)]
-    dns_search: Vec<String>,
-    #[arg(long = "dns-option", hide = true)]
-    dns_option: Vec<String>,
-    #[arg(long, hide = true)]
-    expose: Vec<String>,
-    #[arg(short = 'P', long = "publish-all", hide = true)]
-    publish_all: bool,
-    #[arg(long, hide = true)]
-    link: Vec<String>,
-    #[arg(short = 'l', long, hide = true)]
-    label: Vec<String>,
 }
 
 impl Refused {
     /// The first refused option given, as an error naming it.
     pub fn check(&self) -> Result<()> {
-        let given: [(bool, &str, &str); 39] = [
+        let given: [(bool, &str, &str); 32] = [
             (!self.volume.is_empty(), "-v/--volume", NO_IMAGES),
             (!self.mount.is_empty(), "--mount", NO_IMAGES),
             (!self.volumes_from.is_empty(), "--volumes-from", NO_IMAGES),
@@ -150,19 +134,9 @@ impl Refused {
             (!self.log_opt.is_empty(), "--log-opt", "`run -d` keeps the output in a file"),
             (self.cidfile.is_some(), "--cidfile", "`run -d` prints the id"),
             (self.ip6.is_some(), "--ip6", "warren is IPv4-only for now (issue 21)"),
-            (!self.add_host.is_empty(), "--add-host", NOT_YET),
-            (!self.dns.is_empty(), "--dns", NOT_YET),
-            (!self.dns_search.is_empty(), "--dns-search", NOT_YET),
-            (!self.dns_option.is_empty(), "--dns-option", NOT_YET),
-            (!self.expose.is_empty(), "--expose", NOT_YET),
-            (self.publish_all, "-P/--publish-all", NOT_YET),
-            (!self.link.is_empty(), "--link", NOT_YET),
         ];
         if let Some((_, name, why)) = given.iter().find(|(set, _, _)| *set) {
             bail!("warren run does not take {name}: {why}");
-        }
-        if !self.label.is_empty() {
-            bail!("warren run does not take -l/--label: {NOT_YET}");
         }
         Ok(())
     }

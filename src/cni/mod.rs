@@ -180,6 +180,7 @@ fn port_mappings(conf: &NetConf, network: &str) -> Result<Vec<PortMapping>, CniE
                 port: m.container_port,
                 proto,
                 network: Some(network.to_string()),
+                host_port_end: None,
             })
         })
         .collect()

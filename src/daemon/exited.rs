@@ -39,6 +39,9 @@ pub struct Exited {
     /// Known once the supervisor wrote it.
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// What `run` asked beyond networks (absent in older records).
+    #[serde(default)]
+    pub opts: crate::api::types::RunOptions,
 }
 
 impl Exited {
@@ -62,6 +65,7 @@ impl Exited {
             created,
             finished: SystemTime::now(),
             exit_code: None,
+            opts: Default::default(),
         }
     }
 
@@ -151,6 +155,7 @@ mod tests {
             created: SystemTime::UNIX_EPOCH,
             finished: SystemTime::now(),
             exit_code: None,
+            opts: Default::default(),
         }
     }
 

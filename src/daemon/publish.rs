@@ -50,6 +50,28 @@ pub fn bind(m: &PortMapping, default_ip: IpAddr) -> io::Result<(PortMapping, Own
     Ok((bound, fd))
 }
 
+/// [`bind`], or for a mapping with a host port range (`-p 9200-9205:80`)
+/// the first port of the range that binds (the last error if none does).
+/// The mapping as bound has no range.
+pub fn bind_any(m: &PortMapping, default_ip: IpAddr) -> io::Result<(PortMapping, OwnedFd)> {
+    let (Some(start), Some(end)) = (m.host_port, m.host_port_end) else {
+        return bind(m, default_ip);
+    };
+    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
+    for port in start..=end {
+        let one = PortMapping {
+            host_port: Some(port),
+            host_port_end: None,
+            ..m.clone()
+        };
+        match bind(&one, default_ip) {
+            Ok(b) => return Ok(b),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// The NAT's name for a protocol.
 pub fn transport(p: Proto) -> Transport {
     match p {

@@ -36,6 +36,10 @@ pub struct SandboxRecord {
     /// `run --rm` (absent in records of older daemons).
     #[serde(default)]
     pub auto_remove: bool,
+    /// `--add-host`, `--label`, `--dns*`, `--expose`, `--link` (absent in
+    /// records of older daemons).
+    #[serde(default)]
+    pub opts: crate::api::types::RunOptions,
     pub pid: i32,
     /// The process's start time (`/proc/PID/stat` field 22), so a reused pid
     /// is never mistaken for the sandbox.
@@ -204,6 +208,7 @@ mod tests {
             attached: false,
             external_id: None,
             auto_remove: false,
+            opts: Default::default(),
             pid,
             pid_start: start,
             netns: None,

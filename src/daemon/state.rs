@@ -140,6 +140,8 @@ struct Sandbox {
     ports: Vec<Published>,
     /// `run --rm`: nothing is kept when it exits.
     auto_remove: bool,
+    /// `--add-host`, `--label`, `--dns*`, `--expose`, `--link`.
+    opts: RunOptions,
 }
 
 /// A published port of a sandbox.
@@ -610,7 +612,7 @@ impl Daemon {
         }
 
         // Reserve the name and addresses.
-        let (name, endpoints, ifaces, bound, dns) = {
+        let (name, endpoints, ifaces, bound, dns, opts) = {
             let mut st = self.lock();
             if st.sandboxes.len() + st.pending_names.len() >= MAX_SANDBOXES {
                 return Err(ApiError::conflict(
@@ -651,6 +653,14 @@ impl Daemon {
                     return Err(e);
                 }
             };
+            let opts = match run_options(&st, &req, &mode, &eps) {
+                Ok(o) => o,
+                Err(e) => {
+                    release_endpoints(&mut st, &eps);
+                    st.pending_names.remove(&name);
+                    return Err(e);
+                }
+            };
             // The host ports, before anything is committed: a port in use
             // fails the create with nothing left bound.
             let bound = if req.ports.is_empty() {
@@ -664,7 +674,7 @@ impl Daemon {
                         .first()
                         .and_then(|e| st.networks.get(&e.network))
                         .and_then(|n| dns_server(&n.def));
-                    (name, eps, ifaces, bound, dns)
+                    (name, eps, ifaces, bound, dns, opts)
                 }
                 Err(e) => {
                     release_endpoints(&mut st, &eps);
@@ -684,7 +694,7 @@ impl Daemon {
             helper::run(&self.exe, &r)
         };
         let files = attach.and_then(|fds| {
-            let files = self.write_files(&id, &hostname, &name, &endpoints, dns)?;
+            let files = self.write_files(&id, &hostname, &name, &endpoints, dns, &opts)?;
             Ok((fds, files))
         });
 
@@ -725,6 +735,7 @@ impl Daemon {
                 endpoints,
                 ports,
                 auto_remove: req.auto_remove,
+                opts,
             },
         );
         self.publish_names(&st);
@@ -800,6 +811,7 @@ impl Daemon {
         name: &str,
         eps: &[Endpoint],
         dns: Option<Ipv4Addr>,
+        opts: &RunOptions,
     ) -> anyhow::Result<Vec<(String, String)>> {
         let dir = self.paths.sandbox_dir(id);
         std::fs::create_dir_all(&dir)?;
@@ -814,6 +826,10 @@ impl Daemon {
                 hosts.push_str(&format!("{}\t{hostname} {name}\n", ep.ip));
             }
         }
+        for line in &opts.hosts {
+            hosts.push_str(line);
+            hosts.push('\n');
+        }
         let mut binds = Vec::new();
         for (file, body, target) in [
             ("hosts", hosts, "/etc/hosts"),
@@ -823,9 +839,13 @@ impl Daemon {
             std::fs::write(&path, body)?;
             binds.push((path.display().to_string(), target.to_string()));
         }
-        if let Some(gw) = dns {
+        // Docker: on user-defined networks the sandbox keeps the embedded
+        // DNS (which forwards to its --dns servers); on the default bridge
+        // its resolv.conf lists them.
+        let names = eps.first().is_some_and(|e| e.network != DEFAULT_NETWORK);
+        if let Some(body) = sandbox_resolv_conf(dns, names, opts) {
             let path = dir.join("resolv.conf");
-            std::fs::write(&path, resolv_conf(gw, &host_search_domains()))?;
+            std::fs::write(&path, body)?;
             binds.push((path.display().to_string(), "/etc/resolv.conf".to_string()));
         }
         Ok(binds)
@@ -842,7 +862,7 @@ impl Daemon {
             .first()
             .and_then(|e| st.networks.get(&e.network))
             .and_then(|n| dns_server(&n.def));
-        if let Err(e) = self.write_files(id, &s.hostname, &s.name, &s.endpoints, dns) {
+        if let Err(e) = self.write_files(id, &s.hostname, &s.name, &s.endpoints, dns, &s.opts) {
             warn!(sandbox = %s.name, error = %e, "cannot update the sandbox's files");
         }
         self.save_record(st, id);
@@ -1056,10 +1076,25 @@ impl Daemon {
                     )
             })
             .map(|n| n.def.name.clone());
-        let table = Arc::new(
-            NameTable::build(&networks, &sandboxes)
-                .with_host(host_loopback, nat::HOST_LOOPBACK_ADDR),
-        );
+        let mut table = NameTable::build(&networks, &sandboxes)
+            .with_host(host_loopback, nat::HOST_LOOPBACK_ADDR);
+        // `run --dns`: that sandbox's forwarded queries go to its servers.
+        for s in st.sandboxes.values() {
+            let servers: Arc<[SocketAddr]> = s
+                .opts
+                .dns
+                .iter()
+                .filter_map(|ip| ip.parse::<IpAddr>().ok())
+                .map(|ip| SocketAddr::new(ip, 53))
+                .collect();
+            if servers.is_empty() {
+                continue;
+            }
+            for e in &s.endpoints {
+                table = table.with_upstreams(&e.network, e.ip, servers.clone());
+            }
+        }
+        let table = Arc::new(table);
         for n in st.networks.values() {
             n.switch.set_names(table.clone());
         }
@@ -1098,6 +1133,7 @@ impl Daemon {
                             external_id: String::new(),
                             attached: false,
                             state: "exited".into(),
+                            labels: labels_column(&e.opts.labels),
                         },
                     )
                 })
@@ -1134,6 +1170,7 @@ impl Daemon {
                         external_id: s.external_id.clone().unwrap_or_default(),
                         attached: s.attached,
                         state: "running".into(),
+                        labels: labels_column(&s.opts.labels),
                     },
                 )
             })
@@ -1161,16 +1198,15 @@ impl Daemon {
                     util::rfc3339(e.created),
                     util::rfc3339(e.finished),
                 ),
-                config: SandboxConfig {
-                    hostname: e.hostname.clone(),
-                    cmd: e.command.clone(),
-                },
-                host_config: HostConfig {
-                    network_mode: match e.mode.as_str() {
+                config: SandboxConfig::new(e.hostname.clone(), e.command.clone(), &e.opts),
+                host_config: HostConfig::new(
+                    match e.mode.as_str() {
                         "bridge" => e.networks.first().cloned().unwrap_or_default(),
                         m => m.to_string(),
                     },
-                },
+                    &e.name,
+                    &e.opts,
+                ),
                 network_settings: NetworkSettings {
                     networks: BTreeMap::new(),
                     ports: BTreeMap::new(),
@@ -1213,12 +1249,9 @@ impl Daemon {
             path: s.command.first().cloned().unwrap_or_default(),
             args: s.command.iter().skip(1).cloned().collect(),
             state: SandboxState::running(s.target.pid, util::rfc3339(s.created)),
-            config: SandboxConfig {
-                hostname: s.hostname.clone(),
-                cmd: s.command.clone(),
-            },
-            host_config: HostConfig {
-                network_mode: if s.mode == "bridge" {
+            config: SandboxConfig::new(s.hostname.clone(), s.command.clone(), &s.opts),
+            host_config: HostConfig::new(
+                if s.mode == "bridge" {
                     s.endpoints
                         .first()
                         .map(|e| e.network.clone())
@@ -1226,7 +1259,9 @@ impl Daemon {
                 } else {
                     s.mode.clone()
                 },
-            },
+                &s.name,
+                &s.opts,
+            ),
             network_settings: NetworkSettings {
                 networks,
                 ports: publish::inspect_map(&mappings(&s.ports)),
@@ -1395,13 +1430,14 @@ impl Daemon {
                 SocketAddr::new(ip, m.host_port.unwrap_or(0)),
                 m.proto
             );
-            if bound.iter().any(|(b, _)| publish::clash(b, &wanted)) {
+            // A range takes whichever of its ports is free.
+            if m.host_port_end.is_none() && bound.iter().any(|(b, _)| publish::clash(b, &wanted)) {
                 return Err(ApiError::bad_request(
                     format!("host port {what} is given twice"),
                     "give each host port once",
                 ));
             }
-            let e = match publish::bind(m, default_ip) {
+            let e = match publish::bind_any(m, default_ip) {
                 Ok(b) => {
                     bound.push(b);
                     continue;
@@ -1563,6 +1599,7 @@ impl Daemon {
             attached: s.attached,
             external_id: s.external_id.clone(),
             auto_remove: s.auto_remove,
+            opts: s.opts.clone(),
             pid: s.target.pid,
             pid_start: s.pid_start,
             netns: s.target.netns.clone(),
@@ -1614,7 +1651,7 @@ impl Daemon {
                         humantime::parse_rfc3339(&rec.created).unwrap_or(SystemTime::UNIX_EPOCH);
                     let mut st = self.lock();
                     let networks = rec.endpoints.iter().map(|e| e.network.clone()).collect();
-                    let e = Exited::now(
+                    let mut e = Exited::now(
                         &rec.id,
                         &rec.name,
                         &rec.hostname,
@@ -1623,6 +1660,7 @@ impl Daemon {
                         networks,
                         created,
                     );
+                    e.opts = rec.opts.clone();
                     self.keep_exited(&mut st, e, rec.auto_remove);
                 }
                 continue;
@@ -1732,6 +1770,7 @@ impl Daemon {
                 endpoints,
                 ports,
                 auto_remove: rec.auto_remove,
+                opts: rec.opts.clone(),
             },
         );
         info!(sandbox = %rec.name, "sandbox taken over from the previous daemon");
@@ -1794,7 +1833,7 @@ impl Daemon {
         };
         if !s.attached {
             let networks = s.endpoints.iter().map(|e| e.network.clone()).collect();
-            let e = Exited::now(
+            let mut e = Exited::now(
                 &s.id,
                 &s.name,
                 &s.hostname,
@@ -1803,6 +1842,7 @@ impl Daemon {
                 networks,
                 s.created,
             );
+            e.opts = s.opts.clone();
             self.keep_exited(&mut st, e, s.auto_remove);
         }
         drop(st);
@@ -2244,14 +2284,218 @@ fn host_binding(def: &NetworkDef) -> Option<IpAddr> {
 }
 
 /// `resolv.conf` of a sandbox: warren's DNS at `server`, the host's search
-/// domains, and `ndots:0` so single-label names go to warren as they are.
-fn resolv_conf(server: Ipv4Addr, search: &[String]) -> String {
-    let mut out = format!("# generated by warren\nnameserver {server}\n");
+/// domains, and `ndots:0` so single-label names go to warren as they are;
+/// then `options` (`--dns-option`; a later `ndots:N` wins, as in glibc).
+fn resolv_conf(servers: &[String], search: &[String], options: &[String]) -> String {
+    let mut out = String::from("# generated by warren\n");
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
     if !search.is_empty() {
         out.push_str(&format!("search {}\n", search.join(" ")));
     }
-    out.push_str("options ndots:0\n");
+    out.push_str("options ndots:0");
+    for o in options {
+        out.push(' ');
+        out.push_str(o);
+    }
+    out.push('\n');
     out
+}
+
+/// The sandbox's `resolv.conf`, if it gets one: warren's DNS at `dns` (its
+/// first network's) where that serves names (`names`: a user-defined
+/// network) or no `--dns` was given, else the `--dns` servers; the
+/// `--dns-search` domains instead of the host's (`.` alone: none).
+fn sandbox_resolv_conf(dns: Option<Ipv4Addr>, names: bool, o: &RunOptions) -> Option<String> {
+    let servers: Vec<String> = match dns {
+        Some(gw) if names || o.dns.is_empty() => vec![gw.to_string()],
+        None if o.dns.is_empty() => return None,
+        _ => o.dns.clone(),
+    };
+    let search: Vec<String> = if o.dns_search.is_empty() {
+        host_search_domains()
+    } else {
+        o.dns_search.iter().filter(|d| *d != ".").cloned().collect()
+    };
+    Some(resolv_conf(&servers, &search, &o.dns_options))
+}
+
+/// Labels as Docker's listings show them: `k=v,k2=v2` (sorted).
+fn labels_column(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Checks what `run` asked beyond networks and resolves it against the
+/// state: `host-gateway` to the address that reaches the host from the
+/// first network, each `--link` target to its address on a network the
+/// new sandbox joins. Changes nothing.
+fn run_options(
+    st: &State,
+    req: &SandboxCreate,
+    mode: &str,
+    eps: &[Endpoint],
+) -> Result<RunOptions, ApiError> {
+    let mut hosts = Vec::new();
+    let mut extra_hosts = Vec::new();
+    for spec in &req.extra_hosts {
+        let (name, given) = parse_extra_host(spec)?;
+        let ip = if given == "host-gateway" {
+            host_gateway(st, mode, eps).map_err(|why| {
+                ApiError::bad_request(
+                    format!("--add-host {spec}: {why}"),
+                    "create the network with --opt host-loopback=true (or =gateway), \
+                     or give the host's address itself",
+                )
+            })?
+        } else {
+            given.parse::<IpAddr>().map_err(|_| {
+                ApiError::bad_request(
+                    format!("--add-host {spec}: {given:?} is not an IP address"),
+                    "use NAME:IP (or NAME=IP), IP an IPv4 or IPv6 address or host-gateway",
+                )
+            })?
+        };
+        hosts.push(format!("{ip}\t{name}"));
+        extra_hosts.push(format!("{name}:{given}"));
+    }
+    for k in req.labels.keys() {
+        if k.is_empty() {
+            return Err(ApiError::bad_request(
+                "a label has an empty key",
+                "use --label KEY=VALUE",
+            ));
+        }
+    }
+    for ip in &req.dns {
+        if ip.parse::<IpAddr>().is_err() {
+            return Err(ApiError::bad_request(
+                format!("--dns {ip}: not an IP address"),
+                "give a resolver's IPv4 or IPv6 address",
+            ));
+        }
+    }
+    for (flag, words) in [
+        ("--dns-search", &req.dns_search),
+        ("--dns-option", &req.dns_options),
+    ] {
+        if let Some(w) = words
+            .iter()
+            .find(|w| w.is_empty() || w.contains(char::is_whitespace))
+        {
+            return Err(ApiError::bad_request(
+                format!("{flag} {w:?}: one word expected"),
+                format!("give {flag} once per value"),
+            ));
+        }
+    }
+    for p in &req.expose {
+        let ok = p.split_once('/').is_some_and(|(n, proto)| {
+            n.parse::<u16>().is_ok_and(|n| n > 0) && matches!(proto, "tcp" | "udp")
+        });
+        if !ok {
+            return Err(ApiError::bad_request(
+                format!("invalid exposed port {p:?}"),
+                "expose ports as PORT/tcp or PORT/udp",
+            ));
+        }
+    }
+    let mut links = Vec::new();
+    for spec in &req.links {
+        let (target, alias) = spec.split_once(':').unwrap_or((spec, spec));
+        if !util::valid_name(alias) {
+            return Err(ApiError::bad_request(
+                format!("--link {spec}: invalid alias {alias:?}"),
+                "aliases match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+            ));
+        }
+        let id = find_sandbox(st, target).map_err(|e| {
+            ApiError::not_found(
+                format!("--link {spec}: cannot link to {target}: {}", e.error),
+                "the sandbox linked to must be running (see `warren ps`)",
+            )
+        })?;
+        let t = &st.sandboxes[&id];
+        let Some(ep) = t
+            .endpoints
+            .iter()
+            .find(|te| eps.iter().any(|e| e.network == te.network))
+        else {
+            return Err(ApiError::bad_request(
+                format!(
+                    "--link {spec}: cannot link to {}, as it is on no network this sandbox joins",
+                    t.name
+                ),
+                "run both on one network",
+            ));
+        };
+        let mut names = vec![alias.to_string()];
+        for n in [t.id[..12].to_string(), t.name.clone()] {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        hosts.push(format!("{}\t{}", ep.ip, names.join(" ")));
+        links.push(format!("{}:{alias}", t.name));
+    }
+    Ok(RunOptions {
+        extra_hosts,
+        labels: req.labels.clone(),
+        dns: req.dns.clone(),
+        dns_search: req.dns_search.clone(),
+        dns_options: req.dns_options.clone(),
+        expose: req.expose.clone(),
+        links,
+        publish_all: req.publish_all,
+        hosts,
+    })
+}
+
+/// `NAME:IP` or `NAME=IP` (Docker's `--add-host`), split at the first `=`,
+/// else the first `:` (a name has no colon; an IPv6 address has several).
+fn parse_extra_host(spec: &str) -> Result<(&str, &str), ApiError> {
+    let split = spec.split_once('=').or_else(|| spec.split_once(':'));
+    match split {
+        Some((name, ip)) if util::valid_hostname(name) && !ip.is_empty() => Ok((name, ip)),
+        _ => Err(ApiError::bad_request(
+            format!("invalid --add-host {spec:?}"),
+            "use NAME:IP or NAME=IP, NAME a hostname",
+        )),
+    }
+}
+
+/// The address `host-gateway` means from a sandbox whose first endpoint is
+/// `eps[0]`: where its network's NAT reaches the host (`host-loopback=true`:
+/// 169.254.1.2; `host-loopback=gateway`: the gateway); with `--network
+/// host`, the host's own loopback.
+fn host_gateway(st: &State, mode: &str, eps: &[Endpoint]) -> Result<IpAddr, String> {
+    if mode == "host" {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let Some(net) = eps.first().and_then(|e| st.networks.get(&e.network)) else {
+        return Err(format!("--network {mode} has no way to the host"));
+    };
+    let opt = net
+        .def
+        .options
+        .get(nat::HOST_LOOPBACK_OPTION)
+        .map(String::as_str);
+    if net.def.internal {
+        Err(format!("network {} is internal", net.def.name))
+    } else if nat::policy::host_loopback_enabled(opt) {
+        Ok(IpAddr::V4(nat::HOST_LOOPBACK_ADDR))
+    } else if nat::policy::host_loopback_gateway(opt) {
+        Ok(IpAddr::V4(net.def.gateway))
+    } else {
+        Err(format!(
+            "network {} does not reach the host (its host-loopback option is off)",
+            net.def.name
+        ))
+    }
 }
 
 /// The search domains of the host's `/etc/resolv.conf` (`search` or `domain`;
@@ -2741,5 +2985,69 @@ fn release_endpoints(st: &mut State, eps: &[Endpoint]) {
             }
             net.ipam.release(ep.ip);
         }
+    }
+}
+
+#[cfg(test)]
+mod run_option_tests {
+    use super::*;
+
+    #[test]
+    fn extra_hosts_split_as_docker() {
+        assert_eq!(parse_extra_host("db:10.0.0.1").unwrap(), ("db", "10.0.0.1"));
+        assert_eq!(parse_extra_host("db=10.0.0.1").unwrap(), ("db", "10.0.0.1"));
+        assert_eq!(parse_extra_host("six:fd00::1").unwrap(), ("six", "fd00::1"));
+        assert_eq!(parse_extra_host("six=fd00::1").unwrap(), ("six", "fd00::1"));
+        assert_eq!(
+            parse_extra_host("h:host-gateway").unwrap(),
+            ("h", "host-gateway")
+        );
+        for bad in ["noip", "db:", ":10.0.0.1", "bad name:10.0.0.1"] {
+            assert!(parse_extra_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolv_conf_of_dns_options() {
+        let o = RunOptions {
+            dns_search: vec!["a.test".into(), "b.test".into()],
+            dns_options: vec!["ndots:2".into()],
+            ..Default::default()
+        };
+        let text = sandbox_resolv_conf(Some(Ipv4Addr::new(10, 0, 0, 1)), true, &o).unwrap();
+        assert_eq!(
+            text,
+            "# generated by warren\nnameserver 10.0.0.1\nsearch a.test b.test\noptions ndots:0 ndots:2\n"
+        );
+        let none = RunOptions {
+            dns_search: vec![".".into()],
+            ..Default::default()
+        };
+        let text = sandbox_resolv_conf(Some(Ipv4Addr::new(10, 0, 0, 1)), true, &none).unwrap();
+        assert!(!text.contains("search"), "{text}");
+        // No network DNS and no --dns: no resolv.conf of warren's.
+        assert!(sandbox_resolv_conf(None, true, &RunOptions::default()).is_none());
+        // --dns: kept behind warren's DNS on a user-defined network, listed
+        // on the default bridge (Docker's two behaviours).
+        let dns = RunOptions {
+            dns: vec!["192.0.2.53".into()],
+            ..Default::default()
+        };
+        let gw = Some(Ipv4Addr::new(172, 17, 0, 1));
+        assert!(sandbox_resolv_conf(gw, true, &dns)
+            .unwrap()
+            .contains("nameserver 172.17.0.1\n"));
+        let bridge = sandbox_resolv_conf(gw, false, &dns).unwrap();
+        assert!(bridge.contains("nameserver 192.0.2.53\n"), "{bridge}");
+        assert!(!bridge.contains("172.17.0.1"), "{bridge}");
+    }
+
+    #[test]
+    fn labels_column_is_dockers() {
+        let l: BTreeMap<String, String> = [("b", "2"), ("a", "1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(labels_column(&l), "a=1,b=2");
     }
 }

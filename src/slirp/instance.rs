@@ -491,6 +491,7 @@ impl WarrenBackend<'_> {
                 port: fwd.guest_port,
                 proto: if fwd.udp { Proto::Udp } else { Proto::Tcp },
                 network: None,
+                host_port_end: None,
             }],
         }
     }

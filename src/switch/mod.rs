@@ -927,6 +927,7 @@ impl Engine {
                 query: out.query,
                 tcp: out.tcp,
                 client: ClientKey::new(Arc::clone(&self.dns_network), out.client),
+                upstreams: avoid.upstreams_of(&self.dns_network, out.client),
                 avoid: Arc::clone(&avoid),
                 done: Box::new(move |result| {
                     if replies.try_send((token, result)).is_ok() {

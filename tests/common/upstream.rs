@@ -37,7 +37,13 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start(answers: Answers) -> Upstream {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Upstream::start_at("127.0.0.1:0", answers).unwrap()
+    }
+
+    /// One at `addr` (e.g. a loopback address's port 53, as `run --dns`
+    /// names a resolver); `None` if that cannot be bound.
+    pub fn start_at(addr: &str, answers: Answers) -> Option<Upstream> {
+        let socket = UdpSocket::bind(addr).ok()?;
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
@@ -87,13 +93,13 @@ impl Upstream {
                 let _ = socket.send_to(&answer.to_vec().unwrap(), from);
             }
         });
-        Upstream {
+        Some(Upstream {
             addr,
             seen,
             silent,
             stop,
             thread: Some(thread),
-        }
+        })
     }
 
     /// The `--dns-upstream` argument.

@@ -55,6 +55,11 @@
 //! other answer pass through. When a UDP answer has TC set and the client
 //! asked over TCP, the query is repeated over TCP to the same upstream.
 //!
+//! A sandbox run with `--dns` has upstreams of its own: the name table
+//! maps its `(network, address)` to them, the switch puts them in the
+//! job, and they are tried instead of the daemon's, in the same way and
+//! under the same fair queue.
+//!
 //! The forwarder never sends to a warren gateway address (every network's
 //! gateway, from the name table of the asking switch), so a host whose
 //! resolver list names a gateway cannot make the daemon ask itself.
@@ -177,6 +182,9 @@ pub struct ForwardJob {
     pub client: ClientKey,
     /// The asking switch's name table: its gateways are never upstreams.
     pub avoid: Arc<NameTable>,
+    /// The client's own upstreams (`run --dns`), instead of the
+    /// forwarder's; `None`: the forwarder's.
+    pub upstreams: Option<Arc<[SocketAddr]>>,
     /// Where the answer goes; called exactly once, from the forwarder's
     /// thread (unless the job is handed back by [`Forwarder::submit`]).
     pub done: Done,
@@ -306,7 +314,10 @@ async fn serve(mut jobs: mpsc::Receiver<Job>, upstreams: Arc<[SocketAddr]>, conf
                 client: Some(client),
                 finished: finished_tx.clone(),
             };
-            let upstreams = Arc::clone(&upstreams);
+            let upstreams = job
+                .upstreams
+                .clone()
+                .unwrap_or_else(|| Arc::clone(&upstreams));
             tokio::spawn(async move {
                 let ForwardJob {
                     query,
@@ -667,6 +678,7 @@ mod tests {
             tcp: false,
             client,
             avoid: no_table(),
+            upstreams: None,
             done: Box::new(move |r| {
                 let _ = tx.send(r);
             }),
@@ -687,6 +699,7 @@ mod tests {
             tcp,
             client: client("test", 2),
             avoid,
+            upstreams: None,
             done: Box::new(move |r| {
                 let _ = tx.send(r);
             }),

@@ -14,7 +14,8 @@
 //! (the search order of a bare name).
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 
@@ -70,6 +71,10 @@ pub struct NameTable {
     /// Per network that opted in to reaching the host's loopback: the
     /// address [`HOST_NAME`] answers with there.
     host: HashMap<String, Vec<Ipv4Addr>>,
+    /// Per `(network, address)` of a sandbox run with `--dns`: where its
+    /// queries for names outside warren go instead of the daemon's
+    /// upstreams.
+    upstreams: HashMap<(String, Ipv4Addr), Arc<[SocketAddr]>>,
 }
 
 /// The name of the host's loopback, on networks that opted in
@@ -183,6 +188,23 @@ impl NameTable {
             }
         }
         self
+    }
+
+    /// Sends the forwarded queries of the sandbox at `ip` on `network` to
+    /// `upstreams` (`run --dns`) instead of the daemon's.
+    pub fn with_upstreams(
+        mut self,
+        network: &str,
+        ip: Ipv4Addr,
+        upstreams: Arc<[SocketAddr]>,
+    ) -> NameTable {
+        self.upstreams.insert((network.to_string(), ip), upstreams);
+        self
+    }
+
+    /// The upstreams of the client at `ip` on `network`, if it has its own.
+    pub fn upstreams_of(&self, network: &str, ip: Ipv4Addr) -> Option<Arc<[SocketAddr]>> {
+        self.upstreams.get(&(network.to_string(), ip)).cloned()
     }
 
     /// Whether `ip` is the gateway of any network (never forwarded to).
