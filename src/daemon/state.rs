@@ -1281,17 +1281,18 @@ impl Daemon {
     /// An attached sandbox (made by a runner) is only detached: warren never
     /// kills a runner's processes. `detach` insists on an attached one.
     pub fn remove_sandbox(&self, key: &str, force: bool, detach: bool) -> Result<String, ApiError> {
-        if !detach {
-            let mut st = self.lock();
-            if let Some(id) = find_exited(&st, key) {
-                let e = st.exited.remove(&id).expect("found");
-                exited::remove_files(&self.paths.exited_dir(), &self.paths.logs_dir(), &id);
-                info!(sandbox = %e.name, id = %&id[..12], "exited sandbox removed");
-                return Ok(e.name);
-            }
-        }
         let (id, name, pidfd, attached) = {
-            let st = self.lock();
+            // One lock for both lookups: the exit watcher moves a sandbox
+            // from one list to the other under it.
+            let mut st = self.lock();
+            if !detach {
+                if let Some(id) = find_exited(&st, key) {
+                    let e = st.exited.remove(&id).expect("found");
+                    exited::remove_files(&self.paths.exited_dir(), &self.paths.logs_dir(), &id);
+                    info!(sandbox = %e.name, id = %&id[..12], "exited sandbox removed");
+                    return Ok(e.name);
+                }
+            }
             let id = find_sandbox(&st, key)?;
             let s = &st.sandboxes[&id];
             (id, s.name.clone(), s.pidfd.clone(), s.attached)
@@ -1315,10 +1316,19 @@ impl Daemon {
                 }
             }
         }
-        self.forget_sandbox(&id, if attached { "detached" } else { "removed" });
-        if !attached {
-            exited::remove_files(&self.paths.exited_dir(), &self.paths.logs_dir(), &id);
+        {
+            let mut st = self.lock();
+            self.forget_locked(&mut st, &id);
+            if !attached {
+                // Its exit may have been recorded since the lookup above (the
+                // kill, or an exit of its own, raced the watcher): rm removes
+                // that record too, in the same step.
+                st.exited.remove(&id);
+                exited::remove_files(&self.paths.exited_dir(), &self.paths.logs_dir(), &id);
+            }
         }
+        let why = if attached { "detached" } else { "removed" };
+        info!(sandbox = %name, id = %&id[..12], why, "sandbox gone, endpoints freed");
         Ok(name)
     }
 
