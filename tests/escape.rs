@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::terminal::{on_a_terminal, typing_on_a_terminal};
 use common::{test_ids, tool, Env};
 
 /// The probe's verdict lines for one sandbox, checked: every `umount` and
@@ -93,36 +94,6 @@ fn sandboxes_cannot_undo_their_covers_nor_use_the_api_by_any_path() {
         log.contains("refusing an API connection from inside a sandbox"),
         "{log}"
     );
-}
-
-/// Runs `warren ARGS` on a terminal of the test's (`tty_drive.py`, as the
-/// test user) and returns its output and the bytes left in that
-/// terminal's input queue afterwards.
-fn on_a_terminal(env: &Env, argv: &[&str]) -> (String, String) {
-    typing_on_a_terminal(env, argv, "")
-}
-
-/// As [`on_a_terminal`], typing `input` (escapes as in Python) first.
-fn typing_on_a_terminal(env: &Env, argv: &[&str], input: &str) -> (String, String) {
-    let out = env
-        .user_cmd("python3")
-        .env("TTY_INPUT", input)
-        .arg(tool("tty_drive.py"))
-        .args(argv)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let pending = text
-        .lines()
-        .find_map(|l| l.strip_prefix("PENDING "))
-        .unwrap_or_else(|| {
-            panic!(
-                "no PENDING line: {text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-        .to_string();
-    (text, pending)
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! gateways, on networks the test made.
 #![allow(dead_code)]
 
+pub mod terminal;
 pub mod upstream;
 
 use std::os::unix::fs::PermissionsExt;
