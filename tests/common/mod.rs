@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod upstream;
+pub mod world;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
