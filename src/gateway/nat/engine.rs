@@ -1004,12 +1004,24 @@ impl NatEngine {
     fn tcp_in(&mut self, now: Instant, mac: EthernetAddress, packet: &[u8], trusted: bool) {
         let ip = Ipv4Packet::new_unchecked(packet);
         let Ok(tcp) = smoltcp::wire::TcpPacket::new_checked(ip.payload()) else {
-            self.counters.dropped.fetch_add(1, Relaxed);
+            self.counters.malformed.fetch_add(1, Relaxed);
+            trace!("nat: TCP header does not parse, dropped");
             return;
         };
         if !trusted && !tcp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()) {
             self.counters.dropped.fetch_add(1, Relaxed);
             trace!("nat: TCP checksum wrong, dropped");
+            return;
+        }
+        if tcp.src_port() == 0 || tcp.dst_port() == 0 || (tcp.syn() && tcp.fin()) {
+            // No host takes these (a connect to port 0 is refused, Linux
+            // discards SYN+FIN): not worth a host socket each.
+            self.counters.malformed.fetch_add(1, Relaxed);
+            trace!(
+                src_port = tcp.src_port(),
+                dst_port = tcp.dst_port(),
+                "nat: TCP to or from port 0, or SYN with FIN, dropped"
+            );
             return;
         }
         let key = FlowKey {
@@ -1111,6 +1123,11 @@ impl NatEngine {
             }
         }
         let port = |i: usize| u16::from_be_bytes([payload[i], payload[i + 1]]);
+        if port(0) == 0 || port(2) == 0 {
+            self.counters.malformed.fetch_add(1, Relaxed);
+            trace!("nat: UDP to or from port 0, dropped");
+            return;
+        }
         let key = FlowKey {
             src: (ip.src_addr(), port(0)),
             dst: (ip.dst_addr(), port(2)),
@@ -2750,6 +2767,47 @@ mod tests {
         assert_eq!(nat.counters().snapshot().dropped, 8);
         assert_eq!(nat.counters().snapshot().tcp_flows, 0);
         assert!(poll(&mut nat).is_empty());
+    }
+
+    #[test]
+    fn segments_no_host_could_take_get_no_host_socket() {
+        let mut nat = engine(Limits::default());
+        let now = Instant::now();
+        let fix = |frame: &mut Vec<u8>| {
+            let mut tcp = smoltcp::wire::TcpPacket::new_unchecked(&mut frame[34..]);
+            tcp.fill_checksum(&SB_IP.into(), &HOST_LOOPBACK_ADDR.into());
+        };
+        let mut syn_fin = syn(40001, (HOST_LOOPBACK_ADDR, 80));
+        syn_fin[34 + 13] |= 0x01;
+        fix(&mut syn_fin);
+        let mut short = syn(40002, (HOST_LOOPBACK_ADDR, 80));
+        short[34 + 12] = 2 << 4;
+        fix(&mut short);
+        let frames = [
+            syn(40000, (HOST_LOOPBACK_ADDR, 0)),
+            syn(0, (HOST_LOOPBACK_ADDR, 80)),
+            syn_fin,
+            short,
+            udp_frame(5353, (HOST_LOOPBACK_ADDR, 0), b"x"),
+            udp_frame(0, (HOST_LOOPBACK_ADDR, 53), b"x"),
+        ];
+        for f in &frames {
+            assert!(nat.receive(now, f), "taken");
+        }
+        nat.service_host(now);
+        assert!(poll(&mut nat).is_empty(), "nothing answered");
+        let stats = nat.counters().snapshot();
+        assert_eq!(stats.malformed, 6, "{stats:?}");
+        assert_eq!(
+            (
+                stats.tcp_flows,
+                stats.udp_flows,
+                stats.refused,
+                stats.dropped
+            ),
+            (0, 0, 0, 0),
+            "no host socket: {stats:?}"
+        );
     }
 
     #[test]
