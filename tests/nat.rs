@@ -58,13 +58,29 @@ impl HostServer {
         self.port.to_string()
     }
 
-    /// Connections the `hold` server has open.
+    /// Connections the `hold` server has open (a gauge).
     fn open(&self) -> u64 {
-        let path = format!("{}.open", self.file.display());
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
+        self.count("open")
+    }
+
+    /// Connections the `hold` server ever accepted (a count: one that came
+    /// and went is in it).
+    fn accepted(&self) -> u64 {
+        self.count("accepted")
+    }
+
+    /// The `hold` server's figure `what`, once it wrote one (it does every
+    /// 100 ms from its start).
+    fn count(&self, what: &str) -> u64 {
+        let path = format!("{}.{what}", self.file.display());
+        let mut n = None;
+        Env::wait_until(Duration::from_secs(5), || {
+            n = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            n.is_some()
+        });
+        n.unwrap_or_else(|| panic!("the server wrote no {path}"))
     }
 }
 
@@ -426,8 +442,21 @@ fn internal_other_networks_and_unmapped_loopback_are_unreachable() {
     assert_ne!(outcome, "connected", "the gateway is not the host");
     assert!(nat_stats(&env, "dev")["prohibited"].as_u64().unwrap() >= 2);
 
+    // Nothing reached the host's server, not even for a moment: a count
+    // of accepted connections, not of open ones, which a connection that
+    // came and went would leave at 0.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(hold.open(), 0, "nothing reached the host's server");
+    assert_eq!(hold.accepted(), 0, "nothing reached the host's server");
+    // The positive control: one that may reach it is counted, once.
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "open"]);
+    env.start("o", &["open"], &["sleep", "600"]);
+    let (outcome, _) = connect(&env, "o", HOST, &port, "5");
+    assert_eq!(outcome, "connected");
+    assert!(
+        Env::wait_until(Duration::from_secs(5), || hold.accepted() == 1),
+        "the server counts what reaches it: {}",
+        hold.accepted()
+    );
 }
 
 #[test]
@@ -470,6 +499,8 @@ fn flow_limit_refuses_the_excess_and_fds_return_to_baseline() {
     assert_eq!(out.trim(), "ok 100000");
     env.ok(&["network", "ls"]);
     assert!(Env::wait_until(Duration::from_secs(5), || hold.open() == 1024));
+    // The warm-up and the 1024 admitted, and not one of the refused.
+    assert_eq!(hold.accepted(), 1 + 1024);
 
     // When they close, the flows and their fds go.
     assert_eq!(lines.next().expect("closed").unwrap(), "closed");
