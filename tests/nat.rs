@@ -329,17 +329,30 @@ fn udp_echo_zero_length_and_largest_datagram() {
 
 #[test]
 fn ping_to_the_outside_fails_fast_without_ping_sockets() {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
-    let bounds: Vec<i64> = range
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    let gid = common::test_ids().map_or_else(|| nix::unistd::getegid().as_raw(), |(_, g)| g);
-    if bounds.len() == 2 && bounds[0] <= i64::from(gid) && i64::from(gid) <= bounds[1] {
-        eprintln!("skipped: ping sockets are allowed for gid {gid} on this host ({range})");
-        return;
-    }
+    // As root the daemon runs in a network namespace this test makes, where
+    // ping sockets are refused to everyone ("1 0", the kernel's default),
+    // whatever the host allows; the "outside" is that namespace's loopback.
+    // Unprivileged, the host's own setting must refuse them.
     let env = Env::new();
+    let prelude = "sysctl -q -w net.ipv4.ping_group_range='1 0' &&";
+    let _daemon = match env.start_daemon_in_netns(prelude) {
+        Some(daemon) => ChildGuard(Some(daemon)),
+        None => {
+            let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+            let bounds: Vec<i64> = range
+                .split_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            let gid = nix::unistd::getegid().as_raw();
+            if bounds.len() == 2 && bounds[0] <= i64::from(gid) && i64::from(gid) <= bounds[1] {
+                return common::skip(&format!(
+                    "ping sockets are allowed for gid {gid} on this host ({})",
+                    range.trim()
+                ));
+            }
+            ChildGuard(None)
+        }
+    };
     web_with_client(&env);
     let start = Instant::now();
     let out = env.exec("c", &["ping", "-c", "1", "-W", "5", HOST]);
@@ -356,7 +369,10 @@ fn ping_to_the_outside_fails_fast_without_ping_sockets() {
         .to_string();
     env.exec_ok("c", &["ping", "-c", "1", "-W", "2", &gw]);
     assert!(nat_stats(&env, "web")["ping_prohibited"].as_u64().unwrap() >= 1);
-    let log = std::fs::read_to_string(env.runtime.join("daemon.log")).unwrap_or_default();
+    // The log of a daemon the CLI started, or of the one in its namespace.
+    let log = ["run/daemon.log", "netns-daemon.log"]
+        .map(|f| std::fs::read_to_string(env.dir.join(f)).unwrap_or_default())
+        .concat();
     assert_eq!(
         log.matches("does not allow unprivileged ICMP sockets")
             .count(),
@@ -373,8 +389,7 @@ fn ping_to_the_outside_works_where_ping_sockets_are_allowed() {
     let env = Env::new();
     let prelude = "sysctl -q -w net.ipv4.ping_group_range='0 2147483647' &&";
     let Some(mut daemon) = env.start_daemon_in_netns(prelude) else {
-        eprintln!("skipped: needs root to make the daemon's network namespace");
-        return;
+        return common::skip("needs root to make the daemon's network namespace");
     };
     web_with_client(&env);
     let out = env.exec("c", &["ping", "-c", "2", "-W", "3", HOST]);

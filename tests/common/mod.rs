@@ -113,16 +113,16 @@ fn check_prerequisites() {
     }
 }
 
-/// Says on stderr that a test case is skipped, and why, for the caller
-/// to return. Only a run that is not root may skip: CI runs as root
-/// (`.ci/run`), where everything a test needs can be had, so there this
-/// panics instead and no test passes by skipping.
+/// Says on stderr that a test case is skipped, and why (`SKIPPED:
+/// REASON`), for the caller to return. Only a run that is not root may
+/// skip: CI runs as root (`.ci/run`), where everything a test needs can be
+/// had, so there this panics instead and no test passes by skipping.
 pub fn skip(why: &str) {
     assert!(
         !nix::unistd::geteuid().is_root(),
         "this test would skip, but runs as root, where it must run: {why}"
     );
-    eprintln!("skipped: {why}");
+    eprintln!("SKIPPED: {why}");
 }
 
 /// The copied `warren` binary, readable by the test uid.
