@@ -1,9 +1,11 @@
 //! Hostile frames from inside a sandbox (issue 9): header lies, forged ARP
 //! and router advertisements, fragment abuse, malformed TCP and forged ICMP
-//! errors, sent with an AF_PACKET socket as root of the sandbox. Each is
-//! dropped (and counted where the switch can tell) or answered correctly;
-//! the neighbours, DNS, NAT and the gateway keep working, and the daemon
-//! does not spin afterwards.
+//! errors, sent with an AF_PACKET socket as root of the sandbox. Each kind
+//! is dropped and counted by exactly its counter (the switch's, the
+//! gateway's or the NAT's, by exactly its count, with no other moved and no
+//! flow opened), or answered correctly; an honest frame after them gets
+//! through; the neighbours, DNS, NAT and the gateway keep working, and the
+//! daemon does not spin afterwards.
 
 mod common;
 
