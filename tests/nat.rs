@@ -791,7 +791,9 @@ fn routed_egress_reaches_the_world_from_the_daemons_own_address() {
     // with the host socket's source the daemon namespace's address (or the
     // network's outbound-address).
     let env = Env::new();
-    let Some(world) = World::start(&env, "") else {
+    // Ping sockets allowed in the daemon's namespace, for the echo below.
+    let prelude = "sysctl -q -w net.ipv4.ping_group_range='0 2147483647' &&";
+    let Some(world) = World::start(&env, prelude) else {
         return common::skip("needs root to make network namespaces");
     };
     world.add_world_address(FAR);
@@ -830,6 +832,21 @@ fn routed_egress_reaches_the_world_from_the_daemons_own_address() {
         );
     }
     assert_eq!(counter(&after, "prohibited"), 0, "{after}");
+
+    // The world's refusals and echo replies come back the same way: its
+    // port unreachable for a closed UDP port, and ping.
+    let out = env.exec_ok(
+        "c",
+        &["python3", &tool("nat_client.py"), "udp-closed", FAR, "9"],
+    );
+    assert_eq!(out.trim(), "refused", "a closed UDP port in the world");
+    let out = env.exec("c", &["ping", "-c", "2", "-W", "3", FAR]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 received"),
+        "ping to the world: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The same from a network whose host sockets bind to another address.
     let (seen, _) = whoami(&env, "o", "tcp", FAR, "8000");
