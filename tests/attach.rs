@@ -100,19 +100,9 @@ fn attach_by_pid_reach_by_name_and_published_port_then_freed_on_exit() {
 
     // The process exits: sandbox, name, address and host port go at once.
     box1.kill();
-    assert!(
-        Env::wait_until(Duration::from_secs(3), || !names(&env).contains("\"box\"")),
-        "attached sandbox still listed after its process died:\n{}",
-        names(&env)
-    );
-    assert!(
-        Env::wait_until(Duration::from_secs(3), || TcpListener::bind((
-            "127.0.0.1",
-            hp
-        ))
-        .is_ok()),
-        "host port {hp} still bound"
-    );
+    Env::assert_freed_within_a_second("attached by pid: its name and host port", || {
+        !names(&env).contains("\"box\"") && TcpListener::bind(("127.0.0.1", hp)).is_ok()
+    });
     let gone = env.exec(
         "client",
         &[
@@ -194,10 +184,9 @@ fn attach_by_netns_path_and_detach_leaves_the_process_running() {
     attach_by_path();
     assert!(env.ping("client", &env.ip("byns", "dev")));
     runner.kill();
-    assert!(
-        Env::wait_until(Duration::from_secs(3), || !names(&env).contains("\"byns\"")),
-        "sandbox attached by path still listed after its namespace went away"
-    );
+    Env::assert_freed_within_a_second("attached by netns path", || {
+        !names(&env).contains("\"byns\"")
+    });
 }
 
 #[test]

@@ -136,10 +136,8 @@ fn add_check_del_cycle_as_a_runtime_does_it() {
     assert!(ok, "{res}");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(
-        Env::wait_until(Duration::from_secs(2), || !env.ok(&["ps"]).contains("pod1")),
-        "the daemon notices the namespace is gone"
-    );
+    // The daemon notices the namespace is gone.
+    Env::assert_freed_within_a_second("a CNI namespace gone", || !env.ok(&["ps"]).contains("pod1"));
     let (ok, res) = cni(&env, "DEL", &netns, &config);
     assert!(ok, "DEL after the namespace is gone: {res}");
     assert!(

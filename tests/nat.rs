@@ -1,10 +1,13 @@
 //! End-to-end tests of NAT egress (issue 4): sandboxes reach "the outside
 //! world" through the daemon's host sockets.
 //!
-//! The outside world here is only ever a server the test starts on the
-//! host's 127.0.0.1, reached from networks created with
-//! `--opt host-loopback=true` through the mapped address 169.254.1.2. No
-//! other address is ever contacted.
+//! The outside world here is a server the test starts on the host's
+//! 127.0.0.1, reached from networks created with `--opt host-loopback=true`
+//! through the mapped address 169.254.1.2; or, for the ordinary routed
+//! path (an address that is not rewritten, reached over the daemon's own
+//! routing), a server in a "world" network namespace the test makes, beside
+//! a daemon started in a namespace of its own (`common::world`). No other
+//! address is ever contacted.
 
 mod common;
 
@@ -14,6 +17,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::world::{World, DAEMON_ADDR};
 use common::{tool, Env};
 
 /// The address that stands for the host's loopback (see `gateway::nat`).
@@ -54,13 +58,29 @@ impl HostServer {
         self.port.to_string()
     }
 
-    /// Connections the `hold` server has open.
+    /// Connections the `hold` server has open (a gauge).
     fn open(&self) -> u64 {
-        let path = format!("{}.open", self.file.display());
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
+        self.count("open")
+    }
+
+    /// Connections the `hold` server ever accepted (a count: one that came
+    /// and went is in it).
+    fn accepted(&self) -> u64 {
+        self.count("accepted")
+    }
+
+    /// The `hold` server's figure `what`, once it wrote one (it does every
+    /// 100 ms from its start).
+    fn count(&self, what: &str) -> u64 {
+        let path = format!("{}.{what}", self.file.display());
+        let mut n = None;
+        Env::wait_until(Duration::from_secs(5), || {
+            n = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            n.is_some()
+        });
+        n.unwrap_or_else(|| panic!("the server wrote no {path}"))
     }
 }
 
@@ -309,17 +329,30 @@ fn udp_echo_zero_length_and_largest_datagram() {
 
 #[test]
 fn ping_to_the_outside_fails_fast_without_ping_sockets() {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
-    let bounds: Vec<i64> = range
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    let gid = common::test_ids().map_or_else(|| nix::unistd::getegid().as_raw(), |(_, g)| g);
-    if bounds.len() == 2 && bounds[0] <= i64::from(gid) && i64::from(gid) <= bounds[1] {
-        eprintln!("skipped: ping sockets are allowed for gid {gid} on this host ({range})");
-        return;
-    }
+    // As root the daemon runs in a network namespace this test makes, where
+    // ping sockets are refused to everyone ("1 0", the kernel's default),
+    // whatever the host allows; the "outside" is that namespace's loopback.
+    // Unprivileged, the host's own setting must refuse them.
     let env = Env::new();
+    let prelude = "sysctl -q -w net.ipv4.ping_group_range='1 0' &&";
+    let _daemon = match env.start_daemon_in_netns(prelude) {
+        Some(daemon) => ChildGuard(Some(daemon)),
+        None => {
+            let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+            let bounds: Vec<i64> = range
+                .split_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            let gid = nix::unistd::getegid().as_raw();
+            if bounds.len() == 2 && bounds[0] <= i64::from(gid) && i64::from(gid) <= bounds[1] {
+                return common::skip(&format!(
+                    "ping sockets are allowed for gid {gid} on this host ({})",
+                    range.trim()
+                ));
+            }
+            ChildGuard(None)
+        }
+    };
     web_with_client(&env);
     let start = Instant::now();
     let out = env.exec("c", &["ping", "-c", "1", "-W", "5", HOST]);
@@ -336,7 +369,10 @@ fn ping_to_the_outside_fails_fast_without_ping_sockets() {
         .to_string();
     env.exec_ok("c", &["ping", "-c", "1", "-W", "2", &gw]);
     assert!(nat_stats(&env, "web")["ping_prohibited"].as_u64().unwrap() >= 1);
-    let log = std::fs::read_to_string(env.runtime.join("daemon.log")).unwrap_or_default();
+    // The log of a daemon the CLI started, or of the one in its namespace.
+    let log = ["run/daemon.log", "netns-daemon.log"]
+        .map(|f| std::fs::read_to_string(env.dir.join(f)).unwrap_or_default())
+        .concat();
     assert_eq!(
         log.matches("does not allow unprivileged ICMP sockets")
             .count(),
@@ -353,8 +389,7 @@ fn ping_to_the_outside_works_where_ping_sockets_are_allowed() {
     let env = Env::new();
     let prelude = "sysctl -q -w net.ipv4.ping_group_range='0 2147483647' &&";
     let Some(mut daemon) = env.start_daemon_in_netns(prelude) else {
-        eprintln!("skipped: needs root to make the daemon's network namespace");
-        return;
+        return common::skip("needs root to make the daemon's network namespace");
     };
     web_with_client(&env);
     let out = env.exec("c", &["ping", "-c", "2", "-W", "3", HOST]);
@@ -422,8 +457,21 @@ fn internal_other_networks_and_unmapped_loopback_are_unreachable() {
     assert_ne!(outcome, "connected", "the gateway is not the host");
     assert!(nat_stats(&env, "dev")["prohibited"].as_u64().unwrap() >= 2);
 
+    // Nothing reached the host's server, not even for a moment: a count
+    // of accepted connections, not of open ones, which a connection that
+    // came and went would leave at 0.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(hold.open(), 0, "nothing reached the host's server");
+    assert_eq!(hold.accepted(), 0, "nothing reached the host's server");
+    // The positive control: one that may reach it is counted, once.
+    env.ok(&["network", "create", "--opt", "host-loopback=true", "open"]);
+    env.start("o", &["open"], &["sleep", "600"]);
+    let (outcome, _) = connect(&env, "o", HOST, &port, "5");
+    assert_eq!(outcome, "connected");
+    assert!(
+        Env::wait_until(Duration::from_secs(5), || hold.accepted() == 1),
+        "the server counts what reaches it: {}",
+        hold.accepted()
+    );
 }
 
 #[test]
@@ -466,6 +514,8 @@ fn flow_limit_refuses_the_excess_and_fds_return_to_baseline() {
     assert_eq!(out.trim(), "ok 100000");
     env.ok(&["network", "ls"]);
     assert!(Env::wait_until(Duration::from_secs(5), || hold.open() == 1024));
+    // The warm-up and the 1024 admitted, and not one of the refused.
+    assert_eq!(hold.accepted(), 1 + 1024);
 
     // When they close, the flows and their fds go.
     assert_eq!(lines.next().expect("closed").unwrap(), "closed");
@@ -644,4 +694,299 @@ fn hold_connections(
         .filter_map(|w| w.parse().ok())
         .collect();
     (flood, lines, first, (counts[0], counts[1], counts[2]))
+}
+
+/// An address on the world namespace's loopback, reached from the daemon's
+/// namespace only through its default route (never rewritten by the NAT).
+const FAR: &str = "10.251.0.1";
+/// An address in the world whose replies never leave it: the world drops
+/// every packet from it (`ip rule … blackhole`), so a connect to it is
+/// neither answered nor refused.
+const HOLE: &str = "10.252.0.1";
+/// Another such address, whose replies are let out after a while.
+const LATE: &str = "10.252.0.2";
+/// A second address of the daemon's namespace, for `outbound-address`.
+const OUTBOUND: &str = "10.250.0.3";
+
+/// `port_server.py KIND PORT BIND` in the world namespace (it tells each
+/// client the address it sees), killed on drop.
+struct WorldServer(Child);
+
+impl WorldServer {
+    fn start(world: &World, kind: &str, port: &str, bind: &str) -> WorldServer {
+        let child = world
+            .world_cmd(&["python3", &tool("port_server.py"), kind, port, bind])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("port_server.py in the world");
+        WorldServer(child)
+    }
+}
+
+impl Drop for WorldServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `port_client.py KIND IP PORT` in `sandbox` until it is answered (the
+/// server may still be starting; 10 s): (the address the server saw, the
+/// sandbox's own).
+fn whoami(env: &Env, sandbox: &str, kind: &str, ip: &str, port: &str) -> (String, String) {
+    let mut last = String::new();
+    let ok = Env::wait_until(Duration::from_secs(10), || {
+        let out = env.exec(
+            sandbox,
+            &["python3", &tool("port_client.py"), kind, ip, port],
+        );
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+    });
+    assert!(ok, "{kind} from {sandbox} to {ip}:{port}: {last}");
+    // "GOT you are IP:PORT | ME IP:PORT" (TCP), "GOT IP:PORT hello | ME …" (UDP).
+    let (got, me) = last.trim().split_once(" | ME ").expect("reply");
+    let seen = got
+        .trim_start_matches("GOT ")
+        .trim_start_matches("you are ")
+        .split_whitespace()
+        .next()
+        .expect("the address the server saw");
+    (seen.to_string(), me.to_string())
+}
+
+/// A child killed and reaped on drop (a failed assertion leaves none).
+struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("not taken")
+    }
+
+    fn take(&mut self) -> Child {
+        self.0.take().expect("not taken")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn counter(nat: &serde_json::Value, key: &str) -> u64 {
+    nat[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {key} in {nat}"))
+}
+
+#[test]
+fn routed_egress_reaches_the_world_from_the_daemons_own_address() {
+    // Issue 17, item 1: the ordinary NAT path, to an address that is not
+    // rewritten and is reached over the daemon namespace's default route,
+    // with the host socket's source the daemon namespace's address (or the
+    // network's outbound-address).
+    let env = Env::new();
+    // Ping sockets allowed in the daemon's namespace, for the echo below.
+    let prelude = "sysctl -q -w net.ipv4.ping_group_range='0 2147483647' &&";
+    let Some(world) = World::start(&env, prelude) else {
+        return common::skip("needs root to make network namespaces");
+    };
+    world.add_world_address(FAR);
+    world.add_daemon_address(OUTBOUND);
+    let _tcp = WorldServer::start(&world, "tcp", "8000", FAR);
+    let _udp = WorldServer::start(&world, "udp", "8001", FAR);
+    env.ok(&["network", "create", "ext"]);
+    let opt = format!("outbound-address={OUTBOUND}");
+    env.ok(&["network", "create", "--opt", &opt, "out"]);
+    env.start("c", &["ext"], &["sleep", "600"]);
+    env.start("o", &["out"], &["sleep", "600"]);
+    let c_ip = env.ip("c", "ext");
+    let before = nat_stats(&env, "ext");
+
+    let (seen, me) = whoami(&env, "c", "tcp", FAR, "8000");
+    assert!(
+        seen.starts_with(&format!("{DAEMON_ADDR}:")),
+        "the world server saw {seen}, not the daemon namespace's address"
+    );
+    assert!(me.starts_with(&format!("{c_ip}:")), "the sandbox is {me}");
+    let (seen, me) = whoami(&env, "c", "udp", FAR, "8001");
+    assert!(
+        seen.starts_with(&format!("{DAEMON_ADDR}:")),
+        "UDP: the world server saw {seen}"
+    );
+    assert!(
+        me.starts_with(&format!("{c_ip}:")),
+        "UDP: the sandbox is {me}"
+    );
+    let after = nat_stats(&env, "ext");
+    for key in ["tcp_opened", "udp_opened"] {
+        assert_eq!(
+            counter(&after, key) - counter(&before, key),
+            1,
+            "{key}: one flow each (the client retried nothing): {before} -> {after}"
+        );
+    }
+    assert_eq!(counter(&after, "prohibited"), 0, "{after}");
+
+    // The world's refusals and echo replies come back the same way: its
+    // port unreachable for a closed UDP port, and ping.
+    let out = env.exec_ok(
+        "c",
+        &["python3", &tool("nat_client.py"), "udp-closed", FAR, "9"],
+    );
+    assert_eq!(out.trim(), "refused", "a closed UDP port in the world");
+    let out = env.exec("c", &["ping", "-c", "2", "-W", "3", FAR]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 received"),
+        "ping to the world: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The same from a network whose host sockets bind to another address.
+    let (seen, _) = whoami(&env, "o", "tcp", FAR, "8000");
+    assert!(
+        seen.starts_with(&format!("{OUTBOUND}:")),
+        "outbound-address: {seen}"
+    );
+    let (seen, _) = whoami(&env, "o", "udp", FAR, "8001");
+    assert!(
+        seen.starts_with(&format!("{OUTBOUND}:")),
+        "outbound-address, UDP: {seen}"
+    );
+}
+
+#[test]
+fn the_handshake_completes_only_after_the_routed_host_connect_did() {
+    // Issue 17, item 1: "a TCP handshake completes for the sandbox only
+    // after the host connect succeeded", against the real routed path: a
+    // destination that answers, one that refuses, one that never answers,
+    // and one that starts answering after a while.
+    let env = Env::new();
+    let Some(world) = World::start(&env, "") else {
+        return common::skip("needs root to make network namespaces");
+    };
+    world.add_world_address(FAR);
+    world.add_world_address(HOLE);
+    let _tcp = WorldServer::start(&world, "tcp", "8000", FAR);
+    let _hole = WorldServer::start(&world, "tcp", "8000", HOLE);
+    world.add_world_address(LATE);
+    let _late = WorldServer::start(&world, "tcp", "8000", LATE);
+    world.in_world(&[
+        "ip",
+        "rule",
+        "add",
+        "from",
+        HOLE,
+        "blackhole",
+        "prio",
+        "100",
+    ]);
+    world.in_world(&[
+        "ip",
+        "rule",
+        "add",
+        "from",
+        LATE,
+        "blackhole",
+        "prio",
+        "101",
+    ]);
+    env.ok(&["network", "create", "ext"]);
+    env.start("c", &["ext"], &["sleep", "600"]);
+
+    // Answers: connected (the positive control of what follows).
+    whoami(&env, "c", "tcp", FAR, "8000");
+    let (outcome, _) = connect(&env, "c", FAR, "8000", "5");
+    assert_eq!(outcome, "connected");
+    let before = nat_stats(&env, "ext");
+
+    // Refuses (a RST from the world's kernel): the sandbox is refused too,
+    // at once.
+    let (outcome, secs) = connect(&env, "c", FAR, "9", "5");
+    assert_eq!(outcome, "refused", "a closed port in the world");
+    assert!(secs < 2.0, "refused after {secs} s");
+
+    // Never answers: the daemon's SYNs leave (its socket is in SYN-SENT),
+    // and the sandbox gets no SYN-ACK meanwhile.
+    let (outcome, secs) = connect(&env, "c", HOLE, "8000", "3");
+    assert_eq!(outcome, "timeout", "no SYN-ACK before the host's connect");
+    assert!(secs >= 2.9, "{outcome} after {secs} s");
+    let syn_sent = world.in_daemon_ns(&["ss", "-Htn", "state", "syn-sent", "dst", HOLE]);
+    assert!(
+        syn_sent.contains(&format!("{HOLE}:8000")),
+        "the host connect is under way: {syn_sent:?}"
+    );
+    let after = nat_stats(&env, "ext");
+    assert_eq!(
+        counter(&after, "tcp_opened"),
+        counter(&before, "tcp_opened"),
+        "no flow opened: {before} -> {after}"
+    );
+    assert_eq!(
+        counter(&after, "refused") - counter(&before, "refused"),
+        1,
+        "{before} -> {after}"
+    );
+    assert!(
+        counter(&after, "tcp_flows") >= 1,
+        "the connect is pending: {after}"
+    );
+
+    // Starts answering later: the sandbox's handshake is still pending
+    // while the daemon's connect is, and completes once it does (the
+    // host's kernel retries its SYN at 1 s, 3 s, …).
+    let late = env
+        .cmd(&[
+            "exec",
+            "c",
+            "--",
+            "python3",
+            &tool("nat_client.py"),
+            "connect",
+            LATE,
+            "8000",
+            "15",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut late = ChildGuard(Some(late));
+    assert!(
+        Env::wait_until(Duration::from_secs(10), || world
+            .in_daemon_ns(&["ss", "-Htn", "state", "syn-sent", "dst", LATE])
+            .contains(&format!("{LATE}:8000"))),
+        "the host connect to {LATE} started"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        late.child().try_wait().unwrap().is_none(),
+        "the sandbox's connect returned while the host's was pending"
+    );
+    world.in_world(&[
+        "ip",
+        "rule",
+        "del",
+        "from",
+        LATE,
+        "blackhole",
+        "prio",
+        "101",
+    ]);
+    let out = late.take().wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (outcome, secs) = text.trim().rsplit_once(' ').expect("outcome and time");
+    assert_eq!(outcome, "connected", "once the world answers: {text}");
+    assert!(secs.parse::<f64>().unwrap() >= 1.2, "{text}");
+    let last = nat_stats(&env, "ext");
+    assert_eq!(
+        counter(&last, "tcp_opened") - counter(&after, "tcp_opened"),
+        1,
+        "{after} -> {last}"
+    );
 }

@@ -11,12 +11,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::world::{World, DAEMON_ADDR, WORLD_ADDR};
 use common::{free_port, tool, Env};
-
-const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `n` consecutive TCP ports free on the host right now.
 fn free_range(n: u16) -> u16 {
@@ -390,61 +388,15 @@ fn a_thousand_short_connections_and_fds_back_to_baseline() {
     );
 }
 
-/// Removes a network namespace the test made.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .env("PATH", SYSTEM_PATH)
-            .status();
-    }
-}
-
-fn root(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .env("PATH", SYSTEM_PATH)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn the_sandbox_sees_the_real_client_address() {
     // The daemon runs in a network namespace this test makes; a client in
     // a second one reaches it over a veth pair (10.250.0.1 → 10.250.0.2,
     // addresses that exist only in those two namespaces).
     let env = Env::new();
-    let Some(mut daemon) = env.start_daemon_in_netns("") else {
+    let Some(world) = World::start(&env, "") else {
         return common::skip("needs root to make network namespaces");
     };
-    let pid = daemon.id().to_string();
-    let ns = Netns(format!("warren-port-{}", std::process::id()));
-    let (a, b) = (
-        format!("wpa{}", std::process::id() % 100_000),
-        format!("wpb{}", std::process::id() % 100_000),
-    );
-    root(&["ip", "netns", "add", &ns.0]);
-    root(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-    root(&["ip", "link", "set", &a, "netns", &ns.0]);
-    root(&["ip", "link", "set", &b, "netns", &pid]);
-    root(&["ip", "-n", &ns.0, "addr", "add", "10.250.0.1/24", "dev", &a]);
-    root(&["ip", "-n", &ns.0, "link", "set", &a, "up"]);
-    root(&["ip", "-n", &ns.0, "link", "set", "lo", "up"]);
-    let daemon_ns = ["nsenter", "-t", &pid, "-n"];
-    let mut cmd = daemon_ns.to_vec();
-    cmd.extend(["ip", "addr", "add", "10.250.0.2/24", "dev", &b]);
-    root(&cmd);
-    let mut cmd = daemon_ns.to_vec();
-    cmd.extend(["ip", "link", "set", &b, "up"]);
-    root(&cmd);
-
     let hp = 18080;
     let spec = format!("{hp}:8000");
     serve(&env, "web", &[&spec], &["tcp", "8000"]);
@@ -452,18 +404,8 @@ fn the_sandbox_sees_the_real_client_address() {
     let hp_s = hp.to_string();
     let mut last = String::new();
     let ok = Env::wait_until(Duration::from_secs(15), || {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.0,
-                "python3",
-                &client,
-                "tcp",
-                "10.250.0.2",
-                &hp_s,
-            ])
-            .env("PATH", SYSTEM_PATH)
+        let out = world
+            .world_cmd(&["python3", &client, "tcp", DAEMON_ADDR, &hp_s])
             .output()
             .unwrap();
         last = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -476,14 +418,13 @@ fn the_sandbox_sees_the_real_client_address() {
                 .collect::<String>()
         })
         .unwrap_or_default();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(world);
     assert!(ok, "client in its namespace: {last}");
     // "GOT you are 10.250.0.1:P | ME 10.250.0.1:P": the server saw the
     // client's own address and port.
     let (got, me) = last.trim().split_once(" | ME ").expect("reply");
     assert_eq!(got.trim_start_matches("GOT you are "), me, "{last}");
-    assert!(me.starts_with("10.250.0.1:"), "{last}");
+    assert!(me.starts_with(&format!("{WORLD_ADDR}:")), "{last}");
     assert!(logs.contains(&format!("peer {me}")), "server log: {logs}");
 }
 

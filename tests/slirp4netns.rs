@@ -254,12 +254,9 @@ fn all_gone(env: &Env, pid: u32) -> bool {
 fn kill_and_wait(env: &Env, inst: Instance) {
     let pid = inst.pid();
     drop(inst);
-    assert!(
-        Env::wait_until(Duration::from_secs(10), || all_gone(env, pid)),
-        "a killed instance leaked: {:?} {:?}",
-        networks(env),
-        sandboxes(env)
-    );
+    Env::assert_freed_within_a_second("a killed instance's network and sandbox", || {
+        all_gone(env, pid)
+    });
 }
 
 #[test]
@@ -591,12 +588,9 @@ fn help_ready_fd_exit_fd_signals_and_configuration() {
     let _ = inst.child.kill();
     let _ = inst.child.wait();
     let pid = inst.pid();
-    assert!(
-        Env::wait_until(Duration::from_secs(10), || all_gone(&env, pid)),
-        "a SIGKILLed instance leaked: {:?} {:?}",
-        networks(&env),
-        sandboxes(&env)
-    );
+    Env::assert_freed_within_a_second("a SIGKILLed instance's network and sandbox", || {
+        all_gone(&env, pid)
+    });
     assert!(Env::wait_until(Duration::from_secs(5), || !target
         .sh(&env, "ip -o link show")
         .1
@@ -797,11 +791,9 @@ fn network_options_behind_the_mode() {
     env.ok(&["network", "connect", "owned", "d2"]);
     let _ = owner.0.kill();
     let _ = owner.0.wait();
-    assert!(
-        Env::wait_until(Duration::from_secs(10), || !networks(&env)
-            .contains(&"owned".to_string())),
-        "the owned network outlived its owner"
-    );
+    Env::assert_freed_within_a_second("a network whose owner-pid died", || {
+        !networks(&env).contains(&"owned".to_string())
+    });
     assert!(sandboxes(&env).contains(&"d2".to_string()));
     let nets = env.inspect("d2")["NetworkSettings"]["Networks"].clone();
     assert!(

@@ -34,7 +34,7 @@ const OTHER: u32 = 65533;
 fn victim() -> Option<u32> {
     let ids = test_ids().map(|(uid, _)| uid);
     if ids.is_none() {
-        eprintln!("skipped: playing another user needs root");
+        common::skip("playing another user needs root");
     }
     ids
 }

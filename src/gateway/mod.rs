@@ -71,7 +71,10 @@ use serde::Serialize;
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, EthernetFrame, HardwareAddress, IpCidr, Ipv4Cidr};
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4Message, IpCidr,
+    IpProtocol, Ipv4Cidr, Ipv4Packet,
+};
 use tracing::{error, trace};
 
 use self::dns::{DnsCounters, DnsServer, ForwardOut, ForwardResult, NameTable};
@@ -266,8 +269,32 @@ impl Gateway {
 
     /// Queue a frame from the switch addressed to the gateway (unicast to its
     /// MAC, or broadcast/multicast). Dropped and counted when the queue is full.
+    ///
+    /// First [`screen`]: what smoltcp would drop without a word (a wrong
+    /// IPv4 header checksum, an ICMP error, which this interface acts on
+    /// none of) is dropped here and counted; fragments are counted and go
+    /// on to smoltcp's reassembler.
     pub fn receive(&mut self, frame: &[u8]) {
         self.counters.rx_frames.fetch_add(1, Relaxed);
+        match screen(frame) {
+            Screen::Pass => {}
+            Screen::Fragment => {
+                self.counters.fragments.fetch_add(1, Relaxed);
+            }
+            Screen::BadChecksum => {
+                self.counters.bad_checksum.fetch_add(1, Relaxed);
+                trace!(
+                    len = frame.len(),
+                    "gateway: IPv4 header checksum wrong, dropped"
+                );
+                return;
+            }
+            Screen::IcmpError => {
+                self.counters.icmp_errors.fetch_add(1, Relaxed);
+                trace!(len = frame.len(), "gateway: ICMP error, dropped");
+                return;
+            }
+        }
         if !self.device.rx.push_copy(frame, &mut self.device.rx_pool) {
             self.counters.rx_queue_full.fetch_add(1, Relaxed);
             trace!(len = frame.len(), "gateway: rx queue full, frame dropped");
@@ -346,6 +373,58 @@ fn validate(cfg: &GatewayConfig) -> Result<(EthernetAddress, Ipv4Cidr), GatewayE
     Ok((mac, cidr))
 }
 
+/// What [`Gateway::receive`] makes of a frame before smoltcp sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Screen {
+    /// Anything else: smoltcp's to answer or drop.
+    Pass,
+    /// An IPv4 fragment: counted, then smoltcp's reassembler's.
+    Fragment,
+    /// An IPv4 header whose checksum is wrong (smoltcp would drop it).
+    BadChecksum,
+    /// An ICMP error (destination unreachable, time exceeded, …). The
+    /// gateway has no ICMP socket and smoltcp acts on none of them.
+    IcmpError,
+}
+
+/// Sorts a frame for [`Gateway::receive`]. The switch has already
+/// dropped what does not parse; whatever this cannot parse passes, for
+/// smoltcp's own checks.
+fn screen(frame: &[u8]) -> Screen {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return Screen::Pass;
+    };
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return Screen::Pass;
+    }
+    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+        return Screen::Pass;
+    };
+    if !ip.verify_checksum() {
+        return Screen::BadChecksum;
+    }
+    if ip.more_frags() || ip.frag_offset() != 0 {
+        return Screen::Fragment;
+    }
+    if ip.next_header() == IpProtocol::Icmp {
+        // Source quench (4) is an error smoltcp has no name for.
+        let error = ip.payload().first().is_some_and(|&t| {
+            matches!(
+                Icmpv4Message::from(t),
+                Icmpv4Message::DstUnreachable
+                    | Icmpv4Message::Redirect
+                    | Icmpv4Message::TimeExceeded
+                    | Icmpv4Message::ParamProblem
+                    | Icmpv4Message::Unknown(4)
+            )
+        });
+        if error {
+            return Screen::IcmpError;
+        }
+    }
+    Screen::Pass
+}
+
 /// Counters of one gateway. Relaxed atomics: the forwarding thread writes,
 /// anyone reads.
 #[derive(Debug, Default)]
@@ -358,6 +437,12 @@ pub struct GatewayCounters {
     pub rx_queue_full: AtomicU64,
     /// Frames dropped because the gateway-to-switch queue was full.
     pub tx_queue_full: AtomicU64,
+    /// IPv4 fragments handed to smoltcp's reassembler.
+    pub fragments: AtomicU64,
+    /// Frames dropped for a wrong IPv4 header checksum.
+    pub bad_checksum: AtomicU64,
+    /// ICMP errors to the gateway, dropped (it acts on none).
+    pub icmp_errors: AtomicU64,
 }
 
 impl GatewayCounters {
@@ -368,6 +453,9 @@ impl GatewayCounters {
             tx_frames: self.tx_frames.load(Relaxed),
             rx_queue_full: self.rx_queue_full.load(Relaxed),
             tx_queue_full: self.tx_queue_full.load(Relaxed),
+            fragments: self.fragments.load(Relaxed),
+            bad_checksum: self.bad_checksum.load(Relaxed),
+            icmp_errors: self.icmp_errors.load(Relaxed),
         }
     }
 }
@@ -384,6 +472,12 @@ pub struct GatewayStats {
     pub rx_queue_full: u64,
     /// Frames dropped because the gateway-to-switch queue was full.
     pub tx_queue_full: u64,
+    /// IPv4 fragments handed to smoltcp's reassembler.
+    pub fragments: u64,
+    /// Frames dropped for a wrong IPv4 header checksum.
+    pub bad_checksum: u64,
+    /// ICMP errors to the gateway, dropped (it acts on none).
+    pub icmp_errors: u64,
 }
 
 /// The in-memory smoltcp device between the switch and the gateway interface.
@@ -669,6 +763,50 @@ mod tests {
                 seq_no: 7,
                 data: payload,
             }
+        );
+    }
+
+    #[test]
+    fn bad_checksums_and_icmp_errors_are_dropped_and_counted_fragments_counted() {
+        let mut gw = gateway();
+        gw.receive(&arp_request(HOST_MAC, HOST_IP, GW_IP));
+        assert_eq!(poll_all(&mut gw, 1).len(), 1);
+        let echo = icmp_echo_request(HOST_MAC, GW_MAC, HOST_IP, GW_IP, 1, 1, b"x");
+        // The same echo request with its header checksum broken, as a
+        // fragment, and an ICMP port unreachable quoting anything.
+        let mut bad = echo.clone();
+        bad[14 + 10] ^= 0xff;
+        let mut fragment = echo.clone();
+        fragment[14 + 6] = 0x20; // more fragments
+        let mut ip = Ipv4Packet::new_unchecked(&mut fragment[14..]);
+        ip.fill_checksum();
+        let error = ipv4(
+            HOST_MAC,
+            GW_MAC,
+            HOST_IP,
+            GW_IP,
+            IpProtocol::Icmp,
+            36,
+            |p| {
+                p[0] = 3;
+                p[1] = 3;
+            },
+        );
+        assert_eq!(screen(&echo), Screen::Pass);
+        assert_eq!(screen(&bad), Screen::BadChecksum);
+        assert_eq!(screen(&fragment), Screen::Fragment);
+        assert_eq!(screen(&error), Screen::IcmpError);
+        assert_eq!(screen(&arp_request(HOST_MAC, HOST_IP, GW_IP)), Screen::Pass);
+        for f in [&bad, &error, &fragment] {
+            gw.receive(f);
+        }
+        assert!(poll_all(&mut gw, 2).is_empty(), "none is answered");
+        gw.receive(&echo);
+        assert_eq!(poll_all(&mut gw, 3).len(), 1, "the honest one is");
+        let stats = gw.counters().snapshot();
+        assert_eq!(
+            (stats.bad_checksum, stats.icmp_errors, stats.fragments),
+            (1, 1, 1)
         );
     }
 

@@ -1,13 +1,17 @@
 """Sends hostile frames from eth0 with an AF_PACKET socket.
 
-Usage: python3 hostile_frames.py GATEWAY_IP GATEWAY_MAC OUTSIDE_IP
-Each kind is sent several times; prints "KIND sent N" per kind. Kinds:
+Usage: python3 hostile_frames.py GATEWAY_IP GATEWAY_MAC OUTSIDE_IP [KIND...]
+Each kind (every kind unless some are named) is sent 3 times; prints
+"KIND sent N" per kind. Kinds:
 gratuitous ARP claiming the gateway's address; an IPv6 router
 advertisement; IPv4 header lies (IHL past the end, IHL below 5, total
 length past the frame, total length below the header, bad checksum);
 overlapping fragments and an endless fragment train to the gateway; TCP to
 the outside with port 0, SYN+FIN, and a data offset below 5; ICMP errors
-quoting forged headers, to the gateway and to the outside.
+quoting forged headers, to the gateway and to the outside. And one that
+is not hostile, for after them: "honest_udp:PORT", one well-formed UDP
+datagram ("honest") to OUTSIDE_IP:PORT from port 40100, sent once;
+prints "honest_udp answered TEXT" with what came back to that port.
 """
 import socket
 import struct
@@ -31,7 +35,11 @@ def eth(dst, kind, payload):
 
 
 def tcp(sport, dport, flags, offset=5):
-    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, offset << 4, flags, 65535, 0, 0)
+    """A TCP header to the outside with a correct checksum, so that what
+    is wrong with it is only what it says."""
+    seg = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, offset << 4, flags, 65535, 0, 0)
+    pseudo = my_ip + outside + struct.pack("!BBH", 0, 6, len(seg))
+    return seg[:16] + struct.pack("!H", frames_lib.csum(pseudo + seg)) + seg[18:]
 
 
 def icmp_unreach(quoted):
@@ -67,7 +75,29 @@ forged = ipv4(outside, 6, tcp(80, 40003, 0x12))[:28]
 frames["icmp_error_to_gateway"] = [eth(gw_mac, 0x0800, ipv4(gw_ip, 1, icmp_unreach(forged)))]
 frames["icmp_error_to_outside"] = [eth(gw_mac, 0x0800, ipv4(outside, 1, icmp_unreach(forged)))]
 
-for kind, batch in frames.items():
+def udp(sport, dport, payload, src, dst):
+    length = 8 + len(payload)
+    pseudo = src + dst + struct.pack("!BBH", 0, 17, length)
+    head = struct.pack("!HHHH", sport, dport, length, 0)
+    return head[:6] + struct.pack("!H", frames_lib.csum(pseudo + head + payload) or 0xFFFF) + payload
+
+
+wanted = sys.argv[4:] or list(frames)
+for kind in wanted:
+    if kind.startswith("honest_udp:"):
+        port = int(kind.split(":")[1])
+        reply = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        reply.bind(("0.0.0.0", 40100))
+        reply.settimeout(3)
+        frame = eth(gw_mac, 0x0800, ipv4(outside, 17, udp(40100, port, b"honest", my_ip, outside)))
+        s.send(frame)
+        print(f"{kind} sent 1")
+        try:
+            print(f"honest_udp answered {reply.recv(100).decode()}")
+        except socket.timeout:
+            print("honest_udp unanswered")
+        continue
+    batch = frames[kind]
     sent = 0
     for _ in range(3):
         for frame in batch:

@@ -6,7 +6,8 @@ Usage: python3 nat_server.py KIND PORT_FILE
   KIND udp  : UDP echo on 127.0.0.1 (zero-length datagrams included).
   KIND hold : TCP on 127.0.0.1 that accepts everything and closes each
               connection when its peer does; writes the number of open
-              connections to PORT_FILE.open every 100 ms.
+              connections to PORT_FILE.open and of every connection it
+              ever accepted to PORT_FILE.accepted every 100 ms.
   KIND echo : TCP on 127.0.0.1 echoing each connection upper-cased until
               EOF, then closing (half-close both ways).
   KIND reset: TCP on 127.0.0.1; a connection that sends "rst-me" is reset
@@ -99,6 +100,7 @@ elif kind == "hold":
     sel.register(lst, selectors.EVENT_READ)
     announce(lst.getsockname()[1])
     open_count = 0
+    accepted = 0
     last = 0.0
     while True:
         for key, _ in sel.select(0.1):
@@ -109,6 +111,7 @@ elif kind == "hold":
                         c.setblocking(False)
                         sel.register(c, selectors.EVENT_READ)
                         open_count += 1
+                        accepted += 1
                 except BlockingIOError:
                     pass
             else:
@@ -125,9 +128,10 @@ elif kind == "hold":
         now = time.monotonic()
         if now - last > 0.1:
             last = now
-            with open(port_file + ".open.tmp", "w") as f:
-                f.write(str(open_count))
-            os.rename(port_file + ".open.tmp", port_file + ".open")
+            for name, value in ((".open", open_count), (".accepted", accepted)):
+                with open(port_file + name + ".tmp", "w") as f:
+                    f.write(str(value))
+                os.rename(port_file + name + ".tmp", port_file + name)
 elif kind in ("sink", "source"):
     import threading
 

@@ -510,6 +510,11 @@ pub struct NatCounters {
     /// Frames dropped: malformed, unsupported protocol, queue full, or a
     /// host socket error.
     pub dropped: AtomicU64,
+    /// TCP segments no host could take, dropped before any host socket:
+    /// a header that does not parse (data offset below 5), port 0 at
+    /// either end, or SYN with FIN (as Linux discards it); UDP to or from
+    /// port 0 too.
+    pub malformed: AtomicU64,
     /// Bytes from sandboxes written to host sockets.
     pub tx_bytes: AtomicU64,
     /// Bytes from host sockets handed to sandboxes.
@@ -558,6 +563,7 @@ impl NatCounters {
             prohibited: self.prohibited.load(Relaxed),
             ping_prohibited: self.ping_prohibited.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            malformed: self.malformed.load(Relaxed),
             tx_bytes: self.tx_bytes.load(Relaxed),
             rx_bytes: self.rx_bytes.load(Relaxed),
             forwards: self.forwards.load(Relaxed),
@@ -590,6 +596,7 @@ pub struct NatStats {
     pub prohibited: u64,
     pub ping_prohibited: u64,
     pub dropped: u64,
+    pub malformed: u64,
     pub tx_bytes: u64,
     pub rx_bytes: u64,
     pub forwards: u64,
