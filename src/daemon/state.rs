@@ -1166,7 +1166,10 @@ impl Daemon {
                         status: format!("Up {age}"),
                         pid: s.target.pid,
                         networks,
-                        ports: publish::ps_column(&mappings(&s.ports)),
+                        ports: publish::ps_column(&publish::listed(
+                            &mappings(&s.ports),
+                            &s.opts.expose,
+                        )),
                         external_id: s.external_id.clone().unwrap_or_default(),
                         attached: s.attached,
                         state: "running".into(),
@@ -1264,7 +1267,7 @@ impl Daemon {
             ),
             network_settings: NetworkSettings {
                 networks,
-                ports: publish::inspect_map(&mappings(&s.ports)),
+                ports: publish::inspect_map(&mappings(&s.ports), &s.opts.expose),
             },
             log_path: {
                 let log = exited::log_file(&logs, &s.id);
