@@ -612,6 +612,16 @@ pub fn labels_column(labels: &BTreeMap<String, String>) -> String {
 /// `CreatedAt` columns show: `2024-01-02 10:00:00.5 +0000 UTC`. Text that
 /// does not parse is returned as it is.
 pub fn go_time(rfc3339: &str) -> String {
+    go_time_as(rfc3339, true)
+}
+
+/// [`go_time`] in whole seconds, as Docker's `ps` shows `CreatedAt`
+/// (`time.Unix(created, 0).String()`): `2024-01-02 10:00:00 +0000 UTC`.
+pub fn go_time_secs(rfc3339: &str) -> String {
+    go_time_as(rfc3339, false)
+}
+
+fn go_time_as(rfc3339: &str, fraction: bool) -> String {
     let Ok(t) = humantime::parse_rfc3339_weak(rfc3339.trim_end_matches('Z')) else {
         return rfc3339.to_string();
     };
@@ -623,7 +633,7 @@ pub fn go_time(rfc3339: &str) -> String {
     let rest = rest.trim_end_matches('Z');
     let (clock, frac) = rest.split_once('.').unwrap_or((rest, ""));
     let frac = frac.trim_end_matches('0');
-    if frac.is_empty() {
+    if frac.is_empty() || !fraction {
         format!("{date} {clock} +0000 UTC")
     } else {
         format!("{date} {clock}.{frac} +0000 UTC")
@@ -838,6 +848,10 @@ mod tests {
         );
         assert_eq!(
             go_time("2024-01-02T10:00:00Z"),
+            "2024-01-02 10:00:00 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_secs("2024-01-02T10:00:00.500000000Z"),
             "2024-01-02 10:00:00 +0000 UTC"
         );
     }

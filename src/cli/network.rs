@@ -254,6 +254,7 @@ fn ls_headers() -> BTreeMap<&'static str, &'static str> {
         ("Name", "NAME"),
         ("Driver", "DRIVER"),
         ("Scope", "SCOPE"),
+        ("IPv4", "IPV4"),
         ("IPv6", "IPV6"),
         ("Internal", "INTERNAL"),
         ("Labels", "LABELS"),
@@ -290,14 +291,15 @@ fn ls(paths: &Paths, a: LsArgs) -> Result<i32> {
 
 /// One `network ls` row with the fields of Docker's network context, of
 /// Docker's types: `ID` (12 characters with `trunc`), `Name`, `Driver`,
-/// `Scope`, `IPv6` and `Internal` (`"true"`/`"false"`), `Labels`
-/// (`k=v,…`), `CreatedAt`.
+/// `Scope`, `IPv4`, `IPv6` and `Internal` (`"true"`/`"false"`; every
+/// warren network has IPv4), `Labels` (`k=v,…`), `CreatedAt`.
 fn ls_row(n: &NetworkSummary, trunc: bool) -> serde_json::Value {
     serde_json::json!({
         "ID": if trunc { short_id(&n.id) } else { n.id.as_str() },
         "Name": n.name,
         "Driver": n.driver,
         "Scope": n.scope,
+        "IPv4": "true",
         "IPv6": n.ipv6.to_string(),
         "Internal": n.internal.to_string(),
         "Labels": labels_column(&n.labels),

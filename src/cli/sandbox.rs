@@ -23,7 +23,7 @@ use nix::sched::CloneFlags;
 use serde_json::Value as Json;
 
 use super::client::Client;
-use super::format::{ellipsis, go_time, labels_column, short_id, Filters, Format};
+use super::format::{ellipsis, go_time_secs, labels_column, short_id, Filters, Format};
 use super::stdio;
 use crate::api::types::SandboxInspect;
 use crate::daemon::paths::Paths;
@@ -186,7 +186,8 @@ const LABEL_MAP: &str = "_labels";
 const FULL_ID: &str = "_id";
 
 /// One `ps` row, with the fields of Docker's container context (all
-/// strings, as Docker's): `ID`, `Names`, `Command` (quoted), `CreatedAt`,
+/// strings, as Docker's): `ID`, `Names`, `Command` (quoted), `CreatedAt`
+/// (whole seconds),
 /// `RunningFor`, `Ports`, `State`, `Status`, `Labels`, `Networks`; and
 /// warren's `Pid` (a number) and `ExternalID`. `trunc`: ids of 12
 /// characters and commands of 20, as Docker's without `--no-trunc`.
@@ -219,7 +220,7 @@ fn ps_row(r: &Json, trunc: bool) -> Json {
         "Names": s("Names"),
         "Command": serde_json::to_string(&if trunc { ellipsis(&command, 20) } else { command })
             .unwrap_or_default(),
-        "CreatedAt": go_time(&s("CreatedAt")),
+        "CreatedAt": go_time_secs(&s("CreatedAt")),
         "RunningFor": s("RunningFor"),
         "Ports": s("Ports"),
         "State": state,
