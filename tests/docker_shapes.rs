@@ -292,3 +292,87 @@ fn format_json_has_dockers_fields_and_types() {
         true
     );
 }
+
+#[test]
+fn exec_and_run_take_i_and_t_as_docker() {
+    use std::io::Write;
+    let env = Env::new();
+    env.start("s", &["bridge"], &["sleep", "600"]);
+    // -t: a pty of the sandbox's own is the command's stdin, stdout and
+    // stderr (Docker's `exec -t c tty` prints /dev/pts/N), with or
+    // without -i.
+    for args in [
+        vec![
+            "exec",
+            "-t",
+            "s",
+            "--",
+            "sh",
+            "-c",
+            "tty; test -t 0 && echo IN; test -t 2 && echo ERR",
+        ],
+        vec![
+            "run",
+            "--rm",
+            "-t",
+            "--",
+            "sh",
+            "-c",
+            "tty; test -t 0 && echo IN; test -t 2 && echo ERR",
+        ],
+    ] {
+        let out = env.ok(&args);
+        assert!(out.starts_with("/dev/pts/"), "{args:?}: {out}");
+        assert!(out.contains("IN") && out.contains("ERR"), "{args:?}: {out}");
+    }
+    // Without -t: no terminal.
+    let out = env.run(&["exec", "s", "--", "tty"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "not a tty\n");
+    // -i: the caller's stdin reaches the command; -ti: through the pty.
+    for args in [
+        vec!["exec", "-i", "s", "--", "sh", "-c", "read x; echo got $x"],
+        vec![
+            "exec",
+            "-ti",
+            "s",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got $x; tty",
+        ],
+        vec![
+            "exec",
+            "-it",
+            "s",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got $x; tty",
+        ],
+    ] {
+        let mut child = env
+            .cmd(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(text.contains("got hello"), "{args:?}: {text}");
+        if args[1] != "-i" {
+            assert!(text.contains("/dev/pts/"), "{args:?}: {text}");
+        }
+    }
+    // Without -i, nothing of the caller's stdin is read.
+    let mut child = env
+        .cmd(&["exec", "s", "--", "sh", "-c", "read x; echo got [$x]"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got []\n");
+}

@@ -354,7 +354,6 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
             .collect(),
         hide: vec![paths.runtime.clone(), paths.state.clone()],
         tty,
-        tty_stdin: tty && a.io.interactive,
         workdir: a.io.workdir.clone(),
         read_only: a.read_only.then_some(writable),
     };

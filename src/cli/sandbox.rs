@@ -355,9 +355,6 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
         command
             .arg("--tty")
             .env(init::SYNC_ENV, theirs.as_raw_fd().to_string());
-        if a.io.interactive {
-            command.arg("--tty-stdin");
-        }
         Some((ours, theirs))
     } else {
         None
@@ -392,7 +389,6 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
 pub fn nsenter(
     pid: i32,
     tty: bool,
-    tty_stdin: bool,
     workdir: Option<&std::path::Path>,
     cmd: &[String],
 ) -> Result<i32> {
@@ -443,10 +439,7 @@ pub fn nsenter(
             let (master, slave) = crate::sandbox::pty::allocate()?;
             crate::sys::scm::send_with_fds(sync, crate::sandbox::pty::MASTER, &[master])
                 .context("sending the pty")?;
-            Some(crate::sandbox::pid1::Terminal {
-                slave,
-                stdin: tty_stdin,
-            })
+            Some(crate::sandbox::pid1::Terminal { slave })
         }
         None => None,
     };
