@@ -376,3 +376,50 @@ fn exec_and_run_take_i_and_t_as_docker() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "got []\n");
 }
+
+#[test]
+fn inspect_prints_as_dockers_inspectors() {
+    let env = Env::new();
+    env.ok(&["network", "create", "dev"]);
+    env.start("a", &["dev"], &["sleep", "600"]);
+    env.start("b", &["dev"], &["sleep", "600"]);
+    // No --format: the array, indented by four spaces (Docker's
+    // json.Indent(…, "", "    ")).
+    let out = env.ok(&["inspect", "a"]);
+    assert!(out.starts_with("[\n    {\n        \"Id\": "), "{out}");
+    // json: the same array, compact, on one line.
+    for args in [
+        vec!["inspect", "--format", "json", "a", "b"],
+        vec!["network", "inspect", "--format", "json", "dev", "bridge"],
+    ] {
+        let out = env.ok(&args);
+        assert_eq!(out.lines().count(), 1, "{args:?}: {out}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v.as_array().map(Vec::len), Some(2), "{args:?}: {out}");
+    }
+    // {{json .}} is a template: one line per value.
+    let out = env.ok(&["inspect", "-f", "{{json .}}", "a", "b"]);
+    let names: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["Name"].to_string())
+        .collect();
+    assert_eq!(names, ["\"/a\"", "\"/b\""]);
+    // A template that does not parse: Docker's status 64, nothing printed.
+    for args in [
+        vec!["inspect", "-f", "{{.Name", "a"],
+        vec!["network", "inspect", "-f", "{{.Name", "dev"],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("template parsing error"),
+            "{out:?}"
+        );
+    }
+    // network create errors exit 1, as the Docker CLI's plain errors.
+    let out = env.run(&["network", "create", "--gateway", "10.57.0.1", "g"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("every ip-range or gateway must have a corresponding subnet"));
+}

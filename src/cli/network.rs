@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use super::client::Client;
 use super::format::{go_time, labels_column, short_id, Filters, Format};
+use super::sandbox::Inspected;
 use crate::api::types::{
     ConnectRequest, DisconnectRequest, NetworkCreate, NetworkInspect, NetworkSummary, Pruned,
 };
@@ -330,6 +331,10 @@ fn any_or_none(values: &[String], f: impl Fn(&str) -> bool) -> bool {
 }
 
 fn inspect(paths: &Paths, format: Option<&str>, names: &[String]) -> Result<i32> {
+    let format = match Inspected::parse(format) {
+        Ok(f) => f,
+        Err(e) => return Ok(super::sandbox::bad_template(&e)),
+    };
     let client = Client::connect(paths)?;
     let mut out = Vec::new();
     let mut status = 0;
@@ -339,7 +344,7 @@ fn inspect(paths: &Paths, format: Option<&str>, names: &[String]) -> Result<i32>
             Err(e) => status = super::report(&e),
         }
     }
-    super::sandbox::print_inspected(format, &out)?;
+    format.print(&out)?;
     Ok(status)
 }
 

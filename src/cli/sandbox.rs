@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
+use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::client::Client;
@@ -278,6 +279,10 @@ fn ps_selects(filters: &Filters, exited: &[i64], networks: &[Json], r: &Json) ->
 }
 
 pub fn inspect(paths: &Paths, a: InspectArgs) -> Result<i32> {
+    let format = match Inspected::parse(a.format.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return Ok(bad_template(&e)),
+    };
     let client = Client::connect(paths)?;
     let mut out = Vec::new();
     let mut status = 0;
@@ -287,31 +292,64 @@ pub fn inspect(paths: &Paths, a: InspectArgs) -> Result<i32> {
             Err(e) => status = super::report(&e),
         }
     }
-    print_inspected(a.format.as_deref(), &out)?;
+    format.print(&out)?;
     Ok(status)
 }
 
-/// `inspect`'s and `network inspect`'s output: a JSON array, or each
-/// value through `--format` (`json` and `{{json .}}` keep the fields in
-/// their order, as Docker's).
-pub fn print_inspected<T: serde::Serialize>(format: Option<&str>, values: &[T]) -> Result<()> {
-    let Some(f) = format.filter(|f| !f.trim().is_empty()) else {
-        println!("{}", serde_json::to_string_pretty(values)?);
-        return Ok(());
-    };
-    let format = Format::parse(Some(f), "")?;
-    if format.is_json() {
-        for v in values {
-            println!("{}", serde_json::to_string(v)?);
-        }
-        return Ok(());
+/// Docker's status for a `--format` of `inspect` that does not parse (its
+/// CLI's `StatusError{StatusCode: 64}`), after saying why.
+pub fn bad_template(e: &anyhow::Error) -> i32 {
+    super::report(e);
+    64
+}
+
+/// How `inspect` and `network inspect` print, as Docker's CLI's
+/// inspectors: without `--format`, a JSON array indented by four spaces;
+/// `json`, the same array compact on one line; any other format a
+/// template per value, each followed by a newline (`{{json .}}` keeps
+/// the fields in their order, as Docker's typed values do).
+pub enum Inspected {
+    Indented,
+    Compact,
+    Template(Box<Format>),
+}
+
+impl Inspected {
+    /// Parses `--format`, before anything is fetched (as Docker's, which
+    /// refuses a bad template with nothing printed).
+    pub fn parse(format: Option<&str>) -> Result<Inspected> {
+        Ok(match format {
+            None | Some("") => Inspected::Indented,
+            Some("json") => Inspected::Compact,
+            Some(f) => Inspected::Template(Box::new(Format::parse(Some(f), "")?)),
+        })
     }
-    let json = values
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<serde_json::Result<Vec<Json>>>()?;
-    print!("{}", format.render(&json, &BTreeMap::new(), false)?);
-    Ok(())
+
+    pub fn print<T: serde::Serialize>(&self, values: &[T]) -> Result<()> {
+        match self {
+            Inspected::Indented => {
+                let mut out = Vec::new();
+                let pretty = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+                let mut ser = serde_json::Serializer::with_formatter(&mut out, pretty);
+                values.serialize(&mut ser)?;
+                println!("{}", String::from_utf8_lossy(&out));
+            }
+            Inspected::Compact => println!("{}", serde_json::to_string(values)?),
+            Inspected::Template(format) if format.is_json() => {
+                for v in values {
+                    println!("{}", serde_json::to_string(v)?);
+                }
+            }
+            Inspected::Template(format) => {
+                let json = values
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<serde_json::Result<Vec<Json>>>()?;
+                print!("{}", format.render(&json, &BTreeMap::new(), false)?);
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn rm(paths: &Paths, a: RmArgs) -> Result<i32> {
