@@ -144,11 +144,46 @@ fn inspect_has_dockers_fields() {
     assert_eq!(h["HostConfig"]["PortBindings"], json!({}));
     assert_eq!(h["HostConfig"]["NetworkMode"], "host");
 
-    // An exited sandbox keeps its Name and NetworkMode.
-    env.ok(&["run", "--name", "gone", "--network", "dev", "--", "true"]);
+    // An exited sandbox keeps its Name, NetworkMode and networks, their
+    // addresses emptied, as Docker's stopped containers.
+    env.ok(&[
+        "run",
+        "--name",
+        "gone",
+        "--network",
+        "dev",
+        "--ip",
+        "10.58.0.60",
+        "--network-alias",
+        "g2",
+        "--",
+        "true",
+    ]);
     let gone = env.inspect("gone");
+    let gone_id = gone["Id"].as_str().unwrap();
     assert_eq!(gone["Name"], "/gone");
     assert_eq!(gone["HostConfig"]["NetworkMode"], "dev");
+    let dev = &gone["NetworkSettings"]["Networks"]["dev"];
+    assert_eq!(dev["IPAddress"], "", "{gone}");
+    assert_eq!(dev["EndpointID"], "");
+    assert_eq!(
+        dev["NetworkID"],
+        web["NetworkSettings"]["Networks"]["dev"]["NetworkID"]
+    );
+    assert_eq!(dev["IPAMConfig"], json!({"IPv4Address": "10.58.0.60"}));
+    assert_eq!(dev["Aliases"], json!(["g2"]));
+    assert_eq!(dev["DNSNames"], json!(["gone", "g2", &gone_id[..12]]));
+    assert_eq!(
+        env.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=gone",
+            "--format",
+            "{{.Networks}}"
+        ]),
+        "dev\n"
+    );
 }
 
 #[test]

@@ -1192,6 +1192,11 @@ impl Daemon {
         let mut st = self.lock();
         let logs = self.paths.logs_dir();
         if let Some(id) = find_exited(&st, key) {
+            let network_ids: BTreeMap<String, String> = st
+                .networks
+                .iter()
+                .map(|(name, n)| (name.clone(), n.def.id.clone()))
+                .collect();
             let e = st.exited.get_mut(&id).expect("found");
             let code = e.exit_code(&logs);
             let log = exited::log_file(&logs, &e.id);
@@ -1212,8 +1217,10 @@ impl Daemon {
                     &e.name,
                     &e.opts,
                 ),
+                // Docker keeps a stopped container's networks, their
+                // addresses emptied.
                 network_settings: NetworkSettings::new(
-                    BTreeMap::new(),
+                    exited_networks(e, &network_ids),
                     BTreeMap::new(),
                     DEFAULT_NETWORK,
                 ),
@@ -1673,6 +1680,12 @@ impl Daemon {
                         created,
                     );
                     e.opts = rec.opts.clone();
+                    for ep in &rec.endpoints {
+                        e.aliases.insert(ep.network.clone(), ep.aliases.clone());
+                        if ep.static_ip {
+                            e.static_ips.insert(ep.network.clone(), ep.ip.to_string());
+                        }
+                    }
                     self.keep_exited(&mut st, e, rec.auto_remove);
                 }
                 continue;
@@ -1856,6 +1869,12 @@ impl Daemon {
                 s.created,
             );
             e.opts = s.opts.clone();
+            for ep in &s.endpoints {
+                e.aliases.insert(ep.network.clone(), ep.aliases.clone());
+                if ep.static_ip {
+                    e.static_ips.insert(ep.network.clone(), ep.ip.to_string());
+                }
+            }
             self.keep_exited(&mut st, e, s.auto_remove);
         }
         drop(st);
@@ -1910,6 +1929,42 @@ impl Daemon {
 }
 
 /// The mappings of published ports.
+/// `NetworkSettings.Networks` of an exited sandbox, as Docker's of a
+/// stopped container: each network it was on when it ended, with its
+/// network id (from `network_ids`, by name), `IPAMConfig`, aliases and
+/// names, no addresses.
+fn exited_networks(
+    e: &Exited,
+    network_ids: &BTreeMap<String, String>,
+) -> BTreeMap<String, EndpointSettings> {
+    e.networks
+        .iter()
+        .map(|n| {
+            let aliases = e.aliases.get(n).cloned().unwrap_or_default();
+            let settings = EndpointSettings {
+                ipam_config: e.static_ips.get(n).map(|ip| EndpointIpamConfig {
+                    ipv4_address: ip.clone(),
+                }),
+                links: None,
+                dns_names: (n != DEFAULT_NETWORK).then(|| dns_names(&e.name, &aliases, &e.id)),
+                aliases: (!aliases.is_empty()).then_some(aliases),
+                mac_address: String::new(),
+                driver_opts: None,
+                network_id: network_ids.get(n).cloned().unwrap_or_default(),
+                endpoint_id: String::new(),
+                gateway: String::new(),
+                ip_address: String::new(),
+                ip_prefix_len: 0,
+                ipv6_gateway: String::new(),
+                global_ipv6_address: String::new(),
+                global_ipv6_prefix_len: 0,
+                interface: String::new(),
+            };
+            (n.clone(), settings)
+        })
+        .collect()
+}
+
 /// `HostConfig.NetworkMode`: what was given at create (`opts`), or for
 /// records of older daemons, the mode and then the first network.
 fn network_mode(opts: &RunOptions, mode: &str, first: Option<&str>) -> String {
