@@ -239,8 +239,10 @@ pub struct SandboxCreate {
     /// sandbox's `/etc/hosts`.
     #[serde(default)]
     pub links: Vec<String>,
-    /// `-P`: shown as `HostConfig.PublishAllServers` (the CLI sends the
-    /// exposed ports as `ports` with no host port).
+    /// `-P`: every `expose` port that `ports` does not publish is
+    /// published on a free host port (by the daemon, so
+    /// `HostConfig.PortBindings` stays what `-p` asked); shown as
+    /// `HostConfig.PublishAllServers`.
     #[serde(default)]
     pub publish_all: bool,
 }
