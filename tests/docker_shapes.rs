@@ -134,12 +134,32 @@ fn inspect_has_dockers_fields() {
         "[]\n"
     );
     assert_eq!(env.inspect("b")["HostConfig"]["NetworkMode"], "bridge");
-    // host and none are shown as such.
-    env.start("h", &["host"], &["sleep", "600"]);
+    // host and none are shown as such; their exposed ports are not (no
+    // endpoint to expose them on, as Docker's).
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "h",
+        "--network",
+        "host",
+        "--expose",
+        "80",
+        "--",
+        "sleep",
+        "600",
+    ]);
     assert_eq!(
-        env.ok(&["ps", "--filter", "name=^h$", "--format", "{{.Networks}}"]),
-        "host\n"
+        env.ok(&[
+            "ps",
+            "--filter",
+            "name=^h$",
+            "--format",
+            "{{.Networks}} [{{.Ports}}]"
+        ]),
+        "host []\n"
     );
+    assert_eq!(env.inspect("h")["NetworkSettings"]["Ports"], json!({}));
     let h = env.inspect("h");
     assert_eq!(h["HostConfig"]["PortBindings"], json!({}));
     assert_eq!(h["HostConfig"]["NetworkMode"], "host");

@@ -1173,7 +1173,7 @@ impl Daemon {
                         networks,
                         ports: publish::ps_column(&publish::listed(
                             &mappings(&s.ports),
-                            &s.opts.expose,
+                            exposed_ports(s),
                         )),
                         external_id: s.external_id.clone().unwrap_or_default(),
                         attached: s.attached,
@@ -1281,7 +1281,7 @@ impl Daemon {
             ),
             network_settings: NetworkSettings::new(
                 networks,
-                publish::inspect_map(&mappings(&s.ports), &s.opts.expose),
+                publish::inspect_map(&mappings(&s.ports), exposed_ports(s)),
                 DEFAULT_NETWORK,
             ),
             log_path: {
@@ -1999,6 +1999,17 @@ fn port_target<'a>(eps: &'a [Endpoint], m: &PortMapping) -> Option<&'a Endpoint>
     match &m.network {
         Some(n) => eps.iter().find(|e| &e.network == n),
         None => eps.first(),
+    }
+}
+
+/// The exposed ports `ps` and `inspect` list for `s`: none in `host` and
+/// `none` mode, whose sandboxes have no endpoint to expose them on (as
+/// Docker's, which shows no ports for those).
+fn exposed_ports(s: &Sandbox) -> &[String] {
+    if s.mode == "bridge" {
+        &s.opts.expose
+    } else {
+        &[]
     }
 }
 
