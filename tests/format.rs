@@ -292,7 +292,7 @@ fn inspect_and_network_inspect_take_go_templates() {
         "inspect's own order: {whole}"
     );
     let v: serde_json::Value = serde_json::from_str(&whole).unwrap();
-    assert_eq!(v["Name"], "s");
+    assert_eq!(v["Name"], "/s", "Docker's leading slash");
     assert_eq!(
         env.ok(&["inspect", "-f", "{{json .Config.Cmd}}", "s"]),
         "[\"sleep\",\"600\"]\n"

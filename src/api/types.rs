@@ -84,6 +84,9 @@ pub struct NetworkInspect {
     pub created: String,
     pub scope: String,
     pub driver: String,
+    /// Always true: every warren network has IPv4 (Docker 28's field).
+    #[serde(rename = "EnableIPv4", default = "yes")]
+    pub enable_ipv4: bool,
     #[serde(rename = "EnableIPv6")]
     pub enable_ipv6: bool,
     #[serde(rename = "IPAM")]
@@ -101,6 +104,10 @@ pub struct NetworkInspect {
     pub containers: BTreeMap<String, NetworkContainer>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `ConfigFrom` of `network inspect`: the config-only network this one
@@ -232,8 +239,10 @@ pub struct SandboxCreate {
     /// sandbox's `/etc/hosts`.
     #[serde(default)]
     pub links: Vec<String>,
-    /// `-P`: shown as `HostConfig.PublishAllServers` (the CLI sends the
-    /// exposed ports as `ports` with no host port).
+    /// `-P`: every `expose` port that `ports` does not publish is
+    /// published on a free host port (by the daemon, so
+    /// `HostConfig.PortBindings` stays what `-p` asked); shown as
+    /// `HostConfig.PublishAllServers`.
     #[serde(default)]
     pub publish_all: bool,
 }
@@ -265,6 +274,48 @@ pub struct RunOptions {
     /// (`IP\tNAMES`), resolved at create.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// `HostConfig.NetworkMode`: the first `--network` as given at create
+    /// (`bridge`, `host`, `none` or a network's name); later connects
+    /// never change it, as Docker's. Empty in records of older daemons.
+    #[serde(default)]
+    pub network_mode: String,
+    /// `HostConfig.PortBindings`: the `-p` ports as asked, by
+    /// `PORT/PROTO` (not `-P`'s, not as bound).
+    #[serde(default)]
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+}
+
+/// One host binding of a port as `docker inspect` shows it: in
+/// `HostConfig.PortBindings` as asked (`""` for "any"), in
+/// `NetworkSettings.Ports` as bound.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: String,
+}
+
+impl PortBinding {
+    /// The bindings `-p` asked for, by `PORT/PROTO`: the host address
+    /// given or `""`, the host port given (a range as `START-END`) or
+    /// `""`; ports in the order given.
+    pub fn asked(ports: &[crate::api::ports::PortMapping]) -> BTreeMap<String, Vec<PortBinding>> {
+        let mut out: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
+        for m in ports {
+            let host_port = match (m.host_port.filter(|p| *p != 0), m.host_port_end) {
+                (Some(a), Some(b)) if b != a => format!("{a}-{b}"),
+                (Some(a), _) => a.to_string(),
+                (None, _) => String::new(),
+            };
+            out.entry(format!("{}/{}", m.port, m.proto))
+                .or_default()
+                .push(PortBinding {
+                    host_ip: m.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    host_port,
+                });
+        }
+        out
+    }
 }
 
 /// How much of a sandbox's network the daemon sets up when it attaches it
@@ -350,6 +401,7 @@ pub struct SandboxSummary {
 #[serde(rename_all = "PascalCase")]
 pub struct SandboxInspect {
     pub id: String,
+    /// The name with Docker's leading `/` (`/web`).
     pub name: String,
     pub created: String,
     pub path: String,
@@ -442,6 +494,10 @@ pub struct SandboxConfig {
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
     pub network_mode: String,
+    /// `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`: what `-p`
+    /// asked, as Docker's (`{}` without `-p`).
+    #[serde(default)]
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
     #[serde(default)]
     pub extra_hosts: Option<Vec<String>>,
     #[serde(default)]
@@ -464,6 +520,7 @@ impl HostConfig {
         let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
         HostConfig {
             network_mode,
+            port_bindings: o.port_bindings.clone(),
             extra_hosts: some(o.extra_hosts.clone()),
             dns: o.dns.clone(),
             dns_search: o.dns_search.clone(),
@@ -497,16 +554,76 @@ impl SandboxConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Docker's `NetworkSettings`: the published ports, the endpoint on the
+/// default `bridge` at the top level (Docker's deprecated fields that
+/// `{{.NetworkSettings.IPAddress}}` scripts read; empty strings when the
+/// sandbox is not on `bridge`, as Docker's), and every endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NetworkSettings {
-    pub networks: BTreeMap<String, EndpointSettings>,
     pub ports: BTreeMap<String, Option<Vec<BTreeMap<String, String>>>>,
+    #[serde(rename = "EndpointID", default)]
+    pub endpoint_id: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(rename = "GlobalIPv6Address", default)]
+    pub global_ipv6_address: String,
+    #[serde(rename = "GlobalIPv6PrefixLen", default)]
+    pub global_ipv6_prefix_len: u8,
+    #[serde(rename = "IPAddress", default)]
+    pub ip_address: String,
+    #[serde(rename = "IPPrefixLen", default)]
+    pub ip_prefix_len: u8,
+    #[serde(rename = "IPv6Gateway", default)]
+    pub ipv6_gateway: String,
+    #[serde(default)]
+    pub mac_address: String,
+    pub networks: BTreeMap<String, EndpointSettings>,
 }
 
+impl NetworkSettings {
+    /// The settings of `networks` and `ports`, the top-level fields from
+    /// the endpoint on `default_network` if there is one.
+    pub fn new(
+        networks: BTreeMap<String, EndpointSettings>,
+        ports: BTreeMap<String, Option<Vec<BTreeMap<String, String>>>>,
+        default_network: &str,
+    ) -> NetworkSettings {
+        let mut s = NetworkSettings {
+            ports,
+            ..NetworkSettings::default()
+        };
+        if let Some(ep) = networks.get(default_network) {
+            s.endpoint_id = ep.endpoint_id.clone();
+            s.gateway = ep.gateway.clone();
+            s.ip_address = ep.ip_address.clone();
+            s.ip_prefix_len = ep.ip_prefix_len;
+            s.mac_address = ep.mac_address.clone();
+        }
+        s.networks = networks;
+        s
+    }
+}
+
+/// One network of `NetworkSettings.Networks`, in Docker's field order
+/// (null where Docker has null), and warren's `Interface`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EndpointSettings {
+    /// `{"IPv4Address": IP}` when the address was asked for (`--ip`),
+    /// else null.
+    #[serde(rename = "IPAMConfig", default)]
+    pub ipam_config: Option<EndpointIpamConfig>,
+    /// Always null: `--link` is shown in `HostConfig.Links`.
+    #[serde(default)]
+    pub links: Option<Vec<String>>,
+    /// The aliases given (`--network-alias`, `--alias`), null when none.
+    #[serde(default)]
+    pub aliases: Option<Vec<String>>,
+    pub mac_address: String,
+    /// Always null: no per-endpoint driver options.
+    #[serde(default)]
+    pub driver_opts: Option<BTreeMap<String, String>>,
     #[serde(rename = "NetworkID")]
     pub network_id: String,
     #[serde(rename = "EndpointID")]
@@ -516,12 +633,26 @@ pub struct EndpointSettings {
     pub ip_address: String,
     #[serde(rename = "IPPrefixLen")]
     pub ip_prefix_len: u8,
-    pub mac_address: String,
-    pub aliases: Vec<String>,
-    #[serde(rename = "DNSNames")]
-    pub dns_names: Vec<String>,
+    #[serde(rename = "IPv6Gateway", default)]
+    pub ipv6_gateway: String,
+    #[serde(rename = "GlobalIPv6Address", default)]
+    pub global_ipv6_address: String,
+    #[serde(rename = "GlobalIPv6PrefixLen", default)]
+    pub global_ipv6_prefix_len: u8,
+    /// The names the sandbox has on this network, as Docker's: its name,
+    /// its aliases, its short id; null on the default `bridge` (no names
+    /// there).
+    #[serde(rename = "DNSNames", default)]
+    pub dns_names: Option<Vec<String>>,
     /// The interface inside the sandbox (warren's addition).
     pub interface: String,
+}
+
+/// `IPAMConfig` of an endpoint: the address asked for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointIpamConfig {
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
 }
 
 /// `POST /v1/networks/{name}/connect`.

@@ -545,6 +545,55 @@ pub fn ellipsis(s: &str, n: usize) -> String {
     }
 }
 
+/// Natural order, as the `sortorder.NaturalLess` that `docker port` sorts
+/// with: runs of digits compare as numbers (a shorter number, leading
+/// zeros aside, is smaller; equal numbers with fewer leading zeros come
+/// first), a digit comes before any other byte, other bytes compare as
+/// bytes; when one text is a prefix of the other, the shorter comes first.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (da, db) = (a[i].is_ascii_digit(), b[j].is_ascii_digit());
+        if da != db {
+            return if da {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
+        if !da {
+            if a[i] != b[j] {
+                return a[i].cmp(&b[j]);
+            }
+            i += 1;
+            j += 1;
+            continue;
+        }
+        let number = |s: &[u8], mut k: usize| {
+            while k < s.len() && s[k] == b'0' {
+                k += 1;
+            }
+            let start = k;
+            while k < s.len() && s[k].is_ascii_digit() {
+                k += 1;
+            }
+            (start, k)
+        };
+        let ((sa, ea), (sb, eb)) = (number(a, i), number(b, j));
+        let by_digits = (ea - sa)
+            .cmp(&(eb - sb))
+            .then_with(|| a[sa..ea].cmp(&b[sb..eb]))
+            .then_with(|| (sa - i).cmp(&(sb - j)));
+        if by_digits != Ordering::Equal {
+            return by_digits;
+        }
+        (i, j) = (ea, eb);
+    }
+    (a.len() - i).cmp(&(b.len() - j))
+}
+
 /// The first [`SHORT_ID`] characters of an id.
 pub fn short_id(id: &str) -> &str {
     id.get(..SHORT_ID).unwrap_or(id)
@@ -563,6 +612,16 @@ pub fn labels_column(labels: &BTreeMap<String, String>) -> String {
 /// `CreatedAt` columns show: `2024-01-02 10:00:00.5 +0000 UTC`. Text that
 /// does not parse is returned as it is.
 pub fn go_time(rfc3339: &str) -> String {
+    go_time_as(rfc3339, true)
+}
+
+/// [`go_time`] in whole seconds, as Docker's `ps` shows `CreatedAt`
+/// (`time.Unix(created, 0).String()`): `2024-01-02 10:00:00 +0000 UTC`.
+pub fn go_time_secs(rfc3339: &str) -> String {
+    go_time_as(rfc3339, false)
+}
+
+fn go_time_as(rfc3339: &str, fraction: bool) -> String {
     let Ok(t) = humantime::parse_rfc3339_weak(rfc3339.trim_end_matches('Z')) else {
         return rfc3339.to_string();
     };
@@ -574,7 +633,7 @@ pub fn go_time(rfc3339: &str) -> String {
     let rest = rest.trim_end_matches('Z');
     let (clock, frac) = rest.split_once('.').unwrap_or((rest, ""));
     let frac = frac.trim_end_matches('0');
-    if frac.is_empty() {
+    if frac.is_empty() || !fraction {
         format!("{date} {clock} +0000 UTC")
     } else {
         format!("{date} {clock}.{frac} +0000 UTC")
@@ -791,6 +850,40 @@ mod tests {
             go_time("2024-01-02T10:00:00Z"),
             "2024-01-02 10:00:00 +0000 UTC"
         );
+        assert_eq!(
+            go_time_secs("2024-01-02T10:00:00.500000000Z"),
+            "2024-01-02 10:00:00 +0000 UTC"
+        );
+    }
+
+    #[test]
+    fn natural_order_as_dockers_port() {
+        let mut v = vec![
+            "8000/tcp -> 0.0.0.0:8000",
+            "90/tcp -> 0.0.0.0:9090",
+            "443/udp -> 0.0.0.0:443",
+            "443/tcp -> 127.0.0.1:8443",
+            "443/tcp -> 0.0.0.0:8443",
+            "9/tcp -> 0.0.0.0:10",
+        ];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            v,
+            [
+                "9/tcp -> 0.0.0.0:10",
+                "90/tcp -> 0.0.0.0:9090",
+                "443/tcp -> 0.0.0.0:8443",
+                "443/tcp -> 127.0.0.1:8443",
+                "443/udp -> 0.0.0.0:443",
+                "8000/tcp -> 0.0.0.0:8000",
+            ]
+        );
+        use std::cmp::Ordering::*;
+        assert_eq!(natural_cmp("a2", "a10"), Less);
+        assert_eq!(natural_cmp("a02", "a2"), Greater, "more zeros after");
+        assert_eq!(natural_cmp("a", "a1"), Less, "a prefix first");
+        assert_eq!(natural_cmp("1", "a"), Less, "digits first");
+        assert_eq!(natural_cmp("x9y", "x9y"), Equal);
     }
 
     /// Where gtmpl differs from Go's text/template (README.md, "Formatting

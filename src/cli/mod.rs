@@ -156,8 +156,6 @@ pub struct NsenterArgs {
     pub workdir: Option<PathBuf>,
     #[arg(long)]
     pub tty: bool,
-    #[arg(long)]
-    pub tty_stdin: bool,
     #[arg(last = true, required = true)]
     pub cmd: Vec<String>,
 }
@@ -230,13 +228,9 @@ pub fn main() -> i32 {
                 &args.cmd,
             )
         }
-        Command::Nsenter(args) => sandbox::nsenter(
-            args.pid,
-            args.tty,
-            args.tty_stdin,
-            args.workdir.as_deref(),
-            &args.cmd,
-        ),
+        Command::Nsenter(args) => {
+            sandbox::nsenter(args.pid, args.tty, args.workdir.as_deref(), &args.cmd)
+        }
         Command::NetnsHelper => return crate::sandbox::helper::main(),
         Command::HelperSpawner(args) => {
             return match crate::sys::seccomp::Mode::parse(&args.seccomp) {

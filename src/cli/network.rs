@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use super::client::Client;
 use super::format::{go_time, labels_column, short_id, Filters, Format};
+use super::sandbox::Inspected;
 use crate::api::types::{
     ConnectRequest, DisconnectRequest, NetworkCreate, NetworkInspect, NetworkSummary, Pruned,
 };
@@ -254,6 +255,7 @@ fn ls_headers() -> BTreeMap<&'static str, &'static str> {
         ("Name", "NAME"),
         ("Driver", "DRIVER"),
         ("Scope", "SCOPE"),
+        ("IPv4", "IPV4"),
         ("IPv6", "IPV6"),
         ("Internal", "INTERNAL"),
         ("Labels", "LABELS"),
@@ -290,14 +292,15 @@ fn ls(paths: &Paths, a: LsArgs) -> Result<i32> {
 
 /// One `network ls` row with the fields of Docker's network context, of
 /// Docker's types: `ID` (12 characters with `trunc`), `Name`, `Driver`,
-/// `Scope`, `IPv6` and `Internal` (`"true"`/`"false"`), `Labels`
-/// (`k=v,…`), `CreatedAt`.
+/// `Scope`, `IPv4`, `IPv6` and `Internal` (`"true"`/`"false"`; every
+/// warren network has IPv4), `Labels` (`k=v,…`), `CreatedAt`.
 fn ls_row(n: &NetworkSummary, trunc: bool) -> serde_json::Value {
     serde_json::json!({
         "ID": if trunc { short_id(&n.id) } else { n.id.as_str() },
         "Name": n.name,
         "Driver": n.driver,
         "Scope": n.scope,
+        "IPv4": "true",
         "IPv6": n.ipv6.to_string(),
         "Internal": n.internal.to_string(),
         "Labels": labels_column(&n.labels),
@@ -328,6 +331,10 @@ fn any_or_none(values: &[String], f: impl Fn(&str) -> bool) -> bool {
 }
 
 fn inspect(paths: &Paths, format: Option<&str>, names: &[String]) -> Result<i32> {
+    let format = match Inspected::parse(format) {
+        Ok(f) => f,
+        Err(e) => return Ok(super::sandbox::bad_template(&e)),
+    };
     let client = Client::connect(paths)?;
     let mut out = Vec::new();
     let mut status = 0;
@@ -337,7 +344,7 @@ fn inspect(paths: &Paths, format: Option<&str>, names: &[String]) -> Result<i32>
             Err(e) => status = super::report(&e),
         }
     }
-    super::sandbox::print_inspected(format, &out)?;
+    format.print(&out)?;
     Ok(status)
 }
 

@@ -2,7 +2,8 @@
 //! them, and `port add` / `port rm` to change them while it runs.
 //!
 //! `warren port SANDBOX [PORT[/PROTO]]` lists (`80/tcp -> 0.0.0.0:8080`,
-//! or only the host addresses when a port is given, as Docker does);
+//! or only the host addresses when a port is given, as Docker does), in
+//! natural order as Docker's (numbers compared as numbers);
 //! `warren port add SANDBOX SPEC...` and `warren port rm SANDBOX SPEC...`
 //! take `-p` specs. A sandbox literally named `add` or `rm` is still
 //! listed by `warren port add`.
@@ -10,6 +11,7 @@
 use anyhow::{bail, Result};
 
 use super::client::Client;
+use super::format::natural_cmp;
 use crate::api::ports::{self, PortMapping};
 use crate::api::types::PortsRequest;
 use crate::daemon::paths::Paths;
@@ -19,6 +21,15 @@ pub struct PortArgs {
     /// SANDBOX [PORT[/PROTO]], or add|rm SANDBOX SPEC...
     #[arg(required = true, num_args = 1.., value_name = "ARGS")]
     pub args: Vec<String>,
+}
+
+/// Prints `lines` in natural order, as `docker port` does (`90/tcp`
+/// before `8000/tcp`).
+fn print_sorted(mut lines: Vec<String>) {
+    lines.sort_by(|a, b| natural_cmp(a, b));
+    for l in lines {
+        println!("{l}");
+    }
 }
 
 pub fn main(paths: &Paths, a: PortArgs) -> Result<i32> {
@@ -48,9 +59,7 @@ pub fn main(paths: &Paths, a: PortArgs) -> Result<i32> {
             let all: Vec<PortMapping> =
                 Client::connect(paths)?.get(&format!("/v1/sandboxes/{}/ports", args[0]))?;
             let Some(filter) = args.get(1) else {
-                for m in all {
-                    println!("{m}");
-                }
+                print_sorted(all.iter().map(|m| m.to_string()).collect());
                 return Ok(0);
             };
             let (port, proto) = match filter.split_once('/') {
@@ -64,11 +73,17 @@ pub fn main(paths: &Paths, a: PortArgs) -> Result<i32> {
             if wanted.is_empty() {
                 bail!("no public port '{port}/{proto}' published for {}", args[0]);
             }
-            for m in wanted {
-                let shown = m.to_string();
-                let host = shown.split_once(" -> ").map_or(shown.as_str(), |x| x.1);
-                println!("{host}");
-            }
+            print_sorted(
+                wanted
+                    .iter()
+                    .map(|m| {
+                        let shown = m.to_string();
+                        shown
+                            .split_once(" -> ")
+                            .map_or(shown.clone(), |x| x.1.to_string())
+                    })
+                    .collect(),
+            );
             Ok(0)
         }
         _ => {

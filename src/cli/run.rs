@@ -239,22 +239,6 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
         eprintln!("WARNING: Published ports are discarded when using host network mode");
         ports.clear();
     }
-    if a.extra.publish_all && mode != "host" {
-        // Docker's -P: every exposed port not already published, on a
-        // free host port.
-        for &(port, proto) in &exposed {
-            if !ports.iter().any(|m| m.port == port && m.proto == proto) {
-                ports.push(PortMapping {
-                    host_ip: None,
-                    host_port: None,
-                    port,
-                    proto,
-                    network: None,
-                    host_port_end: None,
-                });
-            }
-        }
-    }
     let mut env = stdio::sandbox_env(&a.io)?;
     let writable = a
         .writable
@@ -370,7 +354,6 @@ pub fn main(paths: &Paths, a: RunArgs) -> Result<i32> {
             .collect(),
         hide: vec![paths.runtime.clone(), paths.state.clone()],
         tty,
-        tty_stdin: tty && a.io.interactive,
         workdir: a.io.workdir.clone(),
         read_only: a.read_only.then_some(writable),
     };

@@ -20,10 +20,11 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
+use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::client::Client;
-use super::format::{ellipsis, go_time, labels_column, short_id, Filters, Format};
+use super::format::{ellipsis, go_time_secs, labels_column, short_id, Filters, Format};
 use super::stdio;
 use crate::api::types::SandboxInspect;
 use crate::daemon::paths::Paths;
@@ -186,7 +187,8 @@ const LABEL_MAP: &str = "_labels";
 const FULL_ID: &str = "_id";
 
 /// One `ps` row, with the fields of Docker's container context (all
-/// strings, as Docker's): `ID`, `Names`, `Command` (quoted), `CreatedAt`,
+/// strings, as Docker's): `ID`, `Names`, `Command` (quoted), `CreatedAt`
+/// (whole seconds),
 /// `RunningFor`, `Ports`, `State`, `Status`, `Labels`, `Networks`; and
 /// warren's `Pid` (a number) and `ExternalID`. `trunc`: ids of 12
 /// characters and commands of 20, as Docker's without `--no-trunc`.
@@ -219,7 +221,7 @@ fn ps_row(r: &Json, trunc: bool) -> Json {
         "Names": s("Names"),
         "Command": serde_json::to_string(&if trunc { ellipsis(&command, 20) } else { command })
             .unwrap_or_default(),
-        "CreatedAt": go_time(&s("CreatedAt")),
+        "CreatedAt": go_time_secs(&s("CreatedAt")),
         "RunningFor": s("RunningFor"),
         "Ports": s("Ports"),
         "State": state,
@@ -277,6 +279,10 @@ fn ps_selects(filters: &Filters, exited: &[i64], networks: &[Json], r: &Json) ->
 }
 
 pub fn inspect(paths: &Paths, a: InspectArgs) -> Result<i32> {
+    let format = match Inspected::parse(a.format.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return Ok(bad_template(&e)),
+    };
     let client = Client::connect(paths)?;
     let mut out = Vec::new();
     let mut status = 0;
@@ -286,31 +292,64 @@ pub fn inspect(paths: &Paths, a: InspectArgs) -> Result<i32> {
             Err(e) => status = super::report(&e),
         }
     }
-    print_inspected(a.format.as_deref(), &out)?;
+    format.print(&out)?;
     Ok(status)
 }
 
-/// `inspect`'s and `network inspect`'s output: a JSON array, or each
-/// value through `--format` (`json` and `{{json .}}` keep the fields in
-/// their order, as Docker's).
-pub fn print_inspected<T: serde::Serialize>(format: Option<&str>, values: &[T]) -> Result<()> {
-    let Some(f) = format.filter(|f| !f.trim().is_empty()) else {
-        println!("{}", serde_json::to_string_pretty(values)?);
-        return Ok(());
-    };
-    let format = Format::parse(Some(f), "")?;
-    if format.is_json() {
-        for v in values {
-            println!("{}", serde_json::to_string(v)?);
-        }
-        return Ok(());
+/// Docker's status for a `--format` of `inspect` that does not parse (its
+/// CLI's `StatusError{StatusCode: 64}`), after saying why.
+pub fn bad_template(e: &anyhow::Error) -> i32 {
+    super::report(e);
+    64
+}
+
+/// How `inspect` and `network inspect` print, as Docker's CLI's
+/// inspectors: without `--format`, a JSON array indented by four spaces;
+/// `json`, the same array compact on one line; any other format a
+/// template per value, each followed by a newline (`{{json .}}` keeps
+/// the fields in their order, as Docker's typed values do).
+pub enum Inspected {
+    Indented,
+    Compact,
+    Template(Box<Format>),
+}
+
+impl Inspected {
+    /// Parses `--format`, before anything is fetched (as Docker's, which
+    /// refuses a bad template with nothing printed).
+    pub fn parse(format: Option<&str>) -> Result<Inspected> {
+        Ok(match format {
+            None | Some("") => Inspected::Indented,
+            Some("json") => Inspected::Compact,
+            Some(f) => Inspected::Template(Box::new(Format::parse(Some(f), "")?)),
+        })
     }
-    let json = values
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<serde_json::Result<Vec<Json>>>()?;
-    print!("{}", format.render(&json, &BTreeMap::new(), false)?);
-    Ok(())
+
+    pub fn print<T: serde::Serialize>(&self, values: &[T]) -> Result<()> {
+        match self {
+            Inspected::Indented => {
+                let mut out = Vec::new();
+                let pretty = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+                let mut ser = serde_json::Serializer::with_formatter(&mut out, pretty);
+                values.serialize(&mut ser)?;
+                println!("{}", String::from_utf8_lossy(&out));
+            }
+            Inspected::Compact => println!("{}", serde_json::to_string(values)?),
+            Inspected::Template(format) if format.is_json() => {
+                for v in values {
+                    println!("{}", serde_json::to_string(v)?);
+                }
+            }
+            Inspected::Template(format) => {
+                let json = values
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<serde_json::Result<Vec<Json>>>()?;
+                print!("{}", format.render(&json, &BTreeMap::new(), false)?);
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn rm(paths: &Paths, a: RmArgs) -> Result<i32> {
@@ -354,9 +393,6 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
         command
             .arg("--tty")
             .env(init::SYNC_ENV, theirs.as_raw_fd().to_string());
-        if a.io.interactive {
-            command.arg("--tty-stdin");
-        }
         Some((ours, theirs))
     } else {
         None
@@ -391,7 +427,6 @@ pub fn exec(paths: &Paths, a: ExecArgs) -> Result<i32> {
 pub fn nsenter(
     pid: i32,
     tty: bool,
-    tty_stdin: bool,
     workdir: Option<&std::path::Path>,
     cmd: &[String],
 ) -> Result<i32> {
@@ -442,10 +477,7 @@ pub fn nsenter(
             let (master, slave) = crate::sandbox::pty::allocate()?;
             crate::sys::scm::send_with_fds(sync, crate::sandbox::pty::MASTER, &[master])
                 .context("sending the pty")?;
-            Some(crate::sandbox::pid1::Terminal {
-                slave,
-                stdin: tty_stdin,
-            })
+            Some(crate::sandbox::pid1::Terminal { slave })
         }
         None => None,
     };

@@ -42,6 +42,14 @@ pub struct Exited {
     /// What `run` asked beyond networks (absent in older records).
     #[serde(default)]
     pub opts: crate::api::types::RunOptions,
+    /// The aliases it had, by network (absent in older records): `inspect`
+    /// keeps showing them, as Docker's does for a stopped container.
+    #[serde(default)]
+    pub aliases: std::collections::BTreeMap<String, Vec<String>>,
+    /// The addresses asked for with `--ip`, by network (absent in older
+    /// records): `IPAMConfig` in `inspect`.
+    #[serde(default)]
+    pub static_ips: std::collections::BTreeMap<String, String>,
 }
 
 impl Exited {
@@ -66,6 +74,8 @@ impl Exited {
             finished: SystemTime::now(),
             exit_code: None,
             opts: Default::default(),
+            aliases: Default::default(),
+            static_ips: Default::default(),
         }
     }
 
@@ -156,6 +166,8 @@ mod tests {
             finished: SystemTime::now(),
             exit_code: None,
             opts: Default::default(),
+            aliases: Default::default(),
+            static_ips: Default::default(),
         }
     }
 

@@ -99,30 +99,130 @@ pub fn selects(spec: &PortMapping, m: &PortMapping) -> bool {
         && spec.host_ip.map_or(true, |i| Some(i) == m.host_ip)
 }
 
-/// `0.0.0.0:8080->80/tcp, …`, as `docker ps` shows PORTS.
-pub fn ps_column(ports: &[PortMapping]) -> String {
-    ports
-        .iter()
-        .map(|m| format!("{}->{}/{}", host_part(m), m.port, m.proto))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// One port as `ps` lists it (Docker's port summary): a published one
+/// with its host address and port, an exposed one without. The derived
+/// order is Docker's: by the sandbox's port, then the host address (none
+/// first), the host port, the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listed {
+    pub port: u16,
+    pub host: Option<(IpAddr, u16)>,
+    pub proto: Proto,
 }
 
-fn host_part(m: &PortMapping) -> String {
-    let port = m.host_port.unwrap_or(0);
-    match m.host_ip {
-        Some(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
-        Some(ip) => format!("{ip}:{port}"),
-        None => format!("0.0.0.0:{port}"),
+/// The ports of a sandbox as `ps` lists them: every published mapping,
+/// and every exposed port (`PORT/PROTO`) that none publishes.
+pub fn listed(published: &[PortMapping], exposed: &[String]) -> Vec<Listed> {
+    let mut out: Vec<Listed> = published
+        .iter()
+        .map(|m| Listed {
+            port: m.port,
+            host: Some((
+                m.host_ip
+                    .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+                m.host_port.unwrap_or(0),
+            )),
+            proto: m.proto,
+        })
+        .collect();
+    for e in exposed {
+        let (port, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+        let (Ok(port), Some(proto)) = (port.parse::<u16>(), parse_proto(proto)) else {
+            continue;
+        };
+        if !out.iter().any(|l| l.port == port && l.proto == proto) {
+            out.push(Listed {
+                port,
+                host: None,
+                proto,
+            });
+        }
+    }
+    out
+}
+
+fn parse_proto(p: &str) -> Option<Proto> {
+    match p {
+        "tcp" => Some(Proto::Tcp),
+        "udp" => Some(Proto::Udp),
+        _ => None,
+    }
+}
+
+/// PORTS of `docker ps`, by the rules of the Docker CLI's
+/// `DisplayablePorts`: the ports sorted ([`Listed`]'s order); a port
+/// published on the same host port as its own, or only exposed, joins a
+/// run of consecutive ports of the same host address and protocol
+/// (`0.0.0.0:8000-8002->8000-8002/tcp`, `7000-7001/tcp`); a port
+/// published on another host port stands alone
+/// (`0.0.0.0:9090->90/tcp`). The runs come first, in the order their
+/// address and protocol first appeared (a run that a gap ends is written
+/// when the gap is met), then the lone ones, in sorted order.
+pub fn ps_column(ports: &[Listed]) -> String {
+    let mut ports = ports.to_vec();
+    ports.sort();
+    /// An open run: host address (none: exposed only), protocol, first
+    /// and last port.
+    struct Run(Option<IpAddr>, Proto, u16, u16);
+    fn text(r: &Run) -> String {
+        let span = if r.2 == r.3 {
+            r.2.to_string()
+        } else {
+            format!("{}-{}", r.2, r.3)
+        };
+        match r.0 {
+            Some(ip) => format!("{}->{span}/{}", host_port(ip, &span), r.1),
+            None => format!("{span}/{}", r.1),
+        }
+    }
+    let mut runs: Vec<Run> = Vec::new();
+    let mut out = Vec::new();
+    let mut lone = Vec::new();
+    for p in ports {
+        let ip = match p.host {
+            Some((ip, public)) if public != p.port => {
+                lone.push(format!(
+                    "{}->{}/{}",
+                    host_port(ip, &public.to_string()),
+                    p.port,
+                    p.proto
+                ));
+                continue;
+            }
+            Some((ip, _)) => Some(ip),
+            None => None,
+        };
+        match runs.iter_mut().find(|r| r.0 == ip && r.1 == p.proto) {
+            None => runs.push(Run(ip, p.proto, p.port, p.port)),
+            Some(r) if r.3.checked_add(1) == Some(p.port) => r.3 = p.port,
+            Some(r) => {
+                out.push(text(r));
+                (r.2, r.3) = (p.port, p.port);
+            }
+        }
+    }
+    out.extend(runs.iter().map(text));
+    out.extend(lone);
+    out.join(", ")
+}
+
+/// `ip:port` (`[ip]:port` for IPv6), as Go's `net.JoinHostPort`.
+fn host_port(ip: IpAddr, port: &str) -> String {
+    match ip {
+        IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+        IpAddr::V4(ip) => format!("{ip}:{port}"),
     }
 }
 
 /// `NetworkSettings.Ports` of `docker inspect`:
-/// `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`.
+/// `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`, and each
+/// exposed port (`PORT/PROTO`) that none publishes as `"7000/tcp": null`.
 pub fn inspect_map(
     ports: &[PortMapping],
+    exposed: &[String],
 ) -> BTreeMap<String, Option<Vec<BTreeMap<String, String>>>> {
-    let mut map: BTreeMap<String, Option<Vec<BTreeMap<String, String>>>> = BTreeMap::new();
+    let mut map: BTreeMap<String, Option<Vec<BTreeMap<String, String>>>> =
+        exposed.iter().map(|e| (e.clone(), None)).collect();
     for m in ports {
         let binding = BTreeMap::from([
             (
@@ -132,7 +232,7 @@ pub fn inspect_map(
             ("HostPort".to_string(), m.host_port.unwrap_or(0).to_string()),
         ]);
         map.entry(format!("{}/{}", m.port, m.proto))
-            .or_insert_with(|| Some(Vec::new()))
+            .or_insert(None)
             .get_or_insert_with(Vec::new)
             .push(binding);
     }
@@ -171,19 +271,104 @@ mod tests {
         let a = one("0.0.0.0:8080:80");
         let b = one("127.0.0.1:5353:53/udp");
         assert_eq!(
-            ps_column(&[a.clone(), b.clone()]),
-            "0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp"
+            ps_column(&listed(&[a.clone(), b.clone()], &[])),
+            "127.0.0.1:5353->53/udp, 0.0.0.0:8080->80/tcp"
         );
-        let map = inspect_map(&[a.clone(), b]);
-        assert_eq!(
-            serde_json::to_value(&map).unwrap()["80/tcp"][0]["HostPort"],
-            "8080"
-        );
+        let map = inspect_map(&[a.clone(), b], &["80/tcp".into(), "7000/tcp".into()]);
+        let map = serde_json::to_value(&map).unwrap();
+        assert_eq!(map["80/tcp"][0]["HostPort"], "8080");
+        assert_eq!(map["7000/tcp"], serde_json::Value::Null, "exposed only");
         assert!(selects(&one("80"), &a));
         assert!(selects(&one("8080:80"), &a));
         assert!(!selects(&one("8081:80"), &a));
         assert!(!selects(&one("80/udp"), &a));
         assert!(clash(&a, &one("127.0.0.1:8080:81")));
         assert!(!clash(&a, &one("127.0.0.1:8080:81/udp")));
+    }
+
+    fn column(specs: &[&str], exposed: &[&str]) -> String {
+        let published: Vec<PortMapping> = specs.iter().flat_map(|s| parse(s).unwrap()).collect();
+        let exposed: Vec<String> = exposed.iter().map(|e| e.to_string()).collect();
+        ps_column(&listed(&published, &exposed))
+    }
+
+    /// The cases of the Docker CLI's own `TestDisplayablePorts`, in
+    /// warren's terms, and what `-p`/`--expose` combinations give.
+    #[test]
+    fn ps_column_sorts_and_collapses_as_docker() {
+        // Published on the same port: a run, as Docker collapses them.
+        assert_eq!(
+            column(&["8000-8002:8000-8002"], &[]),
+            "0.0.0.0:8000-8002->8000-8002/tcp"
+        );
+        // On other host ports: one entry each, never a range.
+        assert_eq!(
+            column(&["8000-8002:90-92"], &[]),
+            "0.0.0.0:8000->90/tcp, 0.0.0.0:8001->91/tcp, 0.0.0.0:8002->92/tcp"
+        );
+        // Exposed only: the port alone, runs of them collapsed; runs first,
+        // then the remapped ones; sorted by the sandbox's port.
+        assert_eq!(
+            column(&["9090:90"], &["7001/tcp", "7000/tcp", "53/udp"]),
+            "53/udp, 7000-7001/tcp, 0.0.0.0:9090->90/tcp"
+        );
+        assert_eq!(column(&[], &["80/tcp"]), "80/tcp");
+        // A gap ends a run: the ended run is written at once, the new one
+        // with the other runs at the end.
+        assert_eq!(
+            column(&[], &["1/tcp", "2/tcp", "4/tcp", "9/udp"]),
+            "1-2/tcp, 4/tcp, 9/udp"
+        );
+        assert_eq!(
+            column(&[], &["1/tcp", "3/tcp", "5/udp", "6/tcp"]),
+            "1/tcp, 3/tcp, 6/tcp, 5/udp"
+        );
+        // Addresses and protocols keep runs apart.
+        assert_eq!(
+            column(
+                &[
+                    "127.0.0.1:80:80",
+                    "127.0.0.1:81:81",
+                    "0.0.0.0:82:82",
+                    "83:83/udp"
+                ],
+                &[]
+            ),
+            "127.0.0.1:80-81->80-81/tcp, 0.0.0.0:82->82/tcp, 0.0.0.0:83->83/udp"
+        );
+        assert_eq!(column(&["[::1]:8080:8080"], &[]), "[::1]:8080->8080/tcp");
+        // A published port is not listed again as exposed.
+        assert_eq!(column(&["8080:80"], &["80/tcp"]), "0.0.0.0:8080->80/tcp");
+        assert_eq!(column(&[], &[]), "");
+    }
+
+    /// The Docker CLI's largest `TestDisplayablePorts` case (without its
+    /// sctp port): exposed and remapped ports on two addresses.
+    #[test]
+    fn ps_column_matches_dockers_mixed_case() {
+        let l = |port, host: Option<(&str, u16)>, proto| Listed {
+            port,
+            host: host.map(|(ip, p)| (ip.parse().unwrap(), p)),
+            proto,
+        };
+        let (t, u) = (Proto::Tcp, Proto::Udp);
+        let mut ports = vec![
+            l(80, None, t),
+            l(1024, None, t),
+            l(80, None, u),
+            l(1024, None, u),
+        ];
+        for ip in ["1.1.1.1", "2.1.1.1"] {
+            for proto in [t, u] {
+                ports.push(l(1024, Some((ip, 80)), proto));
+                ports.push(l(80, Some((ip, 1024)), proto));
+            }
+        }
+        assert_eq!(
+            ps_column(&ports),
+            "80/tcp, 80/udp, 1024/tcp, 1024/udp, \
+             1.1.1.1:1024->80/tcp, 1.1.1.1:1024->80/udp, 2.1.1.1:1024->80/tcp, 2.1.1.1:1024->80/udp, \
+             1.1.1.1:80->1024/tcp, 1.1.1.1:80->1024/udp, 2.1.1.1:80->1024/tcp, 2.1.1.1:80->1024/udp"
+        );
     }
 }

@@ -71,6 +71,10 @@ pub struct EndpointRecord {
     pub ip: Ipv4Addr,
     pub aliases: Vec<String>,
     pub default_route: bool,
+    /// The address was asked for (`--ip`), shown as `IPAMConfig` (absent
+    /// in records of older daemons).
+    #[serde(default)]
+    pub static_ip: bool,
 }
 
 impl SandboxRecord {

@@ -165,6 +165,8 @@ struct Endpoint {
     aliases: Vec<String>,
     /// Whether the sandbox's default route goes through this endpoint.
     default_route: bool,
+    /// The address was asked for (`--ip`): `IPAMConfig` in `inspect`.
+    static_ip: bool,
     /// A second fd of the endpoint's (persistent) TAP, kept to clear its
     /// persistence when the endpoint goes, so the interface goes with it.
     tap: Option<Arc<OwnedFd>>,
@@ -663,10 +665,11 @@ impl Daemon {
             };
             // The host ports, before anything is committed: a port in use
             // fails the create with nothing left bound.
-            let bound = if req.ports.is_empty() {
+            let ports = with_publish_all(&req, &mode);
+            let bound = if ports.is_empty() {
                 Ok(Vec::new())
             } else {
-                self.bind_ports(&st, &name, &eps, &req.ports)
+                self.bind_ports(&st, &name, &eps, &ports)
             };
             match bound {
                 Ok(bound) => {
@@ -1124,7 +1127,7 @@ impl Daemon {
                                 now.duration_since(e.finished).unwrap_or_default(),
                             ),
                             pid: 0,
-                            networks: if e.networks.is_empty() {
+                            networks: if e.mode != "bridge" {
                                 e.mode.clone()
                             } else {
                                 e.networks.join(",")
@@ -1146,7 +1149,9 @@ impl Daemon {
             .values()
             .map(|s| {
                 let age = util::human_age(now.duration_since(s.created).unwrap_or_default());
-                let networks = if s.endpoints.is_empty() {
+                // Docker: host and none are shown; a sandbox disconnected
+                // from every network shows none.
+                let networks = if s.mode != "bridge" {
                     s.mode.clone()
                 } else {
                     s.endpoints
@@ -1166,7 +1171,10 @@ impl Daemon {
                         status: format!("Up {age}"),
                         pid: s.target.pid,
                         networks,
-                        ports: publish::ps_column(&mappings(&s.ports)),
+                        ports: publish::ps_column(&publish::listed(
+                            &mappings(&s.ports),
+                            exposed_ports(s),
+                        )),
                         external_id: s.external_id.clone().unwrap_or_default(),
                         attached: s.attached,
                         state: "running".into(),
@@ -1184,12 +1192,17 @@ impl Daemon {
         let mut st = self.lock();
         let logs = self.paths.logs_dir();
         if let Some(id) = find_exited(&st, key) {
+            let network_ids: BTreeMap<String, String> = st
+                .networks
+                .iter()
+                .map(|(name, n)| (name.clone(), n.def.id.clone()))
+                .collect();
             let e = st.exited.get_mut(&id).expect("found");
             let code = e.exit_code(&logs);
             let log = exited::log_file(&logs, &e.id);
             return Ok(SandboxInspect {
                 id: e.id.clone(),
-                name: e.name.clone(),
+                name: format!("/{}", e.name),
                 created: util::rfc3339(e.created),
                 path: e.command.first().cloned().unwrap_or_default(),
                 args: e.command.iter().skip(1).cloned().collect(),
@@ -1200,17 +1213,17 @@ impl Daemon {
                 ),
                 config: SandboxConfig::new(e.hostname.clone(), e.command.clone(), &e.opts),
                 host_config: HostConfig::new(
-                    match e.mode.as_str() {
-                        "bridge" => e.networks.first().cloned().unwrap_or_default(),
-                        m => m.to_string(),
-                    },
+                    network_mode(&e.opts, &e.mode, e.networks.first().map(String::as_str)),
                     &e.name,
                     &e.opts,
                 ),
-                network_settings: NetworkSettings {
-                    networks: BTreeMap::new(),
-                    ports: BTreeMap::new(),
-                },
+                // Docker keeps a stopped container's networks, their
+                // addresses emptied.
+                network_settings: NetworkSettings::new(
+                    exited_networks(e, &network_ids),
+                    BTreeMap::new(),
+                    DEFAULT_NETWORK,
+                ),
                 log_path: if log.exists() {
                     log.display().to_string()
                 } else {
@@ -1225,47 +1238,52 @@ impl Daemon {
             let Some(net) = st.networks.get(&ep.network) else {
                 continue;
             };
-            let mut dns_names = vec![s.name.clone(), s.id[..12].to_string()];
-            dns_names.extend(ep.aliases.iter().cloned());
             networks.insert(
                 ep.network.clone(),
                 EndpointSettings {
+                    ipam_config: ep.static_ip.then(|| EndpointIpamConfig {
+                        ipv4_address: ep.ip.to_string(),
+                    }),
+                    links: None,
+                    aliases: (!ep.aliases.is_empty()).then(|| ep.aliases.clone()),
+                    mac_address: ep.mac.to_string(),
+                    driver_opts: None,
                     network_id: net.def.id.clone(),
                     endpoint_id: ep.id.clone(),
                     gateway: net.def.gateway.to_string(),
                     ip_address: ep.ip.to_string(),
                     ip_prefix_len: net.def.subnet.prefix_len(),
-                    mac_address: ep.mac.to_string(),
-                    aliases: ep.aliases.clone(),
-                    dns_names,
+                    ipv6_gateway: String::new(),
+                    global_ipv6_address: String::new(),
+                    global_ipv6_prefix_len: 0,
+                    dns_names: (ep.network != DEFAULT_NETWORK)
+                        .then(|| dns_names(&s.name, &ep.aliases, &s.id)),
                     interface: ep.ifname.clone(),
                 },
             );
         }
         Ok(SandboxInspect {
             id: s.id.clone(),
-            name: s.name.clone(),
+            name: format!("/{}", s.name),
             created: util::rfc3339(s.created),
             path: s.command.first().cloned().unwrap_or_default(),
             args: s.command.iter().skip(1).cloned().collect(),
             state: SandboxState::running(s.target.pid, util::rfc3339(s.created)),
             config: SandboxConfig::new(s.hostname.clone(), s.command.clone(), &s.opts),
             host_config: HostConfig::new(
-                if s.mode == "bridge" {
-                    s.endpoints
-                        .first()
-                        .map(|e| e.network.clone())
-                        .unwrap_or_default()
-                } else {
-                    s.mode.clone()
-                },
+                network_mode(
+                    &s.opts,
+                    &s.mode,
+                    s.endpoints.first().map(|e| e.network.as_str()),
+                ),
                 &s.name,
                 &s.opts,
             ),
-            network_settings: NetworkSettings {
+            network_settings: NetworkSettings::new(
                 networks,
-                ports: publish::inspect_map(&mappings(&s.ports)),
-            },
+                publish::inspect_map(&mappings(&s.ports), exposed_ports(s)),
+                DEFAULT_NETWORK,
+            ),
             log_path: {
                 let log = exited::log_file(&logs, &s.id);
                 if log.exists() {
@@ -1627,6 +1645,7 @@ impl Daemon {
                     ip: e.ip,
                     aliases: e.aliases.clone(),
                     default_route: e.default_route,
+                    static_ip: e.static_ip,
                 })
                 .collect(),
             ports: s
@@ -1671,6 +1690,12 @@ impl Daemon {
                         created,
                     );
                     e.opts = rec.opts.clone();
+                    for ep in &rec.endpoints {
+                        e.aliases.insert(ep.network.clone(), ep.aliases.clone());
+                        if ep.static_ip {
+                            e.static_ips.insert(ep.network.clone(), ep.ip.to_string());
+                        }
+                    }
                     self.keep_exited(&mut st, e, rec.auto_remove);
                 }
                 continue;
@@ -1727,6 +1752,7 @@ impl Daemon {
                     port: None,
                     aliases: e.aliases.clone(),
                     default_route: e.default_route,
+                    static_ip: e.static_ip,
                     tap: None,
                 });
             }
@@ -1853,6 +1879,12 @@ impl Daemon {
                 s.created,
             );
             e.opts = s.opts.clone();
+            for ep in &s.endpoints {
+                e.aliases.insert(ep.network.clone(), ep.aliases.clone());
+                if ep.static_ip {
+                    e.static_ips.insert(ep.network.clone(), ep.ip.to_string());
+                }
+            }
             self.keep_exited(&mut st, e, s.auto_remove);
         }
         drop(st);
@@ -1907,12 +1939,87 @@ impl Daemon {
 }
 
 /// The mappings of published ports.
+/// `NetworkSettings.Networks` of an exited sandbox, as Docker's of a
+/// stopped container: each network it was on when it ended, with its
+/// network id (from `network_ids`, by name), `IPAMConfig`, aliases and
+/// names, no addresses.
+fn exited_networks(
+    e: &Exited,
+    network_ids: &BTreeMap<String, String>,
+) -> BTreeMap<String, EndpointSettings> {
+    e.networks
+        .iter()
+        .map(|n| {
+            let aliases = e.aliases.get(n).cloned().unwrap_or_default();
+            let settings = EndpointSettings {
+                ipam_config: e.static_ips.get(n).map(|ip| EndpointIpamConfig {
+                    ipv4_address: ip.clone(),
+                }),
+                links: None,
+                dns_names: (n != DEFAULT_NETWORK).then(|| dns_names(&e.name, &aliases, &e.id)),
+                aliases: (!aliases.is_empty()).then_some(aliases),
+                mac_address: String::new(),
+                driver_opts: None,
+                network_id: network_ids.get(n).cloned().unwrap_or_default(),
+                endpoint_id: String::new(),
+                gateway: String::new(),
+                ip_address: String::new(),
+                ip_prefix_len: 0,
+                ipv6_gateway: String::new(),
+                global_ipv6_address: String::new(),
+                global_ipv6_prefix_len: 0,
+                interface: String::new(),
+            };
+            (n.clone(), settings)
+        })
+        .collect()
+}
+
+/// `HostConfig.NetworkMode`: what was given at create (`opts`), or for
+/// records of older daemons, the mode and then the first network.
+fn network_mode(opts: &RunOptions, mode: &str, first: Option<&str>) -> String {
+    if !opts.network_mode.is_empty() {
+        return opts.network_mode.clone();
+    }
+    match mode {
+        "bridge" => first.unwrap_or(DEFAULT_NETWORK).to_string(),
+        m => m.to_string(),
+    }
+}
+
+/// `DNSNames` of an endpoint on a user-defined network, in Docker's
+/// order: the name, the aliases, the short id, each once.
+fn dns_names(name: &str, aliases: &[String], id: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let short = id.get(..12).unwrap_or(id);
+    for n in std::iter::once(name)
+        .chain(aliases.iter().map(String::as_str))
+        .chain(std::iter::once(short))
+    {
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_string());
+        }
+    }
+    out
+}
+
 /// The endpoint a published port forwards to: the one on the network the
 /// mapping names, else the sandbox's first.
 fn port_target<'a>(eps: &'a [Endpoint], m: &PortMapping) -> Option<&'a Endpoint> {
     match &m.network {
         Some(n) => eps.iter().find(|e| &e.network == n),
         None => eps.first(),
+    }
+}
+
+/// The exposed ports `ps` and `inspect` list for `s`: none in `host` and
+/// `none` mode, whose sandboxes have no endpoint to expose them on (as
+/// Docker's, which shows no ports for those).
+fn exposed_ports(s: &Sandbox) -> &[String] {
+    if s.mode == "bridge" {
+        &s.opts.expose
+    } else {
+        &[]
     }
 }
 
@@ -2154,6 +2261,7 @@ fn inspect_network(st: &State, name: &str, publish_address: IpAddr) -> NetworkIn
         created: n.def.created.clone(),
         scope: "local".into(),
         driver: "bridge".into(),
+        enable_ipv4: true,
         enable_ipv6: false,
         ipam: crate::api::types::Ipam {
             driver: "default".into(),
@@ -2243,6 +2351,7 @@ fn inspect_mode_network(st: &State, name: &str) -> NetworkInspect {
             .unwrap_or_default(),
         scope: "local".into(),
         driver: driver.into(),
+        enable_ipv4: true,
         enable_ipv6: false,
         ipam: crate::api::types::Ipam {
             driver: "default".into(),
@@ -2452,7 +2561,16 @@ fn run_options(
         hosts.push(format!("{}\t{}", ep.ip, names.join(" ")));
         links.push(format!("{}:{alias}", t.name));
     }
+    let network_mode = match mode {
+        "bridge" => req
+            .networks
+            .first()
+            .map_or(DEFAULT_NETWORK.to_string(), |n| n.network.clone()),
+        m => m.to_string(),
+    };
     Ok(RunOptions {
+        network_mode,
+        port_bindings: PortBinding::asked(&req.ports),
         extra_hosts,
         labels: req.labels.clone(),
         dns: req.dns.clone(),
@@ -2463,6 +2581,33 @@ fn run_options(
         publish_all: req.publish_all,
         hosts,
     })
+}
+
+/// The ports to publish for `req`: its `ports`, and with `publish_all`
+/// (Docker's `-P`, in mode `bridge`) every exposed port none of them
+/// publishes, on a free host port.
+fn with_publish_all(req: &SandboxCreate, mode: &str) -> Vec<PortMapping> {
+    let mut ports = req.ports.clone();
+    if !req.publish_all || mode != "bridge" {
+        return ports;
+    }
+    for e in &req.expose {
+        let Ok(parsed) = crate::api::ports::parse(e) else {
+            continue;
+        };
+        for m in parsed {
+            if !ports.iter().any(|p| p.port == m.port && p.proto == m.proto) {
+                ports.push(PortMapping {
+                    host_ip: None,
+                    host_port: None,
+                    host_port_end: None,
+                    network: None,
+                    ..m
+                });
+            }
+        }
+    }
+    ports
 }
 
 /// `NAME:IP` or `NAME=IP` (Docker's `--add-host`), split at the first `=`,
@@ -2967,6 +3112,7 @@ fn reserve_endpoints(
                 port: None,
                 aliases: r.aliases.clone(),
                 default_route,
+                static_ip: r.ip.is_some(),
                 tap: None,
             });
         }

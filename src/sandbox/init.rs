@@ -84,13 +84,10 @@ pub struct Go {
     /// and runtime directories: the daemon's socket lives there).
     #[serde(default)]
     pub hide: Vec<PathBuf>,
-    /// `-t`: the sandbox allocates a pty of its own (`sandbox::pty`) and
-    /// sends its master back.
+    /// `-t`: the sandbox allocates a pty of its own (`sandbox::pty`),
+    /// the command's stdin, stdout and stderr, and sends its master back.
     #[serde(default)]
     pub tty: bool,
-    /// With `tty`: the pty is stdin too (`-i`).
-    #[serde(default)]
-    pub tty_stdin: bool,
     /// `-w`: the command's working directory.
     #[serde(default)]
     pub workdir: Option<PathBuf>,
@@ -423,10 +420,7 @@ fn sandbox(net_host: bool, link: OwnedFd, cmd: &[String]) -> Result<i32> {
     let terminal = if go.tty {
         let (master, slave) = pty::allocate()?;
         scm::send_with_fds(&link, pty::MASTER, &[master]).context("sending the pty")?;
-        Some(pid1::Terminal {
-            slave,
-            stdin: go.tty_stdin,
-        })
+        Some(pid1::Terminal { slave })
     } else {
         None
     };

@@ -41,11 +41,10 @@ const FORWARDED: [Signal; 10] = [
     Signal::SIGTSTP,
 ];
 
-/// The command's terminal, for `-t`: the pty slave, and whether it is
-/// stdin too.
+/// The command's terminal, for `-t`: the pty slave, its stdin, stdout
+/// and stderr (as Docker's `-t`: without `-i` nothing is typed into it).
 pub struct Terminal {
     pub slave: OwnedFd,
-    pub stdin: bool,
 }
 
 /// Runs `exec` (which must not return on success) in a child and serves
@@ -106,7 +105,7 @@ fn become_command(terminal: Option<Terminal>) -> Result<()> {
         .context("restoring the signal mask")?;
     nix::unistd::setsid().context("setsid")?;
     if let Some(t) = terminal {
-        super::pty::become_terminal(&t.slave, t.stdin)?;
+        super::pty::become_terminal(&t.slave)?;
     }
     Ok(())
 }

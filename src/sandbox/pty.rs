@@ -35,12 +35,10 @@ pub fn allocate() -> Result<(OwnedFd, OwnedFd)> {
     Ok((master, slave))
 }
 
-/// Makes `slave` the caller's stdout and stderr (and stdin with `stdin`)
-/// and its controlling terminal; the caller must lead a session without
-/// one.
-pub fn become_terminal(slave: &OwnedFd, stdin: bool) -> Result<()> {
-    let targets: &[i32] = if stdin { &[0, 1, 2] } else { &[1, 2] };
-    for &fd in targets {
+/// Makes `slave` the caller's stdin, stdout and stderr and its
+/// controlling terminal; the caller must lead a session without one.
+pub fn become_terminal(slave: &OwnedFd) -> Result<()> {
+    for fd in [0, 1, 2] {
         nix::unistd::dup2(slave.as_raw_fd(), fd).context("dup2 of the pty")?;
     }
     process::set_controlling_terminal(std::io::stdout().as_fd())
