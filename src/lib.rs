@@ -6,6 +6,7 @@
 //!
 //! - [`cli`]: the command line, a thin client of the daemon's HTTP API.
 //! - [`cni`]: the `warren-cni` plugin, another thin client of the API.
+//! - [`cluster`]: membership of a multi-host cluster through etcd.
 //! - [`api`]: HTTP routes and the JSON types shared by CLI and daemon.
 //! - [`daemon`]: the control plane (state store, IPAM, sandbox registry).
 //! - [`sandbox`]: namespaces: the sandbox init, the setns helper, netlink.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod cni;
 pub mod daemon;
 pub mod gateway;

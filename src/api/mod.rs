@@ -51,6 +51,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
         .route("/v1/ping", get(ping))
+        .route("/v1/cluster", get(cluster_status))
         .route("/v1/networks", get(list_networks).post(create_network))
         .route("/v1/networks/prune", post(prune_networks))
         .route(
@@ -171,6 +172,10 @@ async fn ping() -> Json<Ping> {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
     })
+}
+
+async fn cluster_status(State(d): State<Arc<Daemon>>) -> Json<crate::cluster::ClusterStatus> {
+    Json(d.cluster_status())
 }
 
 async fn list_networks(State(d): State<Arc<Daemon>>) -> ApiResult<Vec<types::NetworkSummary>> {

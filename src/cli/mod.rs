@@ -15,6 +15,7 @@
 
 pub mod attach;
 pub mod client;
+pub mod cluster;
 pub mod format;
 pub mod lifecycle;
 pub mod network;
@@ -54,6 +55,11 @@ pub enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// The multi-host cluster this daemon is a member of
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
+    /// The daemon's version, counts, directories and cluster
+    Info,
     /// Run a command in a new sandbox
     Run(Box<run::RunArgs>),
     /// List running sandboxes
@@ -146,6 +152,35 @@ pub struct DaemonArgs {
         value_parser = ["on", "off"]
     )]
     pub landlock: String,
+    /// Join a cluster: etcd's client addresses (IPs), as seed 004's dockerd
+    #[arg(
+        long = "cluster-store",
+        value_name = "etcd://IP:PORT[,IP:PORT...]",
+        env = "WARREN_CLUSTER_STORE"
+    )]
+    pub cluster_store: Option<String>,
+    /// This host's address for the other members (VXLAN, port 4789 unless given)
+    #[arg(
+        long = "cluster-advertise",
+        value_name = "IP[:PORT]",
+        env = "WARREN_CLUSTER_ADVERTISE"
+    )]
+    pub cluster_advertise: Option<String>,
+    /// The cluster's key prefix in etcd (several clusters may share one etcd)
+    #[arg(
+        long = "cluster-prefix",
+        value_name = "PREFIX",
+        env = "WARREN_CLUSTER_PREFIX"
+    )]
+    pub cluster_prefix: Option<String>,
+    /// How long a dead member's records outlive it (its etcd lease)
+    #[arg(
+        long = "cluster-ttl",
+        value_name = "DURATION",
+        env = "WARREN_CLUSTER_TTL",
+        value_parser = humantime::parse_duration
+    )]
+    pub cluster_ttl: Option<std::time::Duration>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -193,7 +228,23 @@ pub fn main() -> i32 {
         Command::Daemon(args) => {
             init_tracing();
             parse_upstreams(&args.dns_upstream).and_then(|dns_upstreams| {
+                let cluster = match &args.cluster_store {
+                    Some(store) => Some(
+                        crate::cluster::ClusterConfig::parse(
+                            store,
+                            args.cluster_advertise.as_deref(),
+                            args.cluster_prefix.as_deref(),
+                            args.cluster_ttl,
+                        )
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                    ),
+                    None if args.cluster_advertise.is_some() => {
+                        anyhow::bail!("--cluster-advertise needs --cluster-store etcd://IP:PORT")
+                    }
+                    None => None,
+                };
                 let opts = crate::daemon::Options {
+                    cluster,
                     setsid: args.setsid,
                     dns_upstreams,
                     publish_address: Some(args.publish_address),
@@ -206,6 +257,8 @@ pub fn main() -> i32 {
             })
         }
         Command::Network(cmd) => network::main(&paths, cmd),
+        Command::Cluster(cmd) => cluster::main(&paths, cmd),
+        Command::Info => cluster::info(&paths),
         Command::Run(args) => run::main(&paths, *args),
         Command::Ps(args) => sandbox::ps(&paths, args),
         Command::Inspect(args) => sandbox::inspect(&paths, args),

@@ -63,6 +63,34 @@ pub struct Options {
     pub publish_address: Option<std::net::IpAddr>,
     /// What confinement to apply (see [`confine`]).
     pub confine: confine::Options,
+    /// The cluster to join (`--cluster-store`); `None` reads
+    /// `STATE/daemon.json`, and without one there the daemon is alone.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
+}
+
+/// The cluster settings of `STATE/daemon.json`, if it has any (Docker's
+/// `daemon.json` keys: `cluster-store`, `cluster-advertise`, and warren's
+/// `cluster-prefix`, `cluster-ttl` in seconds).
+fn cluster_from_file(paths: &Paths) -> Result<Option<crate::cluster::ClusterConfig>> {
+    let path = paths.state.join("daemon.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let file: crate::cluster::FileConfig = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a daemon.json warren understands", path.display()))?;
+    let Some(store) = file.store else {
+        return Ok(None);
+    };
+    crate::cluster::ClusterConfig::parse(
+        &store,
+        file.advertise.as_deref(),
+        file.prefix.as_deref(),
+        file.ttl.map(Duration::from_secs),
+    )
+    .map(Some)
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -71,6 +99,10 @@ pub fn run(paths: Paths, opts: Options) -> Result<()> {
         let _ = nix::unistd::setsid();
     }
     paths.prepare()?;
+    let cluster = match opts.cluster.clone() {
+        Some(c) => Some(c),
+        None => cluster_from_file(&paths)?,
+    };
     let pid_path = paths.pid_file();
     let pid_file = std::fs::OpenOptions::new()
         .create(true)
@@ -123,14 +155,18 @@ pub fn run(paths: Paths, opts: Options) -> Result<()> {
         .enable_all()
         .thread_name("warren-api")
         .build()?;
-    let result = rt.block_on(serve(daemon, &paths));
+    let result = rt.block_on(serve(daemon, &paths, cluster));
     let _ = std::fs::remove_file(paths.socket());
     let _ = std::fs::remove_file(&pid_path);
     drop(lock);
     result
 }
 
-async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
+async fn serve(
+    daemon: Arc<state::Daemon>,
+    paths: &Paths,
+    cluster: Option<crate::cluster::ClusterConfig>,
+) -> Result<()> {
     let sock = paths.socket();
     let _ = std::fs::remove_file(&sock);
     let listener = tokio::net::UnixListener::bind(&sock)
@@ -151,8 +187,12 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
             }
         });
     }
+    if let Some(cfg) = cluster {
+        info!(store = %cfg.store, advertise = %cfg.advertise, prefix = %cfg.prefix, "joining a cluster");
+        daemon.set_cluster(crate::cluster::Cluster::start(cfg));
+    }
     info!(socket = %sock.display(), pid = std::process::id(), "warren daemon ready");
-    let app = crate::api::router(daemon);
+    let app = crate::api::router(daemon.clone());
     let peers = peer::PeerCheck::new().context("reading /proc/self/uid_map")?;
     let [header_timeout, connection_timeout] = api_timeouts();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_API_CONNECTIONS));
@@ -202,6 +242,9 @@ async fn serve(daemon: Arc<state::Daemon>, paths: &Paths) -> Result<()> {
             }
             drop(slot);
         });
+    }
+    if let Some(c) = daemon.cluster() {
+        c.leave().await;
     }
     info!("warren daemon stopped");
     Ok(())

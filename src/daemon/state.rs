@@ -94,6 +94,8 @@ pub struct Daemon {
     /// Host address of published ports that name none.
     publish_address: IpAddr,
     gone_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, PortId)>>>,
+    /// The cluster membership, when the daemon is in one.
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 #[derive(Default)]
@@ -256,6 +258,7 @@ impl Daemon {
             inner: Mutex::new(State::default()),
             gone_tx,
             gone_rx: Mutex::new(Some(gone_rx)),
+            cluster: std::sync::OnceLock::new(),
             forwarder,
             recovered: Mutex::new(Vec::new()),
             publish_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -308,6 +311,27 @@ impl Daemon {
         // sandbox taken over, once.
         daemon.publish_names(&daemon.lock());
         Ok(daemon)
+    }
+
+    /// Makes the daemon a cluster member (once).
+    pub fn set_cluster(&self, c: crate::cluster::Cluster) {
+        let _ = self.cluster.set(c);
+    }
+
+    /// The cluster membership, if the daemon is in a cluster.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.cluster.get()
+    }
+
+    /// `GET /v1/cluster`: the membership as last seen, or `disabled`.
+    pub fn cluster_status(&self) -> crate::cluster::ClusterStatus {
+        match self.cluster.get() {
+            Some(c) => c.status(),
+            None => crate::cluster::ClusterStatus {
+                etcd: "disabled".into(),
+                ..Default::default()
+            },
+        }
     }
 
     /// The host address of published ports that name none (default

@@ -12,6 +12,7 @@
 //! gateways, on networks the test made.
 #![allow(dead_code)]
 
+pub mod hosts;
 pub mod terminal;
 pub mod upstream;
 pub mod world;

@@ -1,0 +1,256 @@
+//! Cluster membership through a real etcd cluster (issue 19, its first
+//! step): three "hosts" as network namespaces on an underlay bridge, an
+//! etcd member on each (as seed 004 builds it), and an unprivileged warren
+//! daemon on each with `--cluster-store` and `--cluster-advertise`.
+//!
+//! What holds: every member lists every other within seconds; a member
+//! SIGKILLed leaves every list within its lease's TTL, one stopped cleanly
+//! at once; one etcd member of three down changes nothing; all of etcd
+//! down leaves local networks working and says so, and the members come
+//! back by themselves when etcd does; bad flags are refused by name; a
+//! daemon the CLI starts by itself joins from `STATE/daemon.json`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::hosts::{host_addr, Hosts};
+use common::Env;
+use nix::sys::signal::Signal;
+
+/// The lease TTL the tests give their daemons.
+const TTL: Duration = Duration::from_secs(3);
+
+fn all_members(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{}:4789", host_addr(i))).collect()
+}
+
+/// Waits until host `i` lists exactly `want` with etcd answering; returns
+/// how long that took.
+fn until_listed(h: &Hosts, i: usize, want: &[String], within: Duration) -> Duration {
+    let start = Instant::now();
+    let mut last = (Vec::new(), false);
+    let ok = Env::wait_until(within, || {
+        last = h.members(i);
+        last.1 && last.0 == want
+    });
+    assert!(
+        ok,
+        "host {i} lists {:?} (etcd answering: {}) after {within:?}, wanted {want:?}\n{}",
+        last.0,
+        last.1,
+        h.daemon_log(i)
+    );
+    start.elapsed()
+}
+
+#[test]
+fn members_join_and_a_dead_one_leaves_within_its_ttl() {
+    let Some(mut h) = Hosts::start(3) else {
+        return common::skip("needs root to make the hosts' namespaces");
+    };
+    let ttl = format!("{}s", TTL.as_secs());
+    for i in 0..3 {
+        h.start_member(i, &ttl);
+    }
+    let all = all_members(3);
+    for i in 0..3 {
+        let t = until_listed(&h, i, &all, Duration::from_secs(10));
+        eprintln!("host {i} lists all three after {t:?}");
+    }
+    // Each marks itself.
+    let table = h.hosts[1].env.ok(&["cluster", "ls"]);
+    let own = table
+        .lines()
+        .find(|l| l.starts_with(&format!("{}:4789", host_addr(1))))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(own.trim_end().ends_with('*'), "{table}");
+    let info = h.hosts[0].env.ok(&["info"]);
+    assert!(info.contains("Cluster Members: 3"), "{info}");
+    assert!(info.contains("Etcd: ok"), "{info}");
+    assert!(
+        info.contains(&format!("Cluster Advertise: {}:4789", host_addr(0))),
+        "{info}"
+    );
+
+    // SIGKILL: no goodbye; the lease expires.
+    let killed = Instant::now();
+    h.signal_daemon(2, Signal::SIGKILL);
+    let rest = all_members(2);
+    until_listed(&h, 0, &rest, TTL + Duration::from_secs(5));
+    let gone = killed.elapsed();
+    eprintln!("a SIGKILLed member left host 0's list after {gone:?} (TTL {TTL:?})");
+    // Within the TTL, plus one keep-alive period of the reader and the
+    // CLI's polling.
+    assert!(
+        gone <= TTL + TTL / 3 + Duration::from_millis(700),
+        "{gone:?}"
+    );
+    until_listed(&h, 1, &rest, Duration::from_secs(2));
+
+    // A clean stop revokes the lease: gone at once (one reader period).
+    let stopped = Instant::now();
+    h.signal_daemon(1, Signal::SIGTERM);
+    until_listed(&h, 0, &all_members(1), TTL);
+    let gone = stopped.elapsed();
+    eprintln!("a stopped member left after {gone:?}");
+    assert!(gone <= TTL / 3 + Duration::from_millis(700), "{gone:?}");
+}
+
+#[test]
+fn etcd_members_down_and_back() {
+    let Some(mut h) = Hosts::start(3) else {
+        return common::skip("needs root to make the hosts' namespaces");
+    };
+    let ttl = format!("{}s", TTL.as_secs());
+    for i in 0..2 {
+        h.start_member(i, &ttl);
+    }
+    let two = all_members(2);
+    for i in 0..2 {
+        until_listed(&h, i, &two, Duration::from_secs(10));
+    }
+
+    // One etcd member of three down: nothing visible happens, for longer
+    // than a lease lives.
+    h.stop_etcd(2);
+    let until = Instant::now() + TTL * 2;
+    while Instant::now() < until {
+        for i in 0..2 {
+            let (list, ok) = h.members(i);
+            assert!(
+                ok && list == two,
+                "host {i}: {list:?} ok={ok}\n{}",
+                h.daemon_log(i)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // All of etcd down: `cluster ls` says so and exits 1, local networks
+    // are not affected.
+    h.stop_etcd(0);
+    h.stop_etcd(1);
+    let env = &h.hosts[0].env;
+    let ok = Env::wait_until(Duration::from_secs(10), || {
+        !env.run(&["cluster", "ls"]).status.success()
+    });
+    assert!(ok, "cluster ls still succeeds with etcd down");
+    let out = env.run(&["cluster", "ls"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("etcd is unreachable"), "{err}");
+    assert!(err.contains("as last read"), "{err}");
+    let info = env.ok(&["info"]);
+    assert!(info.contains("Etcd: unreachable"), "{info}");
+    let t = Instant::now();
+    env.ok(&["network", "create", "local-only"]);
+    let ls = env.ok(&["network", "ls"]);
+    assert!(ls.contains("local-only"), "{ls}");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "local networks waited for etcd: {:?}",
+        t.elapsed()
+    );
+
+    // etcd back (on its data): the daemons rejoin by themselves.
+    for i in 0..3 {
+        h.start_etcd(i, "existing");
+    }
+    for i in 0..2 {
+        let t = until_listed(&h, i, &two, Duration::from_secs(20));
+        eprintln!("host {i} is a member again {t:?} after etcd came back");
+    }
+}
+
+#[test]
+fn flags_are_checked_and_daemon_json_joins_an_auto_started_daemon() {
+    let env = Env::new();
+    for (args, says) in [
+        (
+            vec![
+                "daemon",
+                "--cluster-store",
+                "etcd://node1:2379",
+                "--cluster-advertise",
+                "10.0.0.1",
+            ],
+            "by IP",
+        ),
+        (
+            vec!["daemon", "--cluster-store", "etcd://10.0.0.1:2379"],
+            "--cluster-advertise",
+        ),
+        (
+            vec!["daemon", "--cluster-advertise", "10.0.0.1"],
+            "needs --cluster-store",
+        ),
+        (
+            vec![
+                "daemon",
+                "--cluster-store",
+                "etcd://10.0.0.1:2379",
+                "--cluster-advertise",
+                "0.0.0.0",
+            ],
+            "cannot be reached",
+        ),
+    ] {
+        let out = env.run(&args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // Not in a cluster: said, with the way in.
+    let err = env.fail(&["cluster", "ls"]);
+    assert!(err.contains("not in a cluster"), "{err}");
+    assert!(err.contains("--cluster-store"), "{err}");
+
+    let Some(h) = Hosts::start(1) else {
+        return common::skip("needs root to make the hosts' namespaces");
+    };
+    // The CLI, run in host 0's namespace, starts the daemon there by
+    // itself; it reads the cluster from daemon.json.
+    let host = &h.hosts[0];
+    std::fs::create_dir_all(&host.env.state).unwrap();
+    let (uid, gid) = common::test_ids().unwrap();
+    nix::unistd::chown(&host.env.state, Some(uid.into()), Some(gid.into())).unwrap();
+    let conf = host.env.state.join("daemon.json");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"{{"cluster-store": "{}", "cluster-advertise": "{}:4800", "cluster-prefix": "/ci-one", "cluster-ttl": 3}}"#,
+            h.store(),
+            host.addr
+        ),
+    )
+    .unwrap();
+    nix::unistd::chown(&conf, Some(uid.into()), Some(gid.into())).unwrap();
+    let want = vec![format!("{}:4800", host.addr)];
+    let ok = Env::wait_until(Duration::from_secs(15), || {
+        let out = h
+            .user_cmd_in(0, &[&common::warren_bin(), "cluster", "ls", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            == want
+    });
+    let log = std::fs::read_to_string(host.env.runtime.join("daemon.log")).unwrap_or_default();
+    assert!(ok, "the auto-started daemon did not join:\n{log}");
+    let info = host.env.ok(&["info"]);
+    assert!(info.contains("Cluster Prefix: /ci-one"), "{info}");
+    // A daemon.json that is not one is an error naming the file.
+    std::fs::write(&conf, r#"{"cluster-stor": "x"}"#).unwrap();
+    let out = host.env.run(&["daemon"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("daemon.json"), "{err}");
+    // Stop the auto-started daemon before the namespaces go.
+    if let Ok(pid) = std::fs::read_to_string(host.env.runtime.join("warren.pid")) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+}
