@@ -647,3 +647,142 @@ fn one_sandbox_flooding_the_forwarder_starves_no_one() {
     assert_eq!(env.stats("other")["dns"]["limited"].as_u64(), Some(0));
     env.assert_daemon_idle();
 }
+
+/// The inodes of the sockets bound to 127.0.0.11:53 in the network
+/// namespace of process `pid`, from its `/proc/PID/net/{udp,tcp}` (TCP:
+/// listening ones only).
+fn embedded_sockets(pid: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    for (file, state) in [("udp", None), ("tcp", Some("0A"))] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[1] == "0B00007F:0035" && state.map_or(true, |s| f[3] == s) {
+                out.push(f[9].to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The inodes of the daemon's sockets.
+fn daemon_socket_inodes(env: &Env) -> HashSet<String> {
+    let pid = env.daemon_pid().expect("daemon pid");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect()
+}
+
+fn daemon_fds(env: &Env) -> usize {
+    let pid = env.daemon_pid().expect("daemon pid");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Docker's embedded DNS address: every `run` sandbox has `nameserver
+/// 127.0.0.11` in its resolv.conf and is answered there, over UDP and TCP,
+/// with the names of every network it is on, `name.network` and outside
+/// names; `exec` sees the same; the sockets are the daemon's and go with
+/// the sandbox.
+#[test]
+fn embedded_dns_at_127_0_0_11_over_udp_and_tcp() {
+    let _timing = timing_shared();
+    let up = Upstream::start(outside);
+    let env = env_with(&up);
+    env.ok(&["network", "create", "dev"]);
+    env.ok(&["network", "create", "prod"]);
+    env.start("es", &["dev"], SLEEP);
+    env.start("hello", &["prod"], SLEEP);
+    env.start("both", &["dev", "prod"], SLEEP);
+    let es = env.ip("es", "dev");
+    let hello = env.ip("hello", "prod");
+
+    // Docker's resolv.conf: 127.0.0.11 alone, ndots:0 first.
+    let conf = env.exec_ok("both", &["cat", "/etc/resolv.conf"]);
+    let servers: Vec<&str> = conf
+        .lines()
+        .filter(|l| l.starts_with("nameserver"))
+        .collect();
+    assert_eq!(servers, ["nameserver 127.0.0.11"], "{conf}");
+    assert!(conf.contains("\noptions ndots:0"), "{conf}");
+
+    // Names of both networks, qualified names, outside names; UDP and TCP.
+    let lo = "127.0.0.11";
+    for transport in [&[][..], &["+tcp"][..]] {
+        let ask = |name: &str| {
+            let mut args = transport.to_vec();
+            args.push(name);
+            let d = dig(&env, "both", lo, &args);
+            assert_eq!(d.status, "NOERROR", "{name} {transport:?}: {d:?}");
+            d.answers
+        };
+        assert_eq!(ask("es"), vec![es.clone()]);
+        assert_eq!(ask("hello"), vec![hello.clone()]);
+        assert_eq!(ask("hello.prod"), vec![hello.clone()]);
+        assert_eq!(ask("es.dev"), vec![es.clone()]);
+        assert_eq!(ask("www.outside.test"), vec![OUTSIDE_ADDR.to_string()]);
+    }
+    assert!(up.asked("www.outside.test."));
+    // A dev-only sandbox sees dev's names only; NXDOMAIN passes through.
+    let d = dig(&env, "es", lo, &["hello"]);
+    assert_eq!(d.status, "NXDOMAIN", "{d:?}");
+    assert_eq!(resolve(&env, "es", lo, "both"), vec![env.ip("both", "dev")]);
+    // PTR too.
+    let d = dig(&env, "es", lo, &["-x", &env.ip("both", "dev")]);
+    assert_eq!(d.answers, vec!["both.dev.".to_string()], "{d:?}");
+
+    // The command of `run` itself, through its resolv.conf.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "dev",
+        "sh",
+        "-c",
+        "grep nameserver /etc/resolv.conf; getent hosts es; getent hosts www.outside.test",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "nameserver 127.0.0.11", "{out}");
+    assert!(lines[1].starts_with(&es), "{out}");
+    assert!(lines[2].starts_with(OUTSIDE_ADDR), "{out}");
+    let stats = env.stats("dev")["dns"].clone();
+    assert!(stats["embedded"].as_u64().unwrap() >= 10, "{stats}");
+
+    // The sockets live in the sandbox and are the daemon's; after rm they
+    // are closed and the daemon holds as many fds as before the sandbox.
+    let before = daemon_fds(&env);
+    env.start("tmp", &["dev", "prod"], SLEEP);
+    let inodes = embedded_sockets(env.pid("tmp"));
+    assert_eq!(
+        inodes.len(),
+        2,
+        "a UDP socket and a TCP listener: {inodes:?}"
+    );
+    let held = daemon_socket_inodes(&env);
+    assert!(
+        inodes.iter().all(|i| held.contains(i)),
+        "the daemon holds {inodes:?}"
+    );
+    assert_eq!(
+        resolve(&env, "tmp", lo, "hello"),
+        vec![hello.clone()],
+        "exec sees them"
+    );
+    env.ok(&["rm", "-f", "tmp"]);
+    let closed = Env::wait_until(Duration::from_secs(5), || {
+        let held = daemon_socket_inodes(&env);
+        !inodes.iter().any(|i| held.contains(i)) && daemon_fds(&env) <= before
+    });
+    assert!(
+        closed,
+        "after rm the daemon still holds {inodes:?} or more fds than {before} ({})",
+        daemon_fds(&env)
+    );
+    env.assert_daemon_idle();
+}

@@ -117,6 +117,13 @@ fn a_killed_daemons_successor_takes_over_live_sandboxes() {
     // Names resolve again, the dead sandbox's address is free, and new
     // sandboxes work beside the old ones.
     assert!(env.ping("cli", "srv"), "names are restored");
+    // At 127.0.0.11 too: the successor made the embedded DNS's sockets
+    // again (the old ones died with the old daemon), and resolv.conf
+    // still names it.
+    let conf = env.exec_ok("cli", &["cat", "/etc/resolv.conf"]);
+    assert!(conf.contains("nameserver 127.0.0.11\n"), "{conf}");
+    let out = env.exec_ok("cli", &["getent", "hosts", "srv"]);
+    assert!(out.starts_with(&srv_ip), "{out}");
     env.start("new", &["dev"], &["sleep", "600"]);
     assert_eq!(
         env.ip("new", "dev"),

@@ -91,6 +91,7 @@
 //! [`MAX_WAIT`]; each was answered SERVFAIL and is in `servfail` too).
 
 pub mod answer;
+pub mod embedded;
 pub mod fair;
 pub mod forward;
 pub mod server;
@@ -162,6 +163,9 @@ pub struct DnsCounters {
     /// Queries not forwarded, or given up, because a share was full (the
     /// client's, the network's or the daemon's); answered SERVFAIL.
     pub limited: AtomicU64,
+    /// Of `queries`, those asked at 127.0.0.11 inside a sandbox (the
+    /// [`embedded`] listeners count for their sandbox's network).
+    pub embedded: AtomicU64,
 }
 
 impl DnsCounters {
@@ -179,7 +183,27 @@ impl DnsCounters {
             tcp_connections: self.tcp_connections.load(Relaxed),
             tcp_idle_closed: self.tcp_idle_closed.load(Relaxed),
             limited: self.limited.load(Relaxed),
+            embedded: self.embedded.load(Relaxed),
         }
+    }
+
+    /// Count an answer about to be sent: answered locally, malformed,
+    /// truncated, and its response code.
+    pub fn count_reply(&self, reply: &Reply) {
+        if reply.local {
+            self.answered_local.fetch_add(1, Relaxed);
+        }
+        if reply.malformed {
+            self.malformed.fetch_add(1, Relaxed);
+        }
+        if reply.truncated {
+            self.truncated.fetch_add(1, Relaxed);
+        }
+        match reply.rcode {
+            hickory_proto::op::ResponseCode::ServFail => self.servfail.fetch_add(1, Relaxed),
+            hickory_proto::op::ResponseCode::NXDomain => self.nxdomain.fetch_add(1, Relaxed),
+            _ => 0,
+        };
     }
 }
 
@@ -209,4 +233,6 @@ pub struct DnsStats {
     pub tcp_idle_closed: u64,
     /// Queries refused or given up by a forwarding share.
     pub limited: u64,
+    /// Queries asked at 127.0.0.11 inside a sandbox.
+    pub embedded: u64,
 }
