@@ -786,3 +786,80 @@ fn embedded_dns_at_127_0_0_11_over_udp_and_tcp() {
     );
     env.assert_daemon_idle();
 }
+
+/// A sandbox on an internal network listed *before* an external one:
+/// Docker forwards outside names and publishes ports through the external
+/// network whatever the order; a sandbox only on the internal network still
+/// gets NXDOMAIN and nothing is asked upstream for it.
+#[test]
+fn internal_network_first_still_forwards_and_publishes() {
+    let _timing = timing_shared();
+    let up = Upstream::start(outside);
+    let env = env_with(&up);
+    env.ok(&["network", "create", "--internal", "priv"]);
+    env.ok(&["network", "create", "pub"]);
+    let hp = common::free_port();
+    let spec = format!("{hp}:8000");
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "priv",
+        "--network",
+        "pub",
+        "-p",
+        &spec,
+        "--",
+        "python3",
+        &tool("port_server.py"),
+        "tcp",
+        "8000",
+    ]);
+    env.start("vault", &["priv"], SLEEP);
+    let priv_gw = env.gateway("app", "priv");
+
+    // Published through pub: a client on the host's loopback gets through.
+    let mut reply = None;
+    let up_now = Env::wait_until(Duration::from_secs(15), || {
+        reply = common::ask_local(hp).ok();
+        reply.is_some()
+    });
+    assert!(
+        up_now,
+        "-p {spec} answers nothing: {}",
+        env.daemon_log_tail()
+    );
+    let port = env.json(&["inspect", "app"]);
+    assert!(
+        port.to_string().contains(&hp.to_string()),
+        "the port is shown: {port}"
+    );
+
+    // Outside names: forwarded at 127.0.0.11 and at the internal gateway.
+    for server in ["127.0.0.11", priv_gw.as_str()] {
+        for args in [
+            &["app1.outside.test"][..],
+            &["+tcp", "app2.outside.test"][..],
+        ] {
+            let d = dig(&env, "app", server, args);
+            assert_eq!(
+                (d.status.as_str(), d.answers.clone()),
+                ("NOERROR", vec![OUTSIDE_ADDR.to_string()]),
+                "{server} {args:?}: {d:?}"
+            );
+        }
+        assert_eq!(
+            resolve(&env, "app", server, "vault"),
+            vec![env.ip("vault", "priv")]
+        );
+    }
+    // Only on the internal network: NXDOMAIN everywhere, nothing asked.
+    for server in ["127.0.0.11", priv_gw.as_str()] {
+        let d = dig(&env, "vault", server, &["leak.outside.test"]);
+        assert_eq!(d.status, "NXDOMAIN", "{server}: {d:?}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!up.asked("leak.outside.test."), "{:?}", up.seen());
+}

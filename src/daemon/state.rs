@@ -1474,7 +1474,7 @@ impl Daemon {
             if st.networks.get(&ep.network).is_some_and(|n| n.def.internal) {
                 return Err(ApiError::bad_request(
                     format!("network {} is internal: it publishes no ports", ep.network),
-                    "put a non-internal network first (--network), or drop -p",
+                    "connect the sandbox to a network that is not internal too, or drop -p",
                 ));
             }
             // The network's host_binding_ipv4, else the daemon's.
@@ -1979,11 +1979,14 @@ impl Daemon {
 
 /// The mappings of published ports.
 /// The endpoint a published port forwards to: the one on the network the
-/// mapping names, else the sandbox's first.
+/// mapping names, else the one carrying the default route (the first
+/// network that is not internal, whatever order the networks were given
+/// in, as Docker publishes through an external network), else the first
+/// (an internal one, which [`Daemon::bind_ports`] refuses by name).
 fn port_target<'a>(eps: &'a [Endpoint], m: &PortMapping) -> Option<&'a Endpoint> {
     match &m.network {
         Some(n) => eps.iter().find(|e| &e.network == n),
-        None => eps.first(),
+        None => eps.iter().find(|e| e.default_route).or(eps.first()),
     }
 }
 

@@ -58,12 +58,13 @@
 //!   networks answers `name.network.`.
 //! - A local name answers A records with TTL 600 (as Docker); any other type
 //!   gets an empty NOERROR (the name exists).
-//! - Not local: forwarded, except on internal networks, which answer
-//!   NXDOMAIN and never forward, so an internal network cannot leak data
-//!   through DNS. The decision is by the network the query *arrived on*:
-//!   a sandbox whose first network is internal gets NXDOMAIN for outside
-//!   names even if it is also on another network (Docker forwards when any
-//!   network of the container is external; we keep the simpler, stricter rule).
+//! - Not local: forwarded, except for a sandbox that is only on internal
+//!   networks, which gets NXDOMAIN, so an internal network cannot leak
+//!   data through DNS. A sandbox also on an external network has its
+//!   queries forwarded whichever gateway it asks and in whatever order its
+//!   networks were given (Docker's rule: it can reach the outside through
+//!   that network anyway). An address the table does not know yet is
+//!   judged by the network the query arrived on.
 //! - The default `bridge` network has no container names, but forwards.
 //! - Until the control plane has sent a table that knows the network, every
 //!   query gets SERVFAIL rather than a guess about forwarding.
