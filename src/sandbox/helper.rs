@@ -23,10 +23,12 @@
 //!    over), after checking they exist;
 //! 5. with `embedded_dns`: open the embedded DNS's sockets in the sandbox,
 //!    a UDP socket and a TCP listener at [`EMBEDDED_DNS`] (127.0.0.11:53,
-//!    Docker's address; `lo` is up by then, which is what makes 127.0.0.0/8
-//!    local and bindable, and port 53 needs no privilege there: the helper is
-//!    root of the sandbox's user namespace, which owns its network
-//!    namespace). A failure here does not fail the request: the reply says
+//!    Docker's address). `lo` is up by then: bringing it up gives it
+//!    127.0.0.1/8, whose local route covers 127.0.0.11, so no address is
+//!    added (the kernel lets a socket bind 127.0.0.11 even while `lo` is
+//!    down, but nothing reaches it then). Port 53 needs no privilege there:
+//!    the helper is root of the sandbox's user namespace, which owns its
+//!    network namespace. A failure here does not fail the request: the reply says
 //!    why ([`Reply::dns_error`]) and the daemon falls back to the gateway's
 //!    DNS;
 //! 6. send the reply with the fds (new TAPs first, then re-opened ones,
