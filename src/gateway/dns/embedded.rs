@@ -597,11 +597,81 @@ mod tests {
         assert!(counters.embedded.load(Relaxed) >= 3);
         assert_eq!(counters.malformed.load(Relaxed), 1);
 
+        // At most TCP_SOCKETS connections at once: the next is closed at
+        // once, and served again when one ends.
+        let idle: Vec<_> = (0..TCP_SOCKETS)
+            .map(|_| std::net::TcpStream::connect(taddr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut extra = std::net::TcpStream::connect(taddr).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert_eq!(std::io::Read::read(&mut extra, &mut buf).unwrap_or(1), 0);
+        drop(idle);
+
         drop(listener);
         let gone = (0..100).any(|_| {
             std::thread::sleep(Duration::from_millis(20));
             std::net::TcpStream::connect(taddr).is_err()
         });
         assert!(gone, "the listener still accepts after its drop");
+    }
+
+    /// An upstream that never answers: a sandbox has at most
+    /// MAX_PENDING_PER_CLIENT queries waiting; the next get SERVFAIL at
+    /// once, counted as limited.
+    #[test]
+    fn pending_queries_are_bounded_per_sandbox() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let forwarder = Forwarder::spawn(vec![silent.local_addr().unwrap()]).unwrap();
+        let dns = EmbeddedDns::spawn(forwarder).unwrap();
+        let nets = [NetworkInfo {
+            name: "dev".into(),
+            internal: false,
+            names_enabled: true,
+            gateway: Ipv4Addr::new(10, 8, 0, 1),
+        }];
+        let counters = Arc::new(DnsCounters::default());
+        let mut askers = HashMap::new();
+        askers.insert(
+            "sb".to_string(),
+            Asker {
+                network: Arc::from("dev"),
+                ip: Ipv4Addr::new(10, 8, 0, 2),
+                counters: Arc::clone(&counters),
+            },
+        );
+        dns.set_view(View {
+            table: Arc::new(NameTable::build(&nets, &[])),
+            askers,
+        });
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uaddr = udp.local_addr().unwrap();
+        let _listener = dns.serve("sb", udp.into(), tcp.into()).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let extra = 6;
+        for i in 0..MAX_PENDING_PER_CLIENT + extra {
+            client
+                .send_to(&query(&format!("q{i}.example")), uaddr)
+                .unwrap();
+        }
+        let mut buf = [0u8; 512];
+        let mut servfail = 0;
+        while let Ok(n) = client.recv(&mut buf) {
+            let msg = Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(msg.response_code(), ResponseCode::ServFail);
+            servfail += 1;
+        }
+        assert_eq!(servfail, extra, "only the excess is refused at once");
+        assert_eq!(counters.limited.load(Relaxed), extra as u64);
+        assert_eq!(
+            counters.embedded.load(Relaxed),
+            (MAX_PENDING_PER_CLIENT + extra) as u64
+        );
     }
 }
