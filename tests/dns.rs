@@ -741,6 +741,29 @@ fn embedded_dns_at_127_0_0_11_over_udp_and_tcp() {
         .collect();
     assert_eq!(servers, ["nameserver 127.0.0.11"], "{conf}");
     assert!(conf.contains("\noptions ndots:0"), "{conf}");
+    // The host's search domains and options are kept (whatever this
+    // host's resolv.conf has; the parsing is unit-tested in the daemon).
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let line_of = |text: &str, key: &str| {
+        text.lines()
+            .filter(|l| l.split_whitespace().next() == Some(key))
+            .flat_map(|l| l.split_whitespace().skip(1).map(str::to_string))
+            .collect::<Vec<String>>()
+    };
+    let options = line_of(&conf, "options");
+    for o in line_of(&host, "options") {
+        assert!(options.contains(&o), "host option {o} lost: {conf}");
+    }
+    if let Some(search) = host
+        .lines()
+        .rfind(|l| l.starts_with("search ") || l.starts_with("domain "))
+    {
+        let want: Vec<&str> = search.split_whitespace().skip(1).take(6).collect();
+        assert!(
+            conf.contains(&format!("search {}\n", want.join(" "))),
+            "{conf}"
+        );
+    }
 
     // Names of both networks, qualified names, outside names; UDP and TCP.
     let lo = EMBEDDED;
