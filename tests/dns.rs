@@ -916,3 +916,45 @@ fn internal_network_first_still_forwards_and_publishes() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(!up.asked("leak.outside.test."), "{:?}", up.seen());
 }
+
+/// One thread serves 127.0.0.11 for every sandbox: a sandbox flooding it
+/// as fast as it can with queries answered locally (an internal network's
+/// NXDOMAIN) leaves a neighbour's queries there answered, and quickly
+/// (tokio's cooperative budget makes the flooder's task yield its turn).
+#[test]
+fn a_local_flood_at_127_0_0_11_leaves_a_neighbour_answered() {
+    let _timing = timing_alone();
+    let up = Upstream::start(outside);
+    let env = env_with(&up);
+    env.ok(&["network", "create", "--internal", "priv"]);
+    env.ok(&["network", "create", "other"]);
+    env.start("hostile", &["priv"], SLEEP);
+    env.start("elsewhere", &["other"], SLEEP);
+    dns_probe(&env, "elsewhere", EMBEDDED, 1, "warm.outside.test");
+    let script = tool("dns_load.py");
+    let flood = env
+        .cmd(&[
+            "exec", "hostile", "--", "python3", &script, "flood", EMBEDDED, "0", "6", "x.test",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flood");
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = dns_probe(&env, "elsewhere", EMBEDDED, 50, "during.outside.test");
+    let flood = flood.wait_with_output().expect("flood ends");
+    let flood_out = String::from_utf8_lossy(&flood.stdout).into_owned();
+    let ms: Vec<f64> = during.iter().map(|(_, ms)| *ms).collect();
+    let (p50, p99) = (percentile(&ms, 50.0), percentile(&ms, 99.0));
+    let stats = env.stats("priv")["dns"].clone();
+    eprintln!("neighbour during the flood: p50 {p50:.2} ms, p99 {p99:.2} ms; {flood_out}{stats}");
+    let wrong: Vec<_> = during
+        .iter()
+        .filter(|(r, _)| *r != format!("rcode=0 {OUTSIDE_ADDR}"))
+        .collect();
+    assert!(wrong.is_empty() && p99 < 50.0, "p99 {p99:.2} ms, {wrong:?}");
+    assert!(
+        stats["embedded"].as_u64().unwrap() > 10_000,
+        "the flood was served: {stats}"
+    );
+    env.assert_daemon_idle();
+}
