@@ -42,8 +42,9 @@
 //!   sandbox wait for an answer (more get SERVFAIL, counted `limited`), at
 //!   most [`TCP_SOCKETS`] TCP connections are served at once (more are
 //!   closed at once), each on a task of its own, one message at a time; a
-//!   connection that makes no progress for [`TCP_IDLE`] is closed, a length
-//!   prefix of 0 or over [`MAX_QUERY`] closes it at once and never sizes an
+//!   connection whose next query is not complete within [`TCP_IDLE`], or
+//!   that does not take its answer within it, is closed; a length prefix
+//!   of 0 or over [`MAX_QUERY`] closes it at once and never sizes an
 //!   allocation. A datagram over [`MAX_QUERY`] gets FORMERR.
 //! - **Counted where the gateway's are.** Every query, answer and drop is
 //!   counted in the view network's [`DnsCounters`] (`warren network stats`),

@@ -1,12 +1,13 @@
 //! The embedded DNS server: sandbox names, aliases, `name.network`, PTR and
-//! round robin at every network's gateway address, everything else
-//! forwarded to the host's resolvers.
+//! round robin at every network's gateway address and at 127.0.0.11 in
+//! every `run` sandbox, everything else forwarded to the host's resolvers.
 //!
 //! # Theory of operation
 //!
 //! Docker's user-defined networks let containers find each other by name;
 //! warren does the same at the gateway address of each network, on UDP and
-//! TCP port 53. Five parts, each with one job:
+//! TCP port 53, and at Docker's 127.0.0.11:53 inside each `run` sandbox.
+//! Six parts, each with one job:
 //!
 //! - [`table`]: [`NameTable`], an immutable snapshot of every name on every
 //!   network, built by the control plane after each change and handed to
@@ -27,6 +28,11 @@
 //!   forwarder's queues and slots, bounded per client, per network and per
 //!   daemon, so a sandbox flooding queries its upstream never answers
 //!   cannot starve a neighbour. Pure, time passed in.
+//! - [`embedded`]: [`EmbeddedDns`](embedded::EmbeddedDns), one per daemon,
+//!   a thread serving the UDP sockets and TCP listeners the setns helper
+//!   binds at 127.0.0.11:53 inside `run` sandboxes, through the same core,
+//!   table and forwarder, as the sandbox's address on its default route's
+//!   network.
 //!
 //! The path of a forwarded query: a sandbox's frame → the switch thread
 //! (anti-spoofing verifies the source address) → smoltcp → `DnsServer` →
@@ -71,7 +77,9 @@
 //!
 //! # Where it listens
 //!
-//! On the gateway's address by default. Two network options change that
+//! At 127.0.0.11:53 in every `run` sandbox ([`embedded`]; not in attached,
+//! CNI or slirp4netns sandboxes, whose runners own their resolv.conf), and
+//! on the gateway's address by default. Two network options change that
 //! (see [`settings`]): `dns-address=IP` serves DNS at a second address of
 //! the gateway instead (which then also answers ARP and ping), as
 //! slirp4netns serves 10.0.2.3 beside its gateway 10.0.2.2; `dns=false`
