@@ -36,6 +36,9 @@ fn timing_alone() -> RwLockWriteGuard<'static, ()> {
 }
 const OUTSIDE_ADDR: &str = "198.51.100.7";
 
+/// Docker's embedded DNS address, inside every `run` sandbox.
+const EMBEDDED: &str = "127.0.0.11";
+
 /// The test's upstream resolver's answers: `outside.test.` names (any
 /// type) are OUTSIDE_ADDR unless they start with `nx`; the rest NXDOMAIN.
 fn outside(name: &str, _: RecordType) -> Reply {
@@ -403,34 +406,37 @@ fn hostile_env() -> (Upstream, Env, String) {
 fn hostile_udp_queries_are_answered_or_dropped() {
     let _timing = timing_shared();
     let (_up, env, gw) = hostile_env();
-    let r = probe(&env, "x", &gw, "udp");
-    let formerr = [
-        "pointer-to-itself",
-        "pointer-loop",
-        "pointer-forward",
-        "truncated-question",
-        "truncated-type",
-        "label-64",
-        "name-over-255",
-        "qdcount-0",
-        "qdcount-2",
-        "qdcount-65535",
-        "arcount-65535",
-        "oversize",
-        "reserved-label-type",
-    ];
-    for name in formerr {
-        assert_eq!(result(&r, name), "rcode=1", "{name}: {r:?}");
+    // At the gateway and at 127.0.0.11 alike.
+    for server in [gw.as_str(), EMBEDDED] {
+        let r = probe(&env, "x", server, "udp");
+        let formerr = [
+            "pointer-to-itself",
+            "pointer-loop",
+            "pointer-forward",
+            "truncated-question",
+            "truncated-type",
+            "label-64",
+            "name-over-255",
+            "qdcount-0",
+            "qdcount-2",
+            "qdcount-65535",
+            "arcount-65535",
+            "oversize",
+            "reserved-label-type",
+        ];
+        for name in formerr {
+            assert_eq!(result(&r, name), "rcode=1", "{server} {name}: {r:?}");
+        }
+        assert_eq!(result(&r, "opcode-update"), "rcode=4", "NOTIMP: {r:?}");
+        for name in ["truncated-header", "response-bit", "empty"] {
+            assert_eq!(result(&r, name), "no-answer", "{server} {name}: {r:?}");
+        }
+        // Still serving.
+        assert_eq!(resolve(&env, "x", server, "es"), vec![env.ip("es", "dev")]);
     }
-    assert_eq!(result(&r, "opcode-update"), "rcode=4", "NOTIMP: {r:?}");
-    for name in ["truncated-header", "response-bit", "empty"] {
-        assert_eq!(result(&r, name), "no-answer", "{name}: {r:?}");
-    }
-    // Still serving.
-    assert_eq!(resolve(&env, "x", &gw, "es"), vec![env.ip("es", "dev")]);
     let stats = env.stats("dev")["dns"].clone();
-    assert!(stats["malformed"].as_u64().unwrap() >= 17, "{stats}");
-    assert!(stats["dropped"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(stats["malformed"].as_u64().unwrap() >= 34, "{stats}");
+    assert!(stats["dropped"].as_u64().unwrap() >= 6, "{stats}");
     env.assert_daemon_idle();
 }
 
@@ -438,20 +444,22 @@ fn hostile_udp_queries_are_answered_or_dropped() {
 fn hostile_tcp_messages_are_answered_or_closed() {
     let _timing = timing_shared();
     let (_up, env, gw) = hostile_env();
-    let r = probe(&env, "x", &gw, "tcp");
-    for name in [
-        "pointer-loop",
-        "label-64",
-        "qdcount-0",
-        "qdcount-65535",
-        "truncated-question",
-    ] {
-        assert_eq!(result(&r, name), "rcode=1", "{name}: {r:?}");
+    for server in [gw.as_str(), EMBEDDED] {
+        let r = probe(&env, "x", server, "tcp");
+        for name in [
+            "pointer-loop",
+            "label-64",
+            "qdcount-0",
+            "qdcount-65535",
+            "truncated-question",
+        ] {
+            assert_eq!(result(&r, name), "rcode=1", "{server} {name}: {r:?}");
+        }
+        for name in ["truncated-header", "response-bit", "empty", "oversize"] {
+            assert_eq!(result(&r, name), "closed", "{server} {name}: {r:?}");
+        }
+        assert_eq!(resolve(&env, "x", server, "es"), vec![env.ip("es", "dev")]);
     }
-    for name in ["truncated-header", "response-bit", "empty", "oversize"] {
-        assert_eq!(result(&r, name), "closed", "{name}: {r:?}");
-    }
-    assert_eq!(resolve(&env, "x", &gw, "es"), vec![env.ip("es", "dev")]);
     env.assert_daemon_idle();
 }
 
@@ -459,31 +467,39 @@ fn hostile_tcp_messages_are_answered_or_closed() {
 fn tcp_abuse_idle_reset_and_fairness() {
     let _timing = timing_shared();
     let (_up, env, gw) = hostile_env();
-    let r = probe(&env, "x", &gw, "tcp-abuse");
-    assert!(closed_after(result(&r, "length-0")) < 1.0, "{r:?}");
-    assert!(closed_after(result(&r, "length-65535")) < 1.0, "{r:?}");
-    assert_eq!(result(&r, "prefix-then-reset"), "sent");
-    for name in ["half-query", "idle"] {
-        let t = closed_after(result(&r, name));
-        assert!((3.0..9.0).contains(&t), "{name} closed after {t}s: {r:?}");
-    }
-    // Idle connections never hold up another client.
-    let r = probe(&env, "x", &gw, "tcp-fair");
-    let line = result(&r, "second-connection");
-    let secs: f64 = line
-        .rsplit(' ')
-        .next()
-        .and_then(|t| t.strip_suffix('s'))
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(99.0);
-    assert!(line.starts_with("rcode=0") && secs < 1.0, "{line}");
-    // Every TCP socket is free again: eight queries in a row over TCP.
-    for _ in 0..8 {
-        let d = dig(&env, "x", &gw, &["+tcp", "es"]);
-        assert_eq!(d.status, "NOERROR", "{d:?}");
+    for server in [gw.as_str(), EMBEDDED] {
+        let r = probe(&env, "x", server, "tcp-abuse");
+        assert!(closed_after(result(&r, "length-0")) < 1.0, "{server} {r:?}");
+        assert!(
+            closed_after(result(&r, "length-65535")) < 1.0,
+            "{server} {r:?}"
+        );
+        assert_eq!(result(&r, "prefix-then-reset"), "sent");
+        for name in ["half-query", "idle"] {
+            let t = closed_after(result(&r, name));
+            assert!(
+                (3.0..9.0).contains(&t),
+                "{server} {name} closed after {t}s: {r:?}"
+            );
+        }
+        // Idle connections never hold up another client.
+        let r = probe(&env, "x", server, "tcp-fair");
+        let line = result(&r, "second-connection");
+        let secs: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|t| t.strip_suffix('s'))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(99.0);
+        assert!(line.starts_with("rcode=0") && secs < 1.0, "{server} {line}");
+        // Every TCP socket is free again: eight queries in a row over TCP.
+        for _ in 0..8 {
+            let d = dig(&env, "x", server, &["+tcp", "es"]);
+            assert_eq!(d.status, "NOERROR", "{server} {d:?}");
+        }
     }
     let stats = env.stats("dev")["dns"].clone();
-    assert!(stats["tcp_idle_closed"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(stats["tcp_idle_closed"].as_u64().unwrap() >= 4, "{stats}");
     env.assert_daemon_idle();
 }
 
@@ -555,6 +571,19 @@ fn percentile(values: &[f64], p: f64) -> f64 {
 /// answers all arrive, quickly, and the flood is counted as limited.
 #[test]
 fn one_sandbox_flooding_the_forwarder_starves_no_one() {
+    flood_starves_no_one(false);
+}
+
+/// The same flood and probes at 127.0.0.11: the embedded DNS shares the
+/// gateway's bounds (its queries are the sandbox's, under one fair share).
+#[test]
+fn one_sandbox_flooding_127_0_0_11_starves_no_one() {
+    flood_starves_no_one(true);
+}
+
+/// The flood test, every query asked at the gateway or, with `embedded`,
+/// at 127.0.0.11.
+fn flood_starves_no_one(embedded: bool) {
     let _timing = timing_alone();
     let up = Upstream::start(slow_or_outside);
     let env = env_with(&up);
@@ -563,8 +592,9 @@ fn one_sandbox_flooding_the_forwarder_starves_no_one() {
     env.start("hostile", &["shared"], SLEEP);
     env.start("neighbour", &["shared"], SLEEP);
     env.start("elsewhere", &["other"], SLEEP);
-    let shared_gw = env.gateway("hostile", "shared");
-    let other_gw = env.gateway("elsewhere", "other");
+    let at = |gw: String| if embedded { EMBEDDED.to_string() } else { gw };
+    let shared_gw = at(env.gateway("hostile", "shared"));
+    let other_gw = at(env.gateway("elsewhere", "other"));
     // Everything warm (names, python) before the flood starts.
     dns_probe(&env, "neighbour", &shared_gw, 1, "warm.outside.test");
     dns_probe(&env, "elsewhere", &other_gw, 1, "warm.outside.test");
@@ -645,5 +675,286 @@ fn one_sandbox_flooding_the_forwarder_starves_no_one() {
     let limited = stats["limited"].as_u64().unwrap_or(0);
     assert!(limited >= sent / 2, "{flood_out} {stats}");
     assert_eq!(env.stats("other")["dns"]["limited"].as_u64(), Some(0));
+    env.assert_daemon_idle();
+}
+
+/// The inodes of the sockets bound to 127.0.0.11:53 in the network
+/// namespace of process `pid`, from its `/proc/PID/net/{udp,tcp}` (TCP:
+/// listening ones only).
+fn embedded_sockets(pid: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    for (file, state) in [("udp", None), ("tcp", Some("0A"))] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[1] == "0B00007F:0035" && state.map_or(true, |s| f[3] == s) {
+                out.push(f[9].to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The inodes of the daemon's sockets.
+fn daemon_socket_inodes(env: &Env) -> HashSet<String> {
+    let pid = env.daemon_pid().expect("daemon pid");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect()
+}
+
+fn daemon_fds(env: &Env) -> usize {
+    let pid = env.daemon_pid().expect("daemon pid");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Docker's embedded DNS address: every `run` sandbox has `nameserver
+/// 127.0.0.11` in its resolv.conf and is answered there, over UDP and TCP,
+/// with the names of every network it is on, `name.network` and outside
+/// names; `exec` sees the same; the sockets are the daemon's and go with
+/// the sandbox.
+#[test]
+fn embedded_dns_at_127_0_0_11_over_udp_and_tcp() {
+    let _timing = timing_shared();
+    let up = Upstream::start(outside);
+    let env = env_with(&up);
+    env.ok(&["network", "create", "dev"]);
+    env.ok(&["network", "create", "prod"]);
+    env.start("es", &["dev"], SLEEP);
+    env.start("hello", &["prod"], SLEEP);
+    env.start("both", &["dev", "prod"], SLEEP);
+    let es = env.ip("es", "dev");
+    let hello = env.ip("hello", "prod");
+
+    // Docker's resolv.conf: 127.0.0.11 alone, ndots:0 first.
+    let conf = env.exec_ok("both", &["cat", "/etc/resolv.conf"]);
+    let servers: Vec<&str> = conf
+        .lines()
+        .filter(|l| l.starts_with("nameserver"))
+        .collect();
+    assert_eq!(servers, ["nameserver 127.0.0.11"], "{conf}");
+    assert!(conf.contains("\noptions ndots:0"), "{conf}");
+    // The host's search domains and options are kept (whatever this
+    // host's resolv.conf has; the parsing is unit-tested in the daemon).
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let line_of = |text: &str, key: &str| {
+        text.lines()
+            .filter(|l| l.split_whitespace().next() == Some(key))
+            .flat_map(|l| l.split_whitespace().skip(1).map(str::to_string))
+            .collect::<Vec<String>>()
+    };
+    let options = line_of(&conf, "options");
+    for o in line_of(&host, "options") {
+        assert!(options.contains(&o), "host option {o} lost: {conf}");
+    }
+    if let Some(search) = host
+        .lines()
+        .rfind(|l| l.starts_with("search ") || l.starts_with("domain "))
+    {
+        let want: Vec<&str> = search.split_whitespace().skip(1).take(6).collect();
+        assert!(
+            conf.contains(&format!("search {}\n", want.join(" "))),
+            "{conf}"
+        );
+    }
+
+    // Names of both networks, qualified names, outside names; UDP and TCP.
+    let lo = EMBEDDED;
+    for transport in [&[][..], &["+tcp"][..]] {
+        let ask = |name: &str| {
+            let mut args = transport.to_vec();
+            args.push(name);
+            let d = dig(&env, "both", lo, &args);
+            assert_eq!(d.status, "NOERROR", "{name} {transport:?}: {d:?}");
+            d.answers
+        };
+        assert_eq!(ask("es"), vec![es.clone()]);
+        assert_eq!(ask("hello"), vec![hello.clone()]);
+        assert_eq!(ask("hello.prod"), vec![hello.clone()]);
+        assert_eq!(ask("es.dev"), vec![es.clone()]);
+        assert_eq!(ask("www.outside.test"), vec![OUTSIDE_ADDR.to_string()]);
+    }
+    assert!(up.asked("www.outside.test."));
+    // A dev-only sandbox sees dev's names only; NXDOMAIN passes through.
+    let d = dig(&env, "es", lo, &["hello"]);
+    assert_eq!(d.status, "NXDOMAIN", "{d:?}");
+    assert_eq!(resolve(&env, "es", lo, "both"), vec![env.ip("both", "dev")]);
+    // PTR too.
+    let d = dig(&env, "es", lo, &["-x", &env.ip("both", "dev")]);
+    assert_eq!(d.answers, vec!["both.dev.".to_string()], "{d:?}");
+
+    // The command of `run` itself, through its resolv.conf.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "dev",
+        "sh",
+        "-c",
+        "grep nameserver /etc/resolv.conf; getent hosts es; getent hosts www.outside.test",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "nameserver 127.0.0.11", "{out}");
+    assert!(lines[1].starts_with(&es), "{out}");
+    assert!(lines[2].starts_with(OUTSIDE_ADDR), "{out}");
+    let stats = env.stats("dev")["dns"].clone();
+    assert!(stats["embedded"].as_u64().unwrap() >= 10, "{stats}");
+
+    // The sockets live in the sandbox and are the daemon's; after rm they
+    // are closed and the daemon holds as many fds as before the sandbox.
+    let before = daemon_fds(&env);
+    env.start("tmp", &["dev", "prod"], SLEEP);
+    let inodes = embedded_sockets(env.pid("tmp"));
+    assert_eq!(
+        inodes.len(),
+        2,
+        "a UDP socket and a TCP listener: {inodes:?}"
+    );
+    let held = daemon_socket_inodes(&env);
+    assert!(
+        inodes.iter().all(|i| held.contains(i)),
+        "the daemon holds {inodes:?}"
+    );
+    assert_eq!(
+        resolve(&env, "tmp", lo, "hello"),
+        vec![hello.clone()],
+        "exec sees them"
+    );
+    env.ok(&["rm", "-f", "tmp"]);
+    let closed = Env::wait_until(Duration::from_secs(5), || {
+        let held = daemon_socket_inodes(&env);
+        !inodes.iter().any(|i| held.contains(i)) && daemon_fds(&env) <= before
+    });
+    assert!(
+        closed,
+        "after rm the daemon still holds {inodes:?} or more fds than {before} ({})",
+        daemon_fds(&env)
+    );
+    env.assert_daemon_idle();
+}
+
+/// A sandbox on an internal network listed *before* an external one:
+/// Docker forwards outside names and publishes ports through the external
+/// network whatever the order; a sandbox only on the internal network still
+/// gets NXDOMAIN and nothing is asked upstream for it.
+#[test]
+fn internal_network_first_still_forwards_and_publishes() {
+    let _timing = timing_shared();
+    let up = Upstream::start(outside);
+    let env = env_with(&up);
+    env.ok(&["network", "create", "--internal", "priv"]);
+    env.ok(&["network", "create", "pub"]);
+    let hp = common::free_port();
+    let spec = format!("{hp}:8000");
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "priv",
+        "--network",
+        "pub",
+        "-p",
+        &spec,
+        "--",
+        "python3",
+        &tool("port_server.py"),
+        "tcp",
+        "8000",
+    ]);
+    env.start("vault", &["priv"], SLEEP);
+    let priv_gw = env.gateway("app", "priv");
+
+    // Published through pub: a client on the host's loopback gets through.
+    let mut reply = None;
+    let up_now = Env::wait_until(Duration::from_secs(15), || {
+        reply = common::ask_local(hp).ok();
+        reply.is_some()
+    });
+    assert!(
+        up_now,
+        "-p {spec} answers nothing: {}",
+        env.daemon_log_tail()
+    );
+    let port = env.json(&["inspect", "app"]);
+    assert!(
+        port.to_string().contains(&hp.to_string()),
+        "the port is shown: {port}"
+    );
+
+    // Outside names: forwarded at 127.0.0.11 and at the internal gateway.
+    for server in [EMBEDDED, priv_gw.as_str()] {
+        for args in [
+            &["app1.outside.test"][..],
+            &["+tcp", "app2.outside.test"][..],
+        ] {
+            let d = dig(&env, "app", server, args);
+            assert_eq!(
+                (d.status.as_str(), d.answers.clone()),
+                ("NOERROR", vec![OUTSIDE_ADDR.to_string()]),
+                "{server} {args:?}: {d:?}"
+            );
+        }
+        assert_eq!(
+            resolve(&env, "app", server, "vault"),
+            vec![env.ip("vault", "priv")]
+        );
+    }
+    // Only on the internal network: NXDOMAIN everywhere, nothing asked.
+    for server in [EMBEDDED, priv_gw.as_str()] {
+        let d = dig(&env, "vault", server, &["leak.outside.test"]);
+        assert_eq!(d.status, "NXDOMAIN", "{server}: {d:?}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!up.asked("leak.outside.test."), "{:?}", up.seen());
+}
+
+/// One thread serves 127.0.0.11 for every sandbox: a sandbox flooding it
+/// as fast as it can with queries answered locally (an internal network's
+/// NXDOMAIN) leaves a neighbour's queries there answered, and quickly
+/// (tokio's cooperative budget makes the flooder's task yield its turn).
+#[test]
+fn a_local_flood_at_127_0_0_11_leaves_a_neighbour_answered() {
+    let _timing = timing_alone();
+    let up = Upstream::start(outside);
+    let env = env_with(&up);
+    env.ok(&["network", "create", "--internal", "priv"]);
+    env.ok(&["network", "create", "other"]);
+    env.start("hostile", &["priv"], SLEEP);
+    env.start("elsewhere", &["other"], SLEEP);
+    dns_probe(&env, "elsewhere", EMBEDDED, 1, "warm.outside.test");
+    let script = tool("dns_load.py");
+    let flood = env
+        .cmd(&[
+            "exec", "hostile", "--", "python3", &script, "flood", EMBEDDED, "0", "6", "x.test",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flood");
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = dns_probe(&env, "elsewhere", EMBEDDED, 50, "during.outside.test");
+    let flood = flood.wait_with_output().expect("flood ends");
+    let flood_out = String::from_utf8_lossy(&flood.stdout).into_owned();
+    let ms: Vec<f64> = during.iter().map(|(_, ms)| *ms).collect();
+    let (p50, p99) = (percentile(&ms, 50.0), percentile(&ms, 99.0));
+    let stats = env.stats("priv")["dns"].clone();
+    eprintln!("neighbour during the flood: p50 {p50:.2} ms, p99 {p99:.2} ms; {flood_out}{stats}");
+    let wrong: Vec<_> = during
+        .iter()
+        .filter(|(r, _)| *r != format!("rcode=0 {OUTSIDE_ADDR}"))
+        .collect();
+    assert!(wrong.is_empty() && p99 < 50.0, "p99 {p99:.2} ms, {wrong:?}");
+    assert!(
+        stats["embedded"].as_u64().unwrap() > 10_000,
+        "the flood was served: {stats}"
+    );
     env.assert_daemon_idle();
 }

@@ -117,6 +117,13 @@ fn a_killed_daemons_successor_takes_over_live_sandboxes() {
     // Names resolve again, the dead sandbox's address is free, and new
     // sandboxes work beside the old ones.
     assert!(env.ping("cli", "srv"), "names are restored");
+    // At 127.0.0.11 too: the successor made the embedded DNS's sockets
+    // again (the old ones died with the old daemon), and resolv.conf
+    // still names it.
+    let conf = env.exec_ok("cli", &["cat", "/etc/resolv.conf"]);
+    assert!(conf.contains("nameserver 127.0.0.11\n"), "{conf}");
+    let out = env.exec_ok("cli", &["getent", "hosts", "srv"]);
+    assert!(out.starts_with(&srv_ip), "{out}");
     env.start("new", &["dev"], &["sleep", "600"]);
     assert_eq!(
         env.ip("new", "dev"),
@@ -167,6 +174,63 @@ fn a_killed_daemons_successor_takes_over_live_sandboxes() {
         "600",
     ]);
     assert_eq!(env.ip("newer", "dev"), adopted_ip, "rm freed the address");
+}
+
+/// A successor daemon that cannot bind 127.0.0.11:53 in a sandbox again
+/// (a process there took the port while no daemon ran) degrades cleanly:
+/// the sandbox is taken over, its resolv.conf names its gateway instead,
+/// names resolve there, and the daemon says why.
+#[test]
+fn a_successor_that_cannot_bind_127_0_0_11_names_the_gateway() {
+    let env = Env::new();
+    env.ok(&["network", "create", "dev"]);
+    env.start("srv", &["dev"], &["sleep", "600"]);
+    env.start("cli", &["dev"], &["sleep", "600"]);
+    let (srv_ip, gw) = (env.ip("srv", "dev"), env.gateway("cli", "dev"));
+    let cli_pid = env.pid("cli").to_string();
+    let old = env.daemon_pid().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::SIGKILL).unwrap();
+    // The old daemon's sockets died with it; a squatter takes the port.
+    let squat = "import socket, time\n\
+                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 s.bind(('127.0.0.11', 53))\n\
+                 print('bound', flush=True)\n\
+                 time.sleep(120)\n";
+    let mut squatter = env
+        .user_cmd("nsenter")
+        .args(["-U", "-n", "--preserve-credentials", "-t", &cli_pid])
+        .args(["python3", "-c", squat])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let bound = BufReader::new(squatter.stdout.take().unwrap()).read_line(&mut line);
+    let mut squatter = KillOnDrop(squatter);
+    assert!(
+        bound.is_ok() && line.trim() == "bound",
+        "the squatter did not bind: {line:?}"
+    );
+
+    let ps = env.ok(&["ps"]);
+    assert!(ps.contains(" cli "), "taken over: {ps}");
+    let conf = env.exec_ok("cli", &["cat", "/etc/resolv.conf"]);
+    assert!(conf.contains(&format!("nameserver {gw}\n")), "{conf}");
+    assert!(!conf.contains("127.0.0.11"), "{conf}");
+    let out = env.exec_ok("cli", &["getent", "hosts", "srv"]);
+    assert!(
+        out.starts_with(&srv_ip),
+        "names resolve at the gateway: {out}"
+    );
+    let log = std::fs::read_to_string(env.runtime.join("daemon.log")).unwrap_or_default();
+    assert!(
+        log.contains("no DNS at 127.0.0.11"),
+        "{}",
+        env.daemon_log_tail()
+    );
+    assert!(
+        squatter.0.try_wait().unwrap().is_none(),
+        "the squatter is left alone"
+    );
 }
 
 /// A child killed (and reaped) on drop.

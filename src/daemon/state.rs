@@ -34,6 +34,7 @@ use super::store::{NetworkDef, Store};
 use super::util;
 use crate::api::ports::PortMapping;
 use crate::api::types::*;
+use crate::gateway::dns::embedded::{self, EmbeddedDns};
 use crate::gateway::dns::{EndpointInfo, Forwarder, NameTable, NetworkInfo, SandboxInfo};
 use crate::gateway::nat::{ForwardId, ForwardSpec};
 use crate::gateway::{dns, nat, GatewayConfig};
@@ -88,6 +89,8 @@ pub struct Daemon {
     /// Forwards non-local DNS names to the upstream resolvers, for every
     /// network (internal networks never use it).
     forwarder: Arc<Forwarder>,
+    /// Serves 127.0.0.11:53 inside `run` sandboxes (see [`embedded`]).
+    embedded: Arc<EmbeddedDns>,
     /// Sandboxes taken over from a previous daemon, whose exit watchers the
     /// API layer starts once its runtime runs.
     recovered: Mutex<Vec<Watch>>,
@@ -144,6 +147,9 @@ struct Sandbox {
     auto_remove: bool,
     /// `--add-host`, `--label`, `--dns*`, `--expose`, `--link`.
     opts: RunOptions,
+    /// Its embedded DNS at 127.0.0.11:53 (a `run` sandbox whose sockets
+    /// could be made); dropping it closes them.
+    embedded: Option<embedded::Listener>,
 }
 
 /// A published port of a sandbox.
@@ -230,6 +236,7 @@ impl NsTarget {
             interfaces,
             route,
             reopen: Vec::new(),
+            embedded_dns: false,
             configure: Default::default(),
             pidfd: self.pidfd.clone(),
         }
@@ -245,6 +252,8 @@ impl Daemon {
         dns_upstreams: Vec<SocketAddr>,
     ) -> anyhow::Result<Daemon> {
         let forwarder = Forwarder::spawn(dns_upstreams).context("starting the DNS forwarder")?;
+        let embedded =
+            EmbeddedDns::spawn(forwarder.clone()).context("starting the embedded DNS")?;
         let store = Store::new(paths.networks_dir());
         let (defs, errors) = store.load()?;
         for e in errors {
@@ -260,6 +269,7 @@ impl Daemon {
             gone_rx: Mutex::new(Some(gone_rx)),
             cluster: std::sync::OnceLock::new(),
             forwarder,
+            embedded,
             recovered: Mutex::new(Vec::new()),
             publish_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
@@ -711,23 +721,32 @@ impl Daemon {
             }
         };
 
-        // Attach without the lock. DNS is served at the first network's
-        // gateway (or its dns-address).
+        // Attach without the lock. A `run` sandbox gets the embedded DNS
+        // at 127.0.0.11 (when its first network serves DNS at all), others
+        // the first network's gateway (or its dns-address); so does a `run`
+        // sandbox whose 127.0.0.11 sockets could not be made.
+        let wants_embedded = !req.attached && mode == "bridge" && dns.is_some();
         let attach = if mode == "host" {
-            Ok(Vec::new())
+            Ok(helper::Opened {
+                taps: Vec::new(),
+                dns: Ok(None),
+            })
         } else {
             let mut r = target.request(true, ifaces, None);
             r.configure = req.configure;
-            helper::run(&self.exe, &r)
+            r.embedded_dns = wants_embedded;
+            helper::run_full(&self.exe, &r)
         };
-        let files = attach.and_then(|fds| {
+        let files = attach.and_then(|opened| {
+            let listener = self.serve_embedded(&id, &name, opened.dns);
+            let dns = nameserver(listener.is_some(), dns);
             let files = self.write_files(&id, &hostname, &name, &endpoints, dns, &opts)?;
-            Ok((fds, files))
+            Ok(((opened.taps, listener), files))
         });
 
         let mut st = self.lock();
         st.pending_names.remove(&name);
-        let (fds, binds) = match files {
+        let ((fds, listener), binds) = match files {
             Ok(x) => x,
             Err(e) => {
                 release_endpoints(&mut st, &endpoints);
@@ -763,6 +782,7 @@ impl Daemon {
                 ports,
                 auto_remove: req.auto_remove,
                 opts,
+                embedded: listener,
             },
         );
         self.publish_names(&st);
@@ -825,10 +845,9 @@ impl Daemon {
         Ok(name)
     }
 
-    /// Writes `/etc/hosts` and `/etc/hostname` for the sandbox; returns the
-    /// bind list for the init.
     /// Writes the sandbox's `/etc/hosts`, `/etc/hostname` and (when it has
-    /// a network, `dns` being that network's gateway) `/etc/resolv.conf`;
+    /// a nameserver `dns`: 127.0.0.11, or its first network's gateway)
+    /// `/etc/resolv.conf`;
     /// returns the bind list for the init. Files are rewritten in place, so
     /// the bind mounts of a running sandbox see later updates.
     fn write_files(
@@ -889,6 +908,7 @@ impl Daemon {
             .first()
             .and_then(|e| st.networks.get(&e.network))
             .and_then(|n| dns_server(&n.def));
+        let dns = nameserver(s.embedded.is_some(), dns);
         if let Err(e) = self.write_files(id, &s.hostname, &s.name, &s.endpoints, dns, &s.opts) {
             warn!(sandbox = %s.name, error = %e, "cannot update the sandbox's files");
         }
@@ -1125,6 +1145,49 @@ impl Daemon {
         for n in st.networks.values() {
             n.switch.set_names(table.clone());
         }
+        // 127.0.0.11 asks as the sandbox's address on its default route's
+        // network (the first that is not internal), else its first.
+        let askers = st
+            .sandboxes
+            .values()
+            .filter(|s| s.embedded.is_some())
+            .filter_map(|s| {
+                let ep = s
+                    .endpoints
+                    .iter()
+                    .find(|e| e.default_route)
+                    .or(s.endpoints.first())?;
+                let net = st.networks.get(&ep.network)?;
+                let asker = embedded::Asker {
+                    network: Arc::from(ep.network.as_str()),
+                    ip: ep.ip,
+                    counters: net.switch.dns_counters(),
+                };
+                Some((s.id.clone(), asker))
+            })
+            .collect();
+        self.embedded.set_view(embedded::View { table, askers });
+    }
+
+    /// Starts serving a new sandbox's embedded DNS on the sockets the
+    /// helper made, if it made them; logs why not otherwise (the sandbox
+    /// then names its gateway in resolv.conf).
+    fn serve_embedded(
+        &self,
+        id: &str,
+        name: &str,
+        sockets: Result<Option<(OwnedFd, OwnedFd)>, String>,
+    ) -> Option<embedded::Listener> {
+        let why = match sockets {
+            Ok(None) => return None,
+            Ok(Some((udp, tcp))) => match self.embedded.serve(id, udp, tcp) {
+                Ok(listener) => return Some(listener),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e,
+        };
+        warn!(sandbox = %name, error = %why, "no DNS at 127.0.0.11 in the sandbox; its resolv.conf names the gateway");
+        None
     }
 
     /// `ps`: the live sandboxes, and with `all` the exited ones too.
@@ -1463,7 +1526,7 @@ impl Daemon {
             if st.networks.get(&ep.network).is_some_and(|n| n.def.internal) {
                 return Err(ApiError::bad_request(
                     format!("network {} is internal: it publishes no ports", ep.network),
-                    "put a non-internal network first (--network), or drop -p",
+                    "connect the sandbox to a network that is not internal too, or drop -p",
                 ));
             }
             // The network's host_binding_ipv4, else the daemon's.
@@ -1783,13 +1846,25 @@ impl Daemon {
         }
         let mut req = target.request(false, vec![], None);
         req.reopen = endpoints.iter().map(|e| e.ifname.clone()).collect();
-        let fds = match helper::run(&self.exe, &req) {
-            Ok(fds) => fds,
+        // The previous daemon's 127.0.0.11 sockets died with it: make new
+        // ones, as at the first attach.
+        let first_dns = {
+            let st = self.lock();
+            endpoints
+                .first()
+                .and_then(|e| st.networks.get(&e.network))
+                .and_then(|n| dns_server(&n.def))
+        };
+        req.embedded_dns = !rec.attached && rec.mode == "bridge" && first_dns.is_some();
+        let opened = match helper::run_full(&self.exe, &req) {
+            Ok(opened) => opened,
             Err(e) => {
                 release_endpoints(&mut self.lock(), &endpoints);
                 return Err(e);
             }
         };
+        let listener = self.serve_embedded(&rec.id, &rec.name, opened.dns);
+        let fds = opened.taps;
         let mut st = self.lock();
         self.add_ports(&st, &rec.name, &mut endpoints, fds);
         // The previous daemon's listeners died with it: bind the same
@@ -1831,8 +1906,14 @@ impl Daemon {
                 ports,
                 auto_remove: rec.auto_remove,
                 opts: rec.opts.clone(),
+                embedded: listener,
             },
         );
+        // Its resolv.conf follows: 127.0.0.11 again, or the gateway when
+        // the sockets could not be made again.
+        if !rec.attached {
+            self.refresh_files(&st, &rec.id);
+        }
         info!(sandbox = %rec.name, "sandbox taken over from the previous daemon");
         Ok((rec.id.clone(), pidfd, netns_watch))
     }
@@ -2028,11 +2109,14 @@ fn dns_names(name: &str, aliases: &[String], id: &str) -> Vec<String> {
 }
 
 /// The endpoint a published port forwards to: the one on the network the
-/// mapping names, else the sandbox's first.
+/// mapping names, else the one carrying the default route (the first
+/// network that is not internal, whatever order the networks were given
+/// in, as Docker publishes through an external network), else the first
+/// (an internal one, which [`Daemon::bind_ports`] refuses by name).
 fn port_target<'a>(eps: &'a [Endpoint], m: &PortMapping) -> Option<&'a Endpoint> {
     match &m.network {
         Some(n) => eps.iter().find(|e| &e.network == n),
-        None => eps.first(),
+        None => eps.iter().find(|e| e.default_route).or(eps.first()),
     }
 }
 
@@ -2446,22 +2530,30 @@ fn resolv_conf(servers: &[String], search: &[String], options: &[String]) -> Str
     out
 }
 
-/// The sandbox's `resolv.conf`, if it gets one: warren's DNS at `dns` (its
-/// first network's) where that serves names (`names`: a user-defined
-/// network) or no `--dns` was given, else the `--dns` servers; the
-/// `--dns-search` domains instead of the host's (`.` alone: none).
+/// The sandbox's `resolv.conf`, if it gets one, as Docker writes it:
+/// warren's DNS at `dns` (127.0.0.11, or its first network's gateway)
+/// where that serves names (`names`: a user-defined network) or no `--dns`
+/// was given, else the `--dns` servers; the `--dns-search` domains instead
+/// of the host's (`.` alone: none); the `--dns-option`s instead of the
+/// host's `options`; `ndots:0` first, so a later `ndots` wins.
 fn sandbox_resolv_conf(dns: Option<Ipv4Addr>, names: bool, o: &RunOptions) -> Option<String> {
     let servers: Vec<String> = match dns {
         Some(gw) if names || o.dns.is_empty() => vec![gw.to_string()],
         None if o.dns.is_empty() => return None,
         _ => o.dns.clone(),
     };
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let search: Vec<String> = if o.dns_search.is_empty() {
-        host_search_domains()
+        host_search_domains(&host)
     } else {
         o.dns_search.iter().filter(|d| *d != ".").cloned().collect()
     };
-    Some(resolv_conf(&servers, &search, &o.dns_options))
+    let options = if o.dns_options.is_empty() {
+        host_options(&host)
+    } else {
+        o.dns_options.clone()
+    };
+    Some(resolv_conf(&servers, &search, &options))
 }
 
 /// Labels as Docker's listings show them: `k=v,k2=v2` (sorted).
@@ -2677,10 +2769,21 @@ fn host_gateway(st: &State, mode: &str, eps: &[Endpoint]) -> Result<IpAddr, Stri
     }
 }
 
-/// The search domains of the host's `/etc/resolv.conf` (`search` or `domain`;
-/// the last such line wins, as in glibc).
-fn host_search_domains() -> Vec<String> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+/// The `options` of the host's resolv.conf `text` (every such line, as
+/// glibc reads them; at most 16).
+fn host_options(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("options"))
+        .filter(|rest| rest.starts_with(char::is_whitespace))
+        .flat_map(str::split_whitespace)
+        .take(16)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The search domains of the host's resolv.conf `text` (`search` or
+/// `domain`; the last such line wins, as in glibc).
+fn host_search_domains(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
@@ -2946,6 +3049,16 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
         owner_start,
         attachable: req.attachable,
     })
+}
+
+/// The nameserver of a sandbox's resolv.conf: 127.0.0.11 when it has the
+/// embedded DNS there, else `network`'s (its first network's DNS address).
+fn nameserver(embedded: bool, network: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+    if embedded {
+        Some(*helper::EMBEDDED_DNS.ip())
+    } else {
+        network
+    }
 }
 
 /// Where a network serves DNS: its `dns-address`, else its gateway; `None`
@@ -3220,6 +3333,18 @@ mod run_option_tests {
         let bridge = sandbox_resolv_conf(gw, false, &dns).unwrap();
         assert!(bridge.contains("nameserver 192.0.2.53\n"), "{bridge}");
         assert!(!bridge.contains("172.17.0.1"), "{bridge}");
+    }
+
+    #[test]
+    fn host_options_and_search_are_read_as_glibc_does() {
+        let host = "nameserver 127.0.0.53\noptions edns0 trust-ad\noptions   rotate\n\
+                    optionsx no\nsearch a.test\ndomain b.test\n";
+        assert_eq!(host_options(host), ["edns0", "trust-ad", "rotate"]);
+        assert_eq!(host_search_domains(host), ["b.test"]);
+        assert_eq!(
+            resolv_conf(&["127.0.0.11".into()], &[], &host_options(host)),
+            "# generated by warren\nnameserver 127.0.0.11\noptions ndots:0 edns0 trust-ad rotate\n"
+        );
     }
 
     #[test]

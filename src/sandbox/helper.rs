@@ -21,7 +21,18 @@
 //!    netlink, and make it persistent, so it outlives a daemon that dies;
 //! 4. re-open the persistent TAPs named in `reopen` (a new daemon taking
 //!    over), after checking they exist;
-//! 5. send the reply with the fds (new ones first, then re-opened), and exit.
+//! 5. with `embedded_dns`: open the embedded DNS's sockets in the sandbox,
+//!    a UDP socket and a TCP listener at [`EMBEDDED_DNS`] (127.0.0.11:53,
+//!    Docker's address). `lo` is up by then: bringing it up gives it
+//!    127.0.0.1/8, whose local route covers 127.0.0.11, so no address is
+//!    added (the kernel lets a socket bind 127.0.0.11 even while `lo` is
+//!    down, but nothing reaches it then). Port 53 needs no privilege there:
+//!    the helper is root of the sandbox's user namespace, which owns its
+//!    network namespace. A failure here does not fail the request: the reply says
+//!    why ([`Reply::dns_error`]) and the daemon falls back to the gateway's
+//!    DNS;
+//! 6. send the reply with the fds (new TAPs first, then re-opened ones,
+//!    then the two DNS sockets), and exit.
 //!
 //! Any failure is sent back as text in the reply, so the daemon can put the
 //! real reason in its API error; the helper never leaves a half-made TAP
@@ -85,6 +96,10 @@ pub struct Request {
     /// daemon taking over the sandboxes of one that died.
     #[serde(default)]
     pub reopen: Vec<String>,
+    /// Open the embedded DNS's UDP socket and TCP listener at
+    /// [`EMBEDDED_DNS`] and send them after the TAPs (a `run` sandbox).
+    #[serde(default)]
+    pub embedded_dns: bool,
     /// A pidfd of `pid`, sent with the request (SCM_RIGHTS): the helper
     /// joins that very process's namespaces with `setns` on it, so a pid
     /// reused since the daemon opened it can never be entered by mistake.
@@ -92,16 +107,41 @@ pub struct Request {
     pub pidfd: Option<Arc<OwnedFd>>,
 }
 
-/// The helper's answer. On success the message carries one fd per interface.
+/// The helper's answer. On success the message carries one fd per
+/// interface, then the embedded DNS's two sockets when they were asked for
+/// and could be opened.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Reply {
     pub error: Option<String>,
     pub ifindexes: Vec<u32>,
+    /// Why the embedded DNS's sockets could not be opened (they were asked
+    /// for and are not attached).
+    #[serde(default)]
+    pub dns_error: Option<String>,
+}
+
+/// Where the embedded DNS listens inside a `run` sandbox, as in Docker.
+pub const EMBEDDED_DNS: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(127, 0, 0, 11), 53);
+
+/// What the helper handed back.
+#[derive(Debug)]
+pub struct Opened {
+    /// One TAP fd per interface: the new ones, then the re-opened ones.
+    pub taps: Vec<OwnedFd>,
+    /// The embedded DNS's UDP socket and TCP listener, or why there are none
+    /// (`Ok(None)`: not asked for).
+    pub dns: std::result::Result<Option<(OwnedFd, OwnedFd)>, String>,
 }
 
 /// Daemon side: runs the helper for `req` and returns one TAP fd per
 /// requested interface, in order. Blocking; call it off the async runtime.
 pub fn run(exe: &Path, req: &Request) -> Result<Vec<OwnedFd>> {
+    Ok(run_full(exe, req)?.taps)
+}
+
+/// [`run`], with the embedded DNS's sockets when `req` asked for them.
+pub fn run_full(exe: &Path, req: &Request) -> Result<Opened> {
     if req.interfaces.len() + req.reopen.len() > MAX_IFACES {
         bail!("at most {MAX_IFACES} interfaces per request");
     }
@@ -137,7 +177,7 @@ pub fn run(exe: &Path, req: &Request) -> Result<Vec<OwnedFd>> {
     result
 }
 
-fn exchange(sock: &OwnedFd, req: &Request) -> Result<Vec<OwnedFd>> {
+fn exchange(sock: &OwnedFd, req: &Request) -> Result<Opened> {
     let body = serde_json::to_vec(req)?;
     let fds = match &req.pidfd {
         Some(fd) => vec![fd.try_clone().context("dup pidfd")?],
@@ -146,7 +186,7 @@ fn exchange(sock: &OwnedFd, req: &Request) -> Result<Vec<OwnedFd>> {
     crate::sys::scm::send_with_fds(sock, &body, &fds)
         .context("sending the request to the netns helper")?;
     let mut buf = vec![0u8; MAX_MSG];
-    let (len, fds) = crate::sys::scm::recv_with_fds(sock, &mut buf)
+    let (len, mut fds) = crate::sys::scm::recv_with_fds(sock, &mut buf)
         .context("waiting for the netns helper (timed out or failed)")?;
     if len == 0 {
         bail!("the netns helper exited without an answer (see the daemon log)");
@@ -155,14 +195,33 @@ fn exchange(sock: &OwnedFd, req: &Request) -> Result<Vec<OwnedFd>> {
     if let Some(e) = reply.error {
         bail!("{e}");
     }
-    if fds.len() != req.interfaces.len() + req.reopen.len() {
+    let taps = req.interfaces.len() + req.reopen.len();
+    let dns_fds = if req.embedded_dns && reply.dns_error.is_none() {
+        2
+    } else {
+        0
+    };
+    if fds.len() != taps + dns_fds {
         bail!(
-            "the netns helper returned {} fds for {} interfaces",
+            "the netns helper returned {} fds for {} interfaces and {} DNS sockets",
             fds.len(),
-            req.interfaces.len() + req.reopen.len()
+            taps,
+            dns_fds
         );
     }
-    Ok(fds)
+    let dns = match (req.embedded_dns, reply.dns_error) {
+        (false, _) => Ok(None),
+        (true, Some(e)) => Err(e),
+        (true, None) => {
+            let tcp = fds.pop();
+            let udp = fds.pop();
+            match (udp, tcp) {
+                (Some(udp), Some(tcp)) => Ok(Some((udp, tcp))),
+                _ => Err("the netns helper sent no DNS sockets".to_string()),
+            }
+        }
+    };
+    Ok(Opened { taps: fds, dns })
 }
 
 /// Helper side: the body of `warren __netns-helper`. Returns the exit code.
@@ -180,17 +239,33 @@ pub fn main() -> i32 {
         }
     };
     let (reply, fds) = match serve(&req) {
-        Ok((ifindexes, fds)) => (
-            Reply {
-                error: None,
-                ifindexes,
-            },
-            fds,
-        ),
+        Ok((ifindexes, mut fds)) => {
+            let dns_error = if req.embedded_dns {
+                match embedded_dns_sockets() {
+                    Ok((udp, tcp)) => {
+                        fds.push(udp);
+                        fds.push(tcp);
+                        None
+                    }
+                    Err(e) => Some(format!("{e:#}")),
+                }
+            } else {
+                None
+            };
+            (
+                Reply {
+                    error: None,
+                    ifindexes,
+                    dns_error,
+                },
+                fds,
+            )
+        }
         Err(e) => (
             Reply {
                 error: Some(format!("{e:#}")),
                 ifindexes: vec![],
+                dns_error: None,
             },
             vec![],
         ),
@@ -256,6 +331,18 @@ fn serve(req: &Request) -> Result<(Vec<u32>, Vec<OwnedFd>)> {
         fds.push(crate::sys::tap::create_tap(name)?);
     }
     Ok((indexes, fds))
+}
+
+/// The embedded DNS's UDP socket and TCP listener at [`EMBEDDED_DNS`], in
+/// the network namespace the helper is in (the sandbox's, with `lo` up).
+/// Neither sets `SO_REUSEPORT`, so no process in the sandbox can join
+/// their port group and take a share of the queries.
+fn embedded_dns_sockets() -> Result<(OwnedFd, OwnedFd)> {
+    let udp = std::net::UdpSocket::bind(EMBEDDED_DNS)
+        .with_context(|| format!("binding UDP {EMBEDDED_DNS} in the sandbox"))?;
+    let tcp = std::net::TcpListener::bind(EMBEDDED_DNS)
+        .with_context(|| format!("listening on TCP {EMBEDDED_DNS} in the sandbox"))?;
+    Ok((udp.into(), tcp.into()))
 }
 
 /// Joins the user and network namespaces of the process behind `pidfd`, in

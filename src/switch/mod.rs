@@ -329,6 +329,12 @@ impl SwitchHandle {
         }
     }
 
+    /// The network's DNS counters, shared with whatever else answers DNS
+    /// for it (the embedded DNS in its sandboxes counts there too).
+    pub fn dns_counters(&self) -> Arc<DnsCounters> {
+        Arc::clone(&self.shared.dns)
+    }
+
     /// Every counter of the switch, its gateway and its ports.
     pub fn stats(&self) -> SwitchStats {
         let ports = self

@@ -24,8 +24,8 @@
 //! dot, i.e. an absolute name, changes nothing). `d.c.b.a.in-addr.arpa` PTR
 //! queries for endpoint addresses answer `name.network.`; local names answer
 //! A records (every address of a shared alias, shuffled per query) or an
-//! empty NOERROR for other types; anything else is forwarded, except on
-//! internal networks, which answer NXDOMAIN.
+//! empty NOERROR for other types; anything else is forwarded, except for
+//! a sandbox that is only on internal networks, which gets NXDOMAIN.
 //!
 //! Over UDP, answers are cut to the client's size (512 bytes without EDNS,
 //! its EDNS size otherwise, at most the server's bound) by hickory's encoder,
@@ -253,8 +253,11 @@ pub fn answer(table: &NameTable, req: &Request<'_>, rng: &mut Rng) -> Action {
         }
     }
 
-    if flags.internal {
-        // Internal networks never forward: nothing leaks through DNS.
+    if flags.internal && !table.forwards_for(req.network, req.asker) {
+        // A sandbox only on internal networks never has its queries
+        // forwarded: nothing leaks through DNS. One also on an external
+        // network can reach the outside anyway, and Docker forwards for it
+        // whatever network the query arrived on.
         return Action::Reply(response(
             &query,
             ResponseCode::NXDomain,
@@ -736,6 +739,38 @@ mod tests {
             assert_eq!(msg.response_code(), ResponseCode::NXDomain, "{name}");
             assert!(r.local);
             assert!(msg.answers().is_empty());
+        }
+    }
+
+    /// Docker forwards for a container on an internal and an external
+    /// network, whichever was listed first and whichever gateway is asked.
+    #[test]
+    fn internal_first_sandbox_with_an_external_network_forwards() {
+        let t = NameTable::build(
+            &[net("secret", 3, true), net("dev", 1, false)],
+            &[
+                sandbox(
+                    "app",
+                    "c1c1c1c1c1c1",
+                    &[("secret", "172.23.0.5", &[]), ("dev", "172.21.0.5", &[])],
+                ),
+                sandbox("vault", "0a0a0a0a0a0a", &[("secret", "172.23.0.2", &[])]),
+            ],
+        );
+        for (network, asker) in [("secret", "172.23.0.5"), ("dev", "172.21.0.5")] {
+            assert!(
+                matches!(
+                    ask(&t, network, asker, "example.com", RecordType::A),
+                    Action::Forward(_)
+                ),
+                "{network}"
+            );
+        }
+        // Its neighbour only on the internal network still gets NXDOMAIN,
+        // and so does an address the table does not know yet.
+        for asker in ["172.23.0.2", "172.23.0.99"] {
+            let (_, msg) = reply(ask(&t, "secret", asker, "example.com", RecordType::A));
+            assert_eq!(msg.response_code(), ResponseCode::NXDomain, "{asker}");
         }
     }
 

@@ -1,12 +1,13 @@
 //! The embedded DNS server: sandbox names, aliases, `name.network`, PTR and
-//! round robin at every network's gateway address, everything else
-//! forwarded to the host's resolvers.
+//! round robin at every network's gateway address and at 127.0.0.11 in
+//! every `run` sandbox, everything else forwarded to the host's resolvers.
 //!
 //! # Theory of operation
 //!
 //! Docker's user-defined networks let containers find each other by name;
 //! warren does the same at the gateway address of each network, on UDP and
-//! TCP port 53. Five parts, each with one job:
+//! TCP port 53, and at Docker's 127.0.0.11:53 inside each `run` sandbox.
+//! Six parts, each with one job:
 //!
 //! - [`table`]: [`NameTable`], an immutable snapshot of every name on every
 //!   network, built by the control plane after each change and handed to
@@ -27,6 +28,11 @@
 //!   forwarder's queues and slots, bounded per client, per network and per
 //!   daemon, so a sandbox flooding queries its upstream never answers
 //!   cannot starve a neighbour. Pure, time passed in.
+//! - [`embedded`]: [`EmbeddedDns`](embedded::EmbeddedDns), one per daemon,
+//!   a thread serving the UDP sockets and TCP listeners the setns helper
+//!   binds at 127.0.0.11:53 inside `run` sandboxes, through the same core,
+//!   table and forwarder, as the sandbox's address on its default route's
+//!   network.
 //!
 //! The path of a forwarded query: a sandbox's frame → the switch thread
 //! (anti-spoofing verifies the source address) → smoltcp → `DnsServer` →
@@ -58,19 +64,22 @@
 //!   networks answers `name.network.`.
 //! - A local name answers A records with TTL 600 (as Docker); any other type
 //!   gets an empty NOERROR (the name exists).
-//! - Not local: forwarded, except on internal networks, which answer
-//!   NXDOMAIN and never forward, so an internal network cannot leak data
-//!   through DNS. The decision is by the network the query *arrived on*:
-//!   a sandbox whose first network is internal gets NXDOMAIN for outside
-//!   names even if it is also on another network (Docker forwards when any
-//!   network of the container is external; we keep the simpler, stricter rule).
+//! - Not local: forwarded, except for a sandbox that is only on internal
+//!   networks, which gets NXDOMAIN, so an internal network cannot leak
+//!   data through DNS. A sandbox also on an external network has its
+//!   queries forwarded whichever gateway it asks and in whatever order its
+//!   networks were given (Docker's rule: it can reach the outside through
+//!   that network anyway). An address the table does not know yet is
+//!   judged by the network the query arrived on.
 //! - The default `bridge` network has no container names, but forwards.
 //! - Until the control plane has sent a table that knows the network, every
 //!   query gets SERVFAIL rather than a guess about forwarding.
 //!
 //! # Where it listens
 //!
-//! On the gateway's address by default. Two network options change that
+//! At 127.0.0.11:53 in every `run` sandbox ([`embedded`]; not in attached,
+//! CNI or slirp4netns sandboxes, whose runners own their resolv.conf), and
+//! on the gateway's address by default. Two network options change that
 //! (see [`settings`]): `dns-address=IP` serves DNS at a second address of
 //! the gateway instead (which then also answers ARP and ping), as
 //! slirp4netns serves 10.0.2.3 beside its gateway 10.0.2.2; `dns=false`
@@ -91,6 +100,7 @@
 //! [`MAX_WAIT`]; each was answered SERVFAIL and is in `servfail` too).
 
 pub mod answer;
+pub mod embedded;
 pub mod fair;
 pub mod forward;
 pub mod server;
@@ -162,6 +172,9 @@ pub struct DnsCounters {
     /// Queries not forwarded, or given up, because a share was full (the
     /// client's, the network's or the daemon's); answered SERVFAIL.
     pub limited: AtomicU64,
+    /// Of `queries`, those asked at 127.0.0.11 inside a sandbox (the
+    /// [`embedded`] listeners count for their sandbox's network).
+    pub embedded: AtomicU64,
 }
 
 impl DnsCounters {
@@ -179,7 +192,27 @@ impl DnsCounters {
             tcp_connections: self.tcp_connections.load(Relaxed),
             tcp_idle_closed: self.tcp_idle_closed.load(Relaxed),
             limited: self.limited.load(Relaxed),
+            embedded: self.embedded.load(Relaxed),
         }
+    }
+
+    /// Count an answer about to be sent: answered locally, malformed,
+    /// truncated, and its response code.
+    pub fn count_reply(&self, reply: &Reply) {
+        if reply.local {
+            self.answered_local.fetch_add(1, Relaxed);
+        }
+        if reply.malformed {
+            self.malformed.fetch_add(1, Relaxed);
+        }
+        if reply.truncated {
+            self.truncated.fetch_add(1, Relaxed);
+        }
+        match reply.rcode {
+            hickory_proto::op::ResponseCode::ServFail => self.servfail.fetch_add(1, Relaxed),
+            hickory_proto::op::ResponseCode::NXDomain => self.nxdomain.fetch_add(1, Relaxed),
+            _ => 0,
+        };
     }
 }
 
@@ -209,4 +242,6 @@ pub struct DnsStats {
     pub tcp_idle_closed: u64,
     /// Queries refused or given up by a forwarding share.
     pub limited: u64,
+    /// Queries asked at 127.0.0.11 inside a sandbox.
+    pub embedded: u64,
 }

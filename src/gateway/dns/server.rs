@@ -624,21 +624,7 @@ impl DnsServer {
     }
 
     fn count_reply(&self, reply: &Reply) {
-        let c = &self.counters;
-        if reply.local {
-            c.answered_local.fetch_add(1, Relaxed);
-        }
-        if reply.malformed {
-            c.malformed.fetch_add(1, Relaxed);
-        }
-        if reply.truncated {
-            c.truncated.fetch_add(1, Relaxed);
-        }
-        match reply.rcode {
-            ResponseCode::ServFail => c.servfail.fetch_add(1, Relaxed),
-            ResponseCode::NXDomain => c.nxdomain.fetch_add(1, Relaxed),
-            _ => 0,
-        };
+        self.counters.count_reply(reply);
     }
 }
 

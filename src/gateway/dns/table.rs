@@ -64,6 +64,10 @@ pub struct NameTable {
     /// Networks of each sandbox, in connection order (indexes into
     /// `net_names`).
     sandboxes: Vec<Vec<usize>>,
+    /// Per sandbox (as `sandboxes`): whether one of its networks is not
+    /// internal, so names outside warren are forwarded for it (Docker's
+    /// rule, whatever network the query arrived on).
+    external: Vec<bool>,
     /// Network names by index.
     net_names: Vec<String>,
     /// Every network's gateway address: never a forwarding target.
@@ -139,10 +143,12 @@ impl NameTable {
         for sandbox in sandboxes {
             let index = table.sandboxes.len();
             let mut order = Vec::with_capacity(sandbox.endpoints.len());
+            let mut external = false;
             for ep in &sandbox.endpoints {
                 let Some(net) = table.networks.get_mut(&ep.network) else {
                     continue;
                 };
+                external |= !net.internal;
                 if !order.contains(&net.index) {
                     order.push(net.index);
                 }
@@ -169,6 +175,7 @@ impl NameTable {
                 }
             }
             table.sandboxes.push(order);
+            table.external.push(external);
         }
         table
     }
@@ -218,6 +225,25 @@ impl NameTable {
             internal: n.internal,
             names_enabled: n.names_enabled,
         })
+    }
+
+    /// Whether names outside warren are forwarded for `asker` (an address
+    /// on `network`): when `network` is not internal, or when the asker's
+    /// sandbox is also on a network that is not (Docker forwards when any
+    /// of a container's networks is external). An address the table does
+    /// not know yet is judged by `network` alone.
+    pub(crate) fn forwards_for(&self, network: &str, asker: Ipv4Addr) -> bool {
+        let Some(net) = self.networks.get(network) else {
+            return false;
+        };
+        if !net.internal {
+            return true;
+        }
+        net.endpoints
+            .get(&asker)
+            .and_then(|ep| self.external.get(ep.sandbox))
+            .copied()
+            .unwrap_or(false)
     }
 
     /// The networks whose names `asker` (an address on `network`) may
