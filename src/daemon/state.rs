@@ -2043,7 +2043,6 @@ impl Daemon {
     }
 }
 
-/// The mappings of published ports.
 /// `NetworkSettings.Networks` of an exited sandbox, as Docker's of a
 /// stopped container: each network it was on when it ended, with its
 /// network id (from `network_ids`, by name), `IPAMConfig`, aliases and
@@ -2131,6 +2130,7 @@ fn exposed_ports(s: &Sandbox) -> &[String] {
     }
 }
 
+/// The mappings of published ports.
 fn mappings(ports: &[Published]) -> Vec<PortMapping> {
     ports.iter().map(|p| p.mapping.clone()).collect()
 }
