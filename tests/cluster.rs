@@ -254,3 +254,195 @@ fn flags_are_checked_and_daemon_json_joins_an_auto_started_daemon() {
         }
     }
 }
+
+/// `network inspect NAME` on host `i`, the one network's object.
+fn inspect(h: &Hosts, i: usize, name: &str) -> serde_json::Value {
+    h.hosts[i].env.json(&["network", "inspect", name])[0].clone()
+}
+
+#[test]
+fn overlay_networks_are_the_clusters() {
+    let Some(mut h) = Hosts::start(3) else {
+        return common::skip("needs root to make the hosts' namespaces");
+    };
+    let ttl = format!("{}s", TTL.as_secs());
+    for i in 0..3 {
+        h.start_member(i, &ttl);
+    }
+    let all = all_members(3);
+    for i in 0..3 {
+        until_listed(&h, i, &all, Duration::from_secs(10));
+    }
+    // A local network on host 0 that the overlay pool must avoid.
+    h.hosts[0]
+        .env
+        .ok(&["network", "create", "--subnet", "10.0.0.0/24", "local-ten"]);
+
+    // $ docker network create -d overlay demo      (seed 004, on host 0)
+    let made = Instant::now();
+    let id = h.hosts[0]
+        .env
+        .ok(&["network", "create", "-d", "overlay", "demo"]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    // ... and it is there on the other hosts, scope global.
+    for i in 1..3 {
+        let env = &h.hosts[i].env;
+        let ok = Env::wait_until(Duration::from_secs(5), || {
+            env.ok(&[
+                "network",
+                "ls",
+                "--format",
+                "{{.Name}} {{.Driver}} {{.Scope}}",
+            ])
+            .lines()
+            .any(|l| l == "demo overlay global")
+        });
+        assert!(ok, "host {i} never listed demo:\n{}", h.daemon_log(i));
+    }
+    eprintln!(
+        "an overlay network reached every member {:?} after create",
+        made.elapsed()
+    );
+    let first = inspect(&h, 0, "demo");
+    assert_eq!(first["Id"], id.as_str());
+    assert_eq!(first["Driver"], "overlay");
+    assert_eq!(first["Scope"], "global");
+    // Docker's pool, past the creating host's local 10.0.0.0/24.
+    assert_eq!(
+        first["IPAM"]["Config"][0]["Subnet"], "10.0.1.0/24",
+        "{first}"
+    );
+    assert_eq!(first["IPAM"]["Config"][0]["Gateway"], "10.0.1.1", "{first}");
+    for i in 1..3 {
+        let other = inspect(&h, i, "demo");
+        assert_eq!(other["Id"], first["Id"], "host {i}: {other}");
+        assert_eq!(other["IPAM"], first["IPAM"], "host {i}: {other}");
+        assert_eq!(
+            other["Options"]["com.docker.network.driver.mtu"], "1450",
+            "{other}"
+        );
+    }
+
+    // The same name from another host: refused, as a local duplicate is.
+    let err = h.hosts[2]
+        .env
+        .fail(&["network", "create", "-d", "overlay", "demo"]);
+    assert!(err.contains("already exists"), "{err}");
+
+    // Host 0's local 10.0.0.0/24 is in its record, so overlay networks
+    // made on the other hosts avoid it too.
+    assert!(Env::wait_until(Duration::from_secs(5), || {
+        let st = h.hosts[2].env.json(&["cluster", "ls", "--format", "json"]);
+        st[0]["Members"].as_array().unwrap().iter().any(|m| {
+            m["LocalSubnets"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|s| s == "10.0.0.0/24"))
+        })
+    }));
+    let err = h.hosts[2].env.fail(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.0.0.0/24",
+        "clash",
+    ]);
+    assert!(err.contains("overlaps a local network of member"), "{err}");
+
+    // Created at the same moment on three hosts: distinct subnets (and
+    // VNIs), none lost.
+    std::thread::scope(|s| {
+        for i in 0..3 {
+            let h = &h;
+            s.spawn(move || {
+                for k in 0..3 {
+                    h.hosts[i]
+                        .env
+                        .ok(&["network", "create", "-d", "overlay", &format!("o{i}{k}")]);
+                }
+            });
+        }
+    });
+    let ok = Env::wait_until(Duration::from_secs(5), || {
+        h.hosts[0]
+            .env
+            .ok(&["network", "ls", "-q", "--filter", "driver=overlay"])
+            .lines()
+            .count()
+            == 10
+    });
+    assert!(ok, "host 0 does not list the ten overlay networks");
+    let mut subnets = std::collections::BTreeSet::new();
+    for line in h.hosts[0]
+        .env
+        .ok(&[
+            "network",
+            "ls",
+            "--filter",
+            "driver=overlay",
+            "--format",
+            "{{.Name}}",
+        ])
+        .lines()
+    {
+        let n = inspect(&h, 0, line);
+        let subnet = n["IPAM"]["Config"][0]["Subnet"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(subnet.starts_with("10.0."), "{n}");
+        assert_ne!(subnet, "10.0.0.0/24", "host 0's local subnet: {n}");
+        assert!(subnets.insert(subnet.clone()), "{subnet} given twice");
+    }
+
+    // Sandboxes cannot join one yet, and say why.
+    let out = h.hosts[1]
+        .env
+        .run(&["run", "--rm", "--network", "demo", "true"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("carries no sandboxes yet"), "{err}");
+
+    // rm from another host: gone from every member.
+    h.hosts[2].env.ok(&["network", "rm", "demo"]);
+    for i in 0..3 {
+        let env = &h.hosts[i].env;
+        let ok = Env::wait_until(Duration::from_secs(5), || {
+            !env.ok(&["network", "ls"]).contains("demo")
+        });
+        assert!(ok, "host {i} still lists demo");
+    }
+    // Its name is free again.
+    h.hosts[1]
+        .env
+        .ok(&["network", "create", "-d", "overlay", "demo"]);
+    assert!(Env::wait_until(Duration::from_secs(5), || {
+        h.hosts[0].env.ok(&["network", "ls"]).contains("demo")
+    }));
+
+    // etcd down: the overlay networks stay listed, a new one is refused
+    // at once, naming the cause.
+    for i in 0..3 {
+        h.stop_etcd(i);
+    }
+    let env = &h.hosts[0].env;
+    assert!(Env::wait_until(Duration::from_secs(10), || {
+        !env.run(&["cluster", "ls"]).status.success()
+    }));
+    assert!(env.ok(&["network", "ls"]).contains("demo"));
+    let t = Instant::now();
+    let err = env.fail(&["network", "create", "-d", "overlay", "late"]);
+    assert!(err.contains("etcd"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn overlay_needs_a_cluster() {
+    let env = Env::new();
+    let err = env.fail(&["network", "create", "-d", "overlay", "demo"]);
+    assert!(err.contains("needs a cluster"), "{err}");
+    assert!(err.contains("--cluster-store"), "{err}");
+    assert!(!env.ok(&["network", "ls"]).contains("demo"));
+}

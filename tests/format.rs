@@ -375,7 +375,7 @@ fn network_create_takes_dockers_options_and_refuses_what_it_cannot_do() {
         );
     }
     let err = env.fail(&["network", "create", "-d", "overlay", "x"]);
-    assert!(err.contains("comes with multi-host (not yet)"), "{err}");
+    assert!(err.contains("needs a cluster"), "{err}");
     let err = env.fail(&["network", "create", "--ipam-driver", "dhcp", "x"]);
     assert!(err.contains("IPAM driver \"dhcp\""), "{err}");
     let err = env.fail(&[

@@ -53,6 +53,10 @@ pub struct NetworkCreate {
     /// warren network either way.
     #[serde(default)]
     pub attachable: bool,
+    /// `bridge` (the default) or `overlay` (a network of the whole
+    /// cluster; needs `--cluster-store`).
+    #[serde(default)]
+    pub driver: Option<String>,
 }
 
 /// One row of `GET /v1/networks` (`network ls`).

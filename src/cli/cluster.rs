@@ -36,7 +36,7 @@ pub fn main(paths: &Paths, cmd: ClusterCmd) -> Result<i32> {
             }
             match format.as_deref() {
                 Some("json") => {
-                    println!("{}", serde_json::to_string_pretty(&st)?);
+                    println!("{}", serde_json::to_string(&st)?);
                     return Ok(0);
                 }
                 None | Some("table") => {}

@@ -210,6 +210,7 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<i32> {
         labels: key_values("--label", &a.label)?,
         options: key_values("--opt", &a.opt)?,
         attachable: a.attachable,
+        driver: Some(a.driver.clone()),
     };
     let net: NetworkInspect = Client::connect(paths)?.post("/v1/networks", &req)?;
     println!("{}", net.id);
@@ -225,9 +226,8 @@ fn check_driver(driver: &str) -> Result<()> {
              unprivileged daemon cannot do; use a bridge network (the default) and publish \
              ports with -p to reach sandboxes from outside"
         ),
-        "overlay" => {
-            bail!("driver \"overlay\" comes with multi-host (not yet); use a bridge network")
-        }
+        // A network of the whole cluster; the daemon says if it is in none.
+        "overlay" => Ok(()),
         "host" | "null" => bail!(
             "only one instance of {:?} network is allowed: use --network {} with run",
             driver,

@@ -35,6 +35,8 @@
 //! with etcd's port, may write under the prefix): records that do not
 //! parse are skipped and counted, and at most [`MAX_MEMBERS`] are kept.
 
+pub mod networks;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -215,7 +217,13 @@ pub struct NodeRecord {
     pub version: String,
     /// When it joined (RFC 3339).
     pub joined: String,
+    /// The subnets of its local networks, which overlay networks avoid.
+    #[serde(default)]
+    pub local_subnets: Vec<ipnet::Ipv4Net>,
 }
+
+/// Most local subnets believed of one member.
+const MAX_LOCAL_SUBNETS: usize = 1024;
 
 /// One member, as `cluster ls` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -228,6 +236,9 @@ pub struct Member {
     pub version: String,
     #[serde(rename = "Joined")]
     pub joined: String,
+    /// The subnets of its local networks.
+    #[serde(rename = "LocalSubnets", default)]
+    pub local_subnets: Vec<ipnet::Ipv4Net>,
     /// This daemon.
     #[serde(rename = "Self")]
     pub is_self: bool,
@@ -268,17 +279,28 @@ struct Shared {
     contact: Option<Instant>,
 }
 
+/// Called with every overlay network record under `PREFIX/networks/`
+/// whenever they may have changed (the whole set each time).
+pub type NetworksHook = Arc<dyn Fn(Vec<Vec<u8>>) + Send + Sync>;
+
 /// A running membership (cheap to clone).
 #[derive(Clone)]
 pub struct Cluster {
     cfg: Arc<ClusterConfig>,
     shared: Arc<Mutex<Shared>>,
     lease: Arc<Mutex<Option<i64>>>,
+    /// The current session's client, for requests from the API.
+    client: Arc<Mutex<Option<Client>>>,
+    hook: Arc<Mutex<Option<NetworksHook>>>,
+    /// This daemon's local subnets, for its node record.
+    local: Arc<Mutex<Vec<ipnet::Ipv4Net>>>,
 }
 
 impl Cluster {
-    /// Starts keeping this daemon a member, on the current tokio runtime.
-    pub fn start(cfg: ClusterConfig) -> Cluster {
+    /// Starts keeping this daemon a member, on the current tokio runtime;
+    /// `hook` gets the overlay network records whenever they may have
+    /// changed.
+    pub fn start(cfg: ClusterConfig, hook: NetworksHook) -> Cluster {
         let status = ClusterStatus {
             store: Some(cfg.store.clone()),
             advertise: Some(cfg.advertise),
@@ -294,10 +316,90 @@ impl Cluster {
                 contact: None,
             })),
             lease: Arc::new(Mutex::new(None)),
+            client: Arc::new(Mutex::new(None)),
+            hook: Arc::new(Mutex::new(Some(hook))),
+            local: Arc::new(Mutex::new(Vec::new())),
         };
         let c = cluster.clone();
         tokio::spawn(async move { c.run().await });
         cluster
+    }
+
+    /// The current session's client, or why there is none.
+    pub fn client(&self) -> Result<Client, String> {
+        let c = self
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        c.ok_or_else(|| {
+            let st = self.status();
+            format!(
+                "etcd is {} ({}): the cluster store cannot be changed now",
+                st.etcd,
+                if st.error.is_empty() {
+                    "not joined yet"
+                } else {
+                    st.error.as_str()
+                }
+            )
+        })
+    }
+
+    /// Sets the subnets of this daemon's local networks, published in its
+    /// node record at the next beat (and so avoided by overlay networks
+    /// any member creates).
+    pub fn set_local_subnets(&self, mut subnets: Vec<ipnet::Ipv4Net>) {
+        subnets.sort();
+        subnets.dedup();
+        *self.local.lock().unwrap_or_else(|p| p.into_inner()) = subnets;
+    }
+
+    fn local_subnets(&self) -> Vec<ipnet::Ipv4Net> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the members now (an overlay's subnet is chosen from fresh
+    /// records).
+    pub async fn refresh_members(&self) -> anyhow::Result<Vec<Member>> {
+        let mut client = self.client().map_err(anyhow::Error::msg)?;
+        let (members, bad) = self.read_members(&mut client).await?;
+        self.set(|sh| {
+            sh.status.members = members.clone();
+            sh.status.bad_records = bad;
+        });
+        Ok(members)
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.cfg.prefix
+    }
+
+    /// Reads the overlay records now and hands them to the hook.
+    pub async fn refresh_networks(&self) -> anyhow::Result<()> {
+        let mut client = self.client().map_err(anyhow::Error::msg)?;
+        self.read_networks(&mut client).await
+    }
+
+    async fn read_networks(&self, client: &mut Client) -> anyhow::Result<()> {
+        let resp = client
+            .get(
+                networks::networks_prefix(&self.cfg.prefix),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_limit(networks::MAX_OVERLAYS as i64),
+                ),
+            )
+            .await?;
+        let records: Vec<Vec<u8>> = resp.kvs().iter().map(|kv| kv.value().to_vec()).collect();
+        let hook = self.hook.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(hook) = hook {
+            // The hook takes the daemon's lock: off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || hook(records)).await;
+        }
+        Ok(())
     }
 
     /// The status as last seen.
@@ -427,7 +529,9 @@ impl Cluster {
             hostname: self.cfg.hostname.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             joined: whole_seconds(&crate::daemon::util::rfc3339(SystemTime::now())),
+            local_subnets: self.local_subnets(),
         };
+        let mut published = record.local_subnets.clone();
         client
             .put(
                 key.as_str(),
@@ -447,8 +551,51 @@ impl Cluster {
             info!(advertise = %self.cfg.advertise, endpoint, lease = format!("{lease:x}"), "cluster: joined");
         }
         let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
+        let mut watch = client
+            .watch(
+                networks::networks_prefix(&self.cfg.prefix),
+                Some(etcd_client::WatchOptions::new().with_prefix()),
+            )
+            .await?;
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
+        let _forget = ForgetClient(self.client.clone());
+        self.read_networks(&mut client).await?;
         let period = self.cfg.ttl / 3;
+        let mut next_beat = tokio::time::Instant::now();
         loop {
+            // Network changes are read as they happen; the lease and the
+            // members at every beat.
+            tokio::select! {
+                msg = watch.message() => {
+                    match msg? {
+                        Some(_) => {
+                            self.read_networks(&mut client).await?;
+                            continue;
+                        }
+                        None => anyhow::bail!("etcd ended the watch"),
+                    }
+                }
+                () = tokio::time::sleep_until(next_beat) => {}
+            }
+            next_beat = tokio::time::Instant::now() + period;
+            // A watch event lost in a reconnect is made good at the next beat.
+            self.read_networks(&mut client).await?;
+            // The record follows the local networks.
+            let now = self.local_subnets();
+            if now != published {
+                let rec = NodeRecord {
+                    local_subnets: now.clone(),
+                    ..record.clone()
+                };
+                client
+                    .put(
+                        key.as_str(),
+                        serde_json::to_vec(&rec)?,
+                        Some(PutOptions::new().with_lease(lease)),
+                    )
+                    .await?;
+                published = now;
+            }
             let members = self.read_members(&mut client).await?;
             self.set(|sh| {
                 sh.status.etcd = "ok".into();
@@ -466,7 +613,6 @@ impl Cluster {
                 Ok(Err(e)) => return Err(e.into()),
                 Err(_) => anyhow::bail!("etcd did not answer a keep-alive within {timeout:?}"),
             }
-            tokio::time::sleep(period).await;
         }
     }
 
@@ -486,6 +632,15 @@ impl Cluster {
             resp.kvs().iter().map(|kv| (kv.key(), kv.value())),
             &self.cfg,
         ))
+    }
+}
+
+/// Clears the shared client when a session ends, however it ends.
+struct ForgetClient(Arc<Mutex<Option<Client>>>);
+
+impl Drop for ForgetClient {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -518,6 +673,11 @@ pub fn parse_members<'a>(
                 hostname: r.hostname.chars().take(64).collect(),
                 version: r.version.chars().take(32).collect(),
                 joined: r.joined.chars().take(40).collect(),
+                local_subnets: r
+                    .local_subnets
+                    .into_iter()
+                    .take(MAX_LOCAL_SUBNETS)
+                    .collect(),
             }),
             _ => bad += 1,
         }
@@ -605,6 +765,7 @@ mod tests {
             hostname: "node2".into(),
             version: "0.1.0".into(),
             joined: "2026-12-04T00:00:00Z".into(),
+            local_subnets: vec![],
         })
         .unwrap();
         let me = serde_json::to_vec(&NodeRecord {
@@ -612,6 +773,7 @@ mod tests {
             hostname: "x".repeat(1000),
             version: "0.1.0".into(),
             joined: String::new(),
+            local_subnets: vec![],
         })
         .unwrap();
         let big = vec![b' '; MAX_RECORD + 1];

@@ -137,6 +137,17 @@ pub fn choose_subnet(taken: &[Ipv4Net], skip_bridge: bool) -> Option<Ipv4Net> {
         .find(|c| !taken.iter().any(|t| overlaps(c, t)))
 }
 
+/// Docker's overlay pool: the first /24 of 10.0.0.0/8 that overlaps none
+/// of `taken`.
+pub fn choose_overlay_subnet(taken: &[Ipv4Net]) -> Option<Ipv4Net> {
+    (0u32..1 << 16)
+        .map(|i| {
+            let net = Ipv4Addr::from(0x0a00_0000 | (i << 8));
+            Ipv4Net::new(net, 24).expect("a /24")
+        })
+        .find(|c| !taken.iter().any(|t| overlaps(c, t)))
+}
+
 pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }

@@ -189,7 +189,15 @@ async fn serve(
     }
     if let Some(cfg) = cluster {
         info!(store = %cfg.store, advertise = %cfg.advertise, prefix = %cfg.prefix, "joining a cluster");
-        daemon.set_cluster(crate::cluster::Cluster::start(cfg));
+        // The overlay networks reach the daemon's state through a weak
+        // reference: the membership task must not keep the daemon alive.
+        let weak = Arc::downgrade(&daemon);
+        let hook: crate::cluster::NetworksHook = Arc::new(move |records| {
+            if let Some(d) = weak.upgrade() {
+                d.reconcile_overlays(records);
+            }
+        });
+        daemon.set_cluster(crate::cluster::Cluster::start(cfg, hook));
     }
     info!(socket = %sock.display(), pid = std::process::id(), "warren daemon ready");
     let app = crate::api::router(daemon.clone());

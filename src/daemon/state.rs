@@ -47,6 +47,12 @@ use crate::switch::{NetworkSpec, PortId, PortSpec, SwitchHandle};
 pub const DEFAULT_NETWORK: &str = "bridge";
 /// MTU of new networks: large frames make a userspace path fast.
 pub const DEFAULT_MTU: u32 = 65520;
+/// An overlay network's MTU unless given: a 1500-byte underlay minus the 50
+/// bytes of VXLAN over IPv4 (Docker's overlay default).
+pub const OVERLAY_MTU: u32 = 1450;
+/// The first VXLAN network identifier handed out (Docker's overlay driver
+/// starts its pool at 4096).
+pub const FIRST_VNI: u32 = 4097;
 /// Docker's option key for the MTU, shown in `network inspect`.
 const MTU_OPTION: &str = "com.docker.network.driver.mtu";
 /// Docker's option: `false` keeps the network's sandboxes from reaching
@@ -326,6 +332,21 @@ impl Daemon {
     /// Makes the daemon a cluster member (once).
     pub fn set_cluster(&self, c: crate::cluster::Cluster) {
         let _ = self.cluster.set(c);
+        self.publish_local_subnets(&self.lock());
+    }
+
+    /// Tells the cluster (if any) the subnets of the local networks, which
+    /// overlay networks made anywhere avoid.
+    fn publish_local_subnets(&self, st: &State) {
+        if let Some(c) = self.cluster.get() {
+            c.set_local_subnets(
+                st.networks
+                    .values()
+                    .filter(|n| !n.def.is_overlay())
+                    .map(|n| n.def.subnet)
+                    .collect(),
+            );
+        }
     }
 
     /// The cluster membership, if the daemon is in a cluster.
@@ -358,6 +379,16 @@ impl Daemon {
     // ---- networks -------------------------------------------------------
 
     pub fn create_network(&self, req: NetworkCreate) -> Result<NetworkInspect, ApiError> {
+        match req.driver.as_deref() {
+            None | Some("bridge") => {}
+            Some("overlay") => return self.create_overlay(req),
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    format!("driver {other:?} is not supported"),
+                    "use bridge (the default) or overlay",
+                ))
+            }
+        }
         let mut st = self.lock();
         if st.networks.len() >= MAX_NETWORKS {
             return Err(ApiError::conflict(
@@ -387,7 +418,195 @@ impl Daemon {
         info!(network = %name, subnet = %net.def.subnet, "network created");
         st.networks.insert(name.clone(), net);
         self.publish_names(&st);
+        self.publish_local_subnets(&st);
         Ok(inspect_network(&st, &name, self.publish_address))
+    }
+
+    /// `network create -d overlay`: a network of the whole cluster. Its
+    /// definition, and the claims on its name, subnet (a /24 of 10.0.0.0/8
+    /// unless given) and VNI, go into etcd in one transaction
+    /// ([`crate::cluster::networks::create`]); a claim another member won
+    /// meanwhile makes it choose again (a few times) or, for the name,
+    /// report it. Every member then gets it from its watch; this one
+    /// starts its copy at once.
+    fn create_overlay(&self, mut req: NetworkCreate) -> Result<NetworkInspect, ApiError> {
+        use crate::cluster::networks::{self, Claims, Conflict, CreateError};
+        let Some(cluster) = self.cluster.get() else {
+            return Err(ApiError::bad_request(
+                "driver \"overlay\" needs a cluster: this daemon is in none",
+                "start the daemon with --cluster-store etcd://IP:2379 --cluster-advertise IP (seed 004), or use a bridge network",
+            ));
+        };
+        if req.options.contains_key(OWNER_PID_OPTION) {
+            return Err(ApiError::bad_request(
+                format!("--opt {OWNER_PID_OPTION} is for local networks"),
+                "an overlay network belongs to the cluster, not to a process",
+            ));
+        }
+        let rt = tokio::runtime::Handle::try_current().map_err(ApiError::internal)?;
+        let mut client = cluster.client().map_err(|e| {
+            ApiError::new(503, e, "overlay networks are made while etcd answers; try again when `warren cluster ls` succeeds")
+        })?;
+        // The latest definitions and members first, so the choice starts
+        // from them: no overlay's subnet, and no member's local one.
+        let _ = rt.block_on(cluster.refresh_networks());
+        let members = rt
+            .block_on(cluster.refresh_members())
+            .unwrap_or_else(|_| cluster.status().members);
+        let others: Vec<Ipv4Net> = members
+            .iter()
+            .flat_map(|m| m.local_subnets.iter().copied())
+            .collect();
+        if let Some(s) = req
+            .subnet
+            .as_deref()
+            .and_then(|s| s.parse::<Ipv4Net>().ok())
+        {
+            if let Some(m) = members
+                .iter()
+                .find(|m| m.local_subnets.iter().any(|l| ipam::overlaps(&s, l)))
+            {
+                return Err(ApiError::conflict(
+                    format!(
+                        "subnet {s} overlaps a local network of member {}",
+                        m.advertise
+                    ),
+                    "choose a subnet that no network of any member uses",
+                ));
+            }
+        }
+        let given_subnet = req.subnet.is_some();
+        req.mtu = req.mtu.or(Some(OVERLAY_MTU));
+        for _attempt in 0..8 {
+            let def = {
+                let st = self.lock();
+                let mut r = req.clone();
+                if !given_subnet {
+                    let mut avoid: Vec<Ipv4Net> =
+                        st.networks.values().map(|n| n.def.subnet).collect();
+                    avoid.extend(ipam::host_routes());
+                    avoid.extend(others.iter().copied());
+                    let s = ipam::choose_overlay_subnet(&avoid).ok_or_else(|| {
+                        ApiError::conflict(
+                            "no free /24 left in 10.0.0.0/8",
+                            "give one with --subnet",
+                        )
+                    })?;
+                    r.subnet = Some(s.to_string());
+                }
+                let mut def = validate_network(&r, &st)?;
+                let used: BTreeSet<u32> = st.networks.values().filter_map(|n| n.def.vni).collect();
+                def.vni = (FIRST_VNI..).find(|v| !used.contains(v));
+                def
+            };
+            let subnet = def.subnet.to_string();
+            let claims = Claims {
+                id: &def.id,
+                name: &def.name,
+                subnet: &subnet,
+                vni: def.vni.expect("chosen"),
+            };
+            let record = serde_json::to_vec(&def).map_err(ApiError::internal)?;
+            match rt.block_on(networks::create(
+                &mut client,
+                cluster.prefix(),
+                &claims,
+                record,
+            )) {
+                Ok(()) => {
+                    info!(network = %def.name, subnet = %def.subnet, vni = ?def.vni, "overlay network created in the cluster store");
+                    let name = def.name.clone();
+                    self.adopt_overlay(def);
+                    let st = self.lock();
+                    return Ok(inspect_network(&st, &name, self.publish_address));
+                }
+                Err(CreateError::Taken(Conflict::Name)) => {
+                    return Err(ApiError::conflict(
+                        format!("network with name {} already exists", def.name),
+                        "choose another name, or remove it first",
+                    ))
+                }
+                Err(CreateError::Taken(Conflict::Subnet)) if given_subnet => {
+                    return Err(ApiError::conflict(
+                        format!("subnet {subnet} is used by another overlay network"),
+                        "choose a subnet that no other network uses",
+                    ))
+                }
+                // Another member took that subnet or VNI a moment ago: learn
+                // it and choose again.
+                Err(CreateError::Taken(_)) => {
+                    let _ = rt.block_on(cluster.refresh_networks());
+                }
+                Err(CreateError::Store(e)) => {
+                    return Err(ApiError::new(
+                        503,
+                        format!("etcd: {e}"),
+                        "try again when `warren cluster ls` succeeds",
+                    ))
+                }
+            }
+        }
+        Err(ApiError::conflict(
+            "other members kept taking the subnets and VNIs chosen",
+            "try again, or give --subnet",
+        ))
+    }
+
+    /// Starts this daemon's copy of an overlay network (no-op when it has one).
+    fn adopt_overlay(&self, def: NetworkDef) {
+        let mut st = self.lock();
+        if let Some(n) = st.networks.get(&def.name) {
+            if n.def.id != def.id {
+                warn!(network = %def.name, "a local network has the name of a cluster one; the cluster's is not shown here");
+            }
+            return;
+        }
+        let name = def.name.clone();
+        match start_network(def, self.gone_tx.clone(), self.forwarder.clone()) {
+            Ok(net) => {
+                info!(network = %name, "overlay network known from the cluster store");
+                st.networks.insert(name, net);
+                self.publish_names(&st);
+            }
+            Err(e) => {
+                warn!(network = %name, error = %e, "cannot start an overlay network's switch")
+            }
+        }
+    }
+
+    /// The cluster's overlay records, whole: adopts the new ones, drops the
+    /// copies of those gone (they have no endpoints: sandboxes cannot join
+    /// an overlay network yet). Records that do not parse, or are not
+    /// overlay definitions, are skipped.
+    pub fn reconcile_overlays(&self, records: Vec<Vec<u8>>) {
+        let defs: Vec<NetworkDef> = records
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<NetworkDef>(r).ok())
+            .filter(|d| d.is_overlay() && util::valid_name(&d.name) && d.name != DEFAULT_NETWORK)
+            .collect();
+        if defs.len() < records.len() {
+            warn!(
+                skipped = records.len() - defs.len(),
+                "cluster store: overlay records that are not definitions"
+            );
+        }
+        let ids: BTreeSet<&str> = defs.iter().map(|d| d.id.as_str()).collect();
+        {
+            let mut st = self.lock();
+            let gone: Vec<String> = st
+                .networks
+                .values()
+                .filter(|n| n.def.is_overlay() && !ids.contains(n.def.id.as_str()))
+                .map(|n| n.def.name.clone())
+                .collect();
+            for name in gone {
+                st.networks.remove(&name);
+                info!(network = %name, "overlay network removed from the cluster store");
+            }
+        }
+        for d in defs {
+            self.adopt_overlay(d);
+        }
     }
 
     /// Networks with a live owner: `(name, id, pidfd)`, for the API layer
@@ -460,8 +679,8 @@ impl Daemon {
             .map(|n| NetworkSummary {
                 id: n.def.id.clone(),
                 name: n.def.name.clone(),
-                driver: "bridge".into(),
-                scope: "local".into(),
+                driver: n.def.driver_scope().0.into(),
+                scope: n.def.driver_scope().1.into(),
                 internal: n.def.internal,
                 ipv6: false,
                 subnet: n.def.subnet.to_string(),
@@ -540,10 +759,55 @@ impl Daemon {
                 "remove those sandboxes first (warren rm -f NAME)",
             ));
         }
+        if st.networks[&name].def.is_overlay() {
+            let def = st.networks[&name].def.clone();
+            drop(st);
+            return self.remove_overlay(def);
+        }
         self.store.remove(&name)?;
         st.networks.remove(&name);
+        self.publish_local_subnets(&st);
         info!(network = %name, "network removed");
         Ok(name)
+    }
+
+    /// `network rm` of an overlay network, from any member: out of etcd in
+    /// one transaction, then every member's copy goes with its watch.
+    fn remove_overlay(&self, def: NetworkDef) -> Result<String, ApiError> {
+        use crate::cluster::networks::{self, Claims};
+        let cluster = self
+            .cluster
+            .get()
+            .ok_or_else(|| ApiError::internal("an overlay network without a cluster"))?;
+        let rt = tokio::runtime::Handle::try_current().map_err(ApiError::internal)?;
+        let mut client = cluster.client().map_err(|e| {
+            ApiError::new(503, e, "overlay networks are removed while etcd answers; try again when `warren cluster ls` succeeds")
+        })?;
+        let subnet = def.subnet.to_string();
+        let claims = Claims {
+            id: &def.id,
+            name: &def.name,
+            subnet: &subnet,
+            vni: def.vni.unwrap_or_default(),
+        };
+        rt.block_on(networks::remove(&mut client, cluster.prefix(), &claims))
+            .map_err(|e| {
+                ApiError::new(
+                    503,
+                    format!("etcd: {e}"),
+                    "try again when `warren cluster ls` succeeds",
+                )
+            })?;
+        let mut st = self.lock();
+        if st
+            .networks
+            .get(&def.name)
+            .is_some_and(|n| n.def.id == def.id)
+        {
+            st.networks.remove(&def.name);
+        }
+        info!(network = %def.name, "overlay network removed");
+        Ok(def.name)
     }
 
     pub fn prune_networks(&self) -> Pruned {
@@ -551,7 +815,11 @@ impl Daemon {
             let st = self.lock();
             st.networks
                 .keys()
-                .filter(|n| *n != DEFAULT_NETWORK && endpoints_on(&st, n).next().is_none())
+                .filter(|n| {
+                    *n != DEFAULT_NETWORK
+                        && !st.networks[*n].def.is_overlay()
+                        && endpoints_on(&st, n).next().is_none()
+                })
                 .cloned()
                 .collect()
         };
@@ -2367,8 +2635,8 @@ fn inspect_network(st: &State, name: &str, publish_address: IpAddr) -> NetworkIn
         name: n.def.name.clone(),
         id: n.def.id.clone(),
         created: n.def.created.clone(),
-        scope: "local".into(),
-        driver: "bridge".into(),
+        scope: n.def.driver_scope().1.into(),
+        driver: n.def.driver_scope().0.into(),
         enable_ipv4: true,
         enable_ipv6: false,
         ipam: crate::api::types::Ipam {
@@ -3048,6 +3316,7 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
         options,
         owner_start,
         attachable: req.attachable,
+        vni: None,
     })
 }
 
@@ -3122,6 +3391,13 @@ fn reserve_endpoints(
             let name = find_network(st, &r.network).map_err(|e| {
                 ApiError::not_found(e.error, "create it with `warren network create NAME`, or list networks with `warren network ls`")
             })?;
+            if st.networks[&name].def.is_overlay() {
+                return Err(ApiError::new(
+                    501,
+                    format!("overlay network {name} carries no sandboxes yet"),
+                    "overlay networks are defined across the cluster; their VXLAN data plane is the next step of multi-host (issue 19). Use a bridge network for now",
+                ));
+            }
             if !seen.insert(name.clone()) {
                 return Err(if existing.iter().any(|e| e.network == name) {
                     ApiError::conflict(

@@ -42,6 +42,27 @@ pub struct NetworkDef {
     /// Created with `--attachable` (shown in `network inspect`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub attachable: bool,
+    /// An overlay network's VXLAN network identifier: the network is
+    /// defined in the cluster store (driver `overlay`, scope `global`),
+    /// never in this directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+}
+
+impl NetworkDef {
+    /// Defined cluster-wide (`-d overlay`).
+    pub fn is_overlay(&self) -> bool {
+        self.vni.is_some()
+    }
+
+    /// `network ls`'s DRIVER and SCOPE.
+    pub fn driver_scope(&self) -> (&'static str, &'static str) {
+        if self.is_overlay() {
+            ("overlay", "global")
+        } else {
+            ("bridge", "local")
+        }
+    }
 }
 
 /// The directory of network files.
@@ -145,6 +166,7 @@ mod tests {
             options: BTreeMap::new(),
             owner_start: None,
             attachable: false,
+            vni: None,
         }
     }
 
