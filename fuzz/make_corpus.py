@@ -208,3 +208,13 @@ write("slirp_api", "bad-requests", session(b"{bad", b"", b"[1]", b'{"execute":5}
 write("slirp_api", "parson-grammar", session(b'\xef\xbb\xbf{"execute":"list_hostfwd"} x', b'{"execute":"list_hostfwd","n":1.}', b'{"a":1,"a":2}', b'{"s":"\\ud83d\\ude00\\u0041\\n"}'))
 write("slirp_api", "numbers", session(b'{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":8080.9,"guest_port":-5}}', b'{"execute":"remove_hostfwd","arguments":{"id":1e30}}'))
 write("slirp_api", "deep", b'{"execute":"list_hostfwd","x":' + b"[" * 300 + b"]" * 300 + b"}")
+
+# vxlan_decap: a sender byte (1 = 10.249.0.11, the member of .2 and .3),
+# then VXLAN (flags I, VNI 4097) around frames of the overlay's endpoints.
+VX = b"\x08\x00\x00\x00" + (4097).to_bytes(3, "big") + b"\x00"
+O2, O3, O9 = mac("02:42:0a:00:01:02"), mac("02:42:0a:00:01:03"), mac("02:42:0a:00:01:09")
+write("vxlan_decap", "arp-request", b"\x01" + VX + BC + O2 + b"\x08\x06" + arp(1, O2, "10.0.1.2", b"\0" * 6, "10.0.1.9"))
+write("vxlan_decap", "udp", b"\x01" + VX + O9 + O3 + b"\x08\x00" + ipv4("10.0.1.3", "10.0.1.9", 17, udp(1000, 2000, b"hi")))
+write("vxlan_decap", "spoofed", b"\x01" + VX + O9 + O2 + b"\x08\x00" + ipv4("10.0.1.3", "10.0.1.9", 17, udp(1, 2, b"")))
+write("vxlan_decap", "stranger", b"\x03" + VX + O9 + O2 + b"\x08\x00" + ipv4("10.0.1.2", "10.0.1.9", 1, icmp_echo()))
+

@@ -90,6 +90,7 @@
 
 pub mod core;
 pub mod vnet;
+pub mod vxlan;
 
 use std::collections::BTreeMap;
 use std::io::{self, IoSlice};
