@@ -3215,6 +3215,7 @@ fn validate_network(req: &NetworkCreate, st: &State) -> Result<NetworkDef, ApiEr
             "no",
             "off",
             nat::HOST_LOOPBACK_GATEWAY,
+            nat::HOST_LOOPBACK_UNREACHABLE,
         ];
         if !known.contains(&v.to_ascii_lowercase().as_str()) {
             return Err(ApiError::bad_request(

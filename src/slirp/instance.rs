@@ -42,7 +42,9 @@ use crate::cli::client::{ApiFailure, Client};
 use crate::daemon::paths::{Paths, Untrusted};
 use crate::daemon::state::{ALLOW_OVERLAP_OPTION, OWNER_PID_OPTION};
 use crate::gateway::dns::{DNS_ADDRESS_OPTION, DNS_OPTION};
-use crate::gateway::nat::{HOST_LOOPBACK_GATEWAY, HOST_LOOPBACK_OPTION, OUTBOUND_ADDRESS_OPTION};
+use crate::gateway::nat::{
+    HOST_LOOPBACK_GATEWAY, HOST_LOOPBACK_OPTION, HOST_LOOPBACK_UNREACHABLE, OUTBOUND_ADDRESS_OPTION,
+};
 use crate::sandbox::Mac;
 
 /// API clients served at once; more wait in the listen backlog.
@@ -143,9 +145,17 @@ impl Instance {
         } else {
             options.insert(DNS_ADDRESS_OPTION.into(), opts.dns().to_string());
         }
-        if !opts.disable_host_loopback {
-            options.insert(HOST_LOOPBACK_OPTION.into(), HOST_LOOPBACK_GATEWAY.into());
-        }
+        // slirp4netns's 10.0.2.2 is the host's loopback, or with
+        // --disable-host-loopback answers TCP with "network unreachable".
+        options.insert(
+            HOST_LOOPBACK_OPTION.into(),
+            if opts.disable_host_loopback {
+                HOST_LOOPBACK_UNREACHABLE
+            } else {
+                HOST_LOOPBACK_GATEWAY
+            }
+            .into(),
+        );
         if let Some(ip) = opts.outbound_addr {
             options.insert(OUTBOUND_ADDRESS_OPTION.into(), ip.to_string());
         }

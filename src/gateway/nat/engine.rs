@@ -426,7 +426,7 @@ impl NatEngine {
                 self.claims(&ip) || self.gateway_loopback_takes(&ip)
             };
             if !ours {
-                return false;
+                return self.gateway_unreachable(&eth, &ip);
             }
         } else if self.own_subnet.contains(&dst) || dst.is_broadcast() || dst.is_multicast() {
             return false;
@@ -972,6 +972,48 @@ impl NatEngine {
         let dst_port = (ip.frag_offset() == 0 && payload.len() >= 4)
             .then(|| u16::from_be_bytes([payload[2], payload[3]]));
         !(self.net.dns_on_gateway && dst_port == Some(crate::gateway::dns::DNS_PORT))
+    }
+
+    /// Under `host-loopback=unreachable`: TCP to the gateway's own address
+    /// is answered with ICMP network unreachable and UDP dropped (DNS on
+    /// the gateway excepted), as slirp4netns with `--disable-host-loopback`
+    /// answers (checked against slirp4netns 1.2: `connect` fails with
+    /// ENETUNREACH, a UDP datagram gets no answer). True when it took the
+    /// packet.
+    fn gateway_unreachable(&mut self, eth: &EthernetFrame<&[u8]>, ip: &Ipv4Packet<&[u8]>) -> bool {
+        if !self.net.gateway_unreachable || ip.frag_offset() != 0 {
+            return false;
+        }
+        let payload = ip.payload();
+        let dst_port = (payload.len() >= 4).then(|| u16::from_be_bytes([payload[2], payload[3]]));
+        if self.net.dns_on_gateway && dst_port == Some(crate::gateway::dns::DNS_PORT) {
+            return false;
+        }
+        if !self.sandbox_address(ip.src_addr()) {
+            return false;
+        }
+        match ip.next_header() {
+            IpProtocol::Tcp => {
+                self.counters.prohibited.fetch_add(1, Relaxed);
+                let link = self.link(eth.src_addr());
+                let len = usize::from(ip.total_len()).min(eth.payload().len());
+                let packet = &eth.payload()[..len];
+                self.craft(|out| {
+                    policy::icmp_unreachable(
+                        link,
+                        Icmpv4DstUnreachable::NetUnreachable,
+                        packet,
+                        out,
+                    )
+                });
+                true
+            }
+            IpProtocol::Udp => {
+                self.counters.prohibited.fetch_add(1, Relaxed);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Whether `src` is an address a sandbox of this network can have: in
@@ -2517,6 +2559,7 @@ mod tests {
             nat: Nat::with_budget(limits, budget),
             host_loopback: true,
             gateway_loopback: false,
+            gateway_unreachable: false,
             dns_on_gateway: true,
             outbound: None,
         };

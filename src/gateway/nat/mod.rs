@@ -137,7 +137,10 @@ use tracing::warn;
 
 pub use self::budget::Budget;
 pub use self::engine::NatEngine;
-pub use self::policy::{Limits, HOST_LOOPBACK_ADDR, HOST_LOOPBACK_GATEWAY, HOST_LOOPBACK_OPTION};
+pub use self::policy::{
+    Limits, HOST_LOOPBACK_ADDR, HOST_LOOPBACK_GATEWAY, HOST_LOOPBACK_OPTION,
+    HOST_LOOPBACK_UNREACHABLE,
+};
 
 /// The network option binding the NAT's host sockets to one of the host's
 /// addresses (slirp4netns's `--outbound-addr`), e.g. to pick the uplink.
@@ -384,6 +387,10 @@ pub struct NetworkNat {
     /// Whether TCP and UDP to the gateway's own address go to the host's
     /// 127.0.0.1 (`host-loopback=gateway`, slirp4netns's 10.0.2.2).
     pub gateway_loopback: bool,
+    /// Whether TCP to the gateway's own address is answered with ICMP
+    /// network unreachable and UDP dropped (`host-loopback=unreachable`,
+    /// slirp4netns's `--disable-host-loopback`).
+    pub gateway_unreachable: bool,
     /// Whether the gateway serves DNS on its own address: port 53 there
     /// then stays with it even under `gateway_loopback`.
     pub dns_on_gateway: bool,
@@ -407,6 +414,7 @@ impl NetworkNat {
             nat: Nat::daemon(),
             host_loopback: policy::host_loopback_enabled(loopback),
             gateway_loopback: policy::host_loopback_gateway(loopback),
+            gateway_unreachable: policy::host_loopback_unreachable(loopback),
             dns_on_gateway: dns && dns_address.is_none(),
             outbound: options
                 .get(OUTBOUND_ADDRESS_OPTION)

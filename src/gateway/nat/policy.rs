@@ -50,6 +50,18 @@ pub const HOST_LOOPBACK_OPTION: &str = "host-loopback";
 /// stand for the host's 127.0.0.1, as slirp4netns's 10.0.2.2 does.
 pub const HOST_LOOPBACK_GATEWAY: &str = "gateway";
 
+/// The [`HOST_LOOPBACK_OPTION`] value of slirp4netns's
+/// `--disable-host-loopback`: the host's loopback is out of reach, and a
+/// TCP connection to the gateway's own address gets ICMP network
+/// unreachable (the client's "Network is unreachable"), UDP to it nothing
+/// (DNS there excepted), as slirp4netns answers.
+pub const HOST_LOOPBACK_UNREACHABLE: &str = "unreachable";
+
+/// Whether a network's options say [`HOST_LOOPBACK_UNREACHABLE`].
+pub fn host_loopback_unreachable(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case(HOST_LOOPBACK_UNREACHABLE))
+}
+
 /// Default bound of live flows (TCP, UDP and ICMP) of one sandbox address.
 pub const DEFAULT_MAX_FLOWS_PER_SANDBOX: usize = 1024;
 
