@@ -44,20 +44,27 @@ fn until_listed(h: &Hosts, i: usize, want: &[String], within: Duration) -> Durat
     start.elapsed()
 }
 
-#[test]
-fn members_join_and_a_dead_one_leaves_within_its_ttl() {
-    let Some(mut h) = Hosts::start(3) else {
-        return common::skip("needs root to make the hosts' namespaces");
-    };
+/// `hosts` hosts with `members` of them running a daemon in the cluster,
+/// each listing all the members; `None` when not root.
+fn cluster_of(hosts: usize, members: usize) -> Option<Hosts> {
+    let mut h = Hosts::start(hosts)?;
     let ttl = format!("{}s", TTL.as_secs());
-    for i in 0..3 {
+    for i in 0..members {
         h.start_member(i, &ttl);
     }
-    let all = all_members(3);
-    for i in 0..3 {
+    let all = all_members(members);
+    for i in 0..members {
         let t = until_listed(&h, i, &all, Duration::from_secs(10));
-        eprintln!("host {i} lists all three after {t:?}");
+        eprintln!("host {i} lists all {members} members after {t:?}");
     }
+    Some(h)
+}
+
+#[test]
+fn members_join_and_a_dead_one_leaves_within_its_ttl() {
+    let Some(mut h) = cluster_of(3, 3) else {
+        return common::skip("needs root to make the hosts' namespaces");
+    };
     // Each marks itself.
     let table = h.hosts[1].env.ok(&["cluster", "ls"]);
     let own = table
@@ -99,17 +106,10 @@ fn members_join_and_a_dead_one_leaves_within_its_ttl() {
 
 #[test]
 fn etcd_members_down_and_back() {
-    let Some(mut h) = Hosts::start(3) else {
+    let Some(mut h) = cluster_of(3, 2) else {
         return common::skip("needs root to make the hosts' namespaces");
     };
-    let ttl = format!("{}s", TTL.as_secs());
-    for i in 0..2 {
-        h.start_member(i, &ttl);
-    }
     let two = all_members(2);
-    for i in 0..2 {
-        until_listed(&h, i, &two, Duration::from_secs(10));
-    }
 
     // One etcd member of three down: nothing visible happens, for longer
     // than a lease lives.
@@ -262,17 +262,9 @@ fn inspect(h: &Hosts, i: usize, name: &str) -> serde_json::Value {
 
 #[test]
 fn overlay_networks_are_the_clusters() {
-    let Some(mut h) = Hosts::start(3) else {
+    let Some(mut h) = cluster_of(3, 3) else {
         return common::skip("needs root to make the hosts' namespaces");
     };
-    let ttl = format!("{}s", TTL.as_secs());
-    for i in 0..3 {
-        h.start_member(i, &ttl);
-    }
-    let all = all_members(3);
-    for i in 0..3 {
-        until_listed(&h, i, &all, Duration::from_secs(10));
-    }
     // A local network on host 0 that the overlay pool must avoid.
     h.hosts[0]
         .env
