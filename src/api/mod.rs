@@ -8,6 +8,7 @@
 //! hands its work to a blocking thread: the state lock and the setns helper
 //! never stall the runtime.
 
+pub mod metrics;
 pub mod ports;
 pub mod types;
 
@@ -52,6 +53,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
         .route("/v1/ping", get(ping))
         .route("/v1/cluster", get(cluster_status))
+        .route("/metrics", get(metrics))
         .route("/v1/networks", get(list_networks).post(create_network))
         .route("/v1/networks/prune", post(prune_networks))
         .route(
@@ -117,6 +119,17 @@ async fn json_errors(response: Response) -> Response {
 
 /// The router for a connection whose peer is inside a sandbox
 /// ([`crate::daemon::peer`]): every request gets 403, and says why.
+/// The router of `--metrics-addr`: `/metrics` alone, for a Prometheus
+/// scraper on TCP (everything else is the unix socket's, to its owner).
+pub fn metrics_router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::not_found("only /metrics is served here", "the API is on warren.sock")
+        })
+        .with_state(daemon)
+}
+
 pub fn forbidden(why: String) -> Router {
     Router::new().fallback(move || {
         let why = why.clone();
@@ -172,6 +185,21 @@ async fn ping() -> Json<Ping> {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
     })
+}
+
+/// `GET /metrics`: Prometheus's text format ([`metrics`]).
+async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
+    let text = tokio::task::spawn_blocking(move || metrics::render(&d))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn cluster_status(State(d): State<Arc<Daemon>>) -> Json<crate::cluster::ClusterStatus> {

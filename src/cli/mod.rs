@@ -181,6 +181,13 @@ pub struct DaemonArgs {
         value_parser = humantime::parse_duration
     )]
     pub cluster_ttl: Option<std::time::Duration>,
+    /// Also serve GET /metrics (Prometheus) on this TCP address, e.g. 127.0.0.1:9323
+    #[arg(
+        long = "metrics-addr",
+        value_name = "IP:PORT",
+        env = "WARREN_METRICS_ADDR"
+    )]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -245,6 +252,7 @@ pub fn main() -> i32 {
                 };
                 let opts = crate::daemon::Options {
                     cluster,
+                    metrics_addr: args.metrics_addr,
                     setsid: args.setsid,
                     dns_upstreams,
                     publish_address: Some(args.publish_address),

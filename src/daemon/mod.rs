@@ -66,6 +66,37 @@ pub struct Options {
     /// The cluster to join (`--cluster-store`); `None` reads
     /// `STATE/daemon.json`, and without one there the daemon is alone.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Where `/metrics` is served on TCP too (`--metrics-addr`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Most scrapers served at once on `--metrics-addr`; each connection may
+/// last [`METRICS_CONNECTION_TIMEOUT`].
+const METRICS_CONNECTIONS: usize = 16;
+const METRICS_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `/metrics` on `listener`, bounded like the API socket.
+async fn serve_metrics(listener: tokio::net::TcpListener, daemon: Arc<state::Daemon>) {
+    let app = crate::api::metrics_router(daemon);
+    let slots = Arc::new(tokio::sync::Semaphore::new(METRICS_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue; // dropped: a full house refuses the newcomer
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(API_HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(METRICS_CONNECTION_TIMEOUT, conn).await;
+            drop(slot);
+        });
+    }
 }
 
 /// The cluster settings of `STATE/daemon.json`, if it has any (Docker's
@@ -155,7 +186,17 @@ pub fn run(paths: Paths, opts: Options) -> Result<()> {
         .enable_all()
         .thread_name("warren-api")
         .build()?;
-    let result = rt.block_on(serve(daemon, &paths, cluster));
+    let metrics = opts.metrics_addr;
+    let result = rt.block_on(async {
+        if let Some(addr) = metrics {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-addr {addr}: cannot listen there"))?;
+            info!(%addr, "serving /metrics");
+            tokio::spawn(serve_metrics(listener, daemon.clone()));
+        }
+        serve(daemon, &paths, cluster).await
+    });
     let _ = std::fs::remove_file(paths.socket());
     let _ = std::fs::remove_file(&pid_path);
     drop(lock);
