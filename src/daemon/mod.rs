@@ -17,6 +17,7 @@
 
 pub mod confine;
 pub mod error;
+pub mod events;
 pub mod exited;
 pub mod ipam;
 pub mod paths;
