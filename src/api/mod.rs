@@ -8,6 +8,7 @@
 //! hands its work to a blocking thread: the state lock and the setns helper
 //! never stall the runtime.
 
+pub mod events;
 pub mod ports;
 pub mod types;
 
@@ -52,6 +53,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
         .route("/v1/ping", get(ping))
         .route("/v1/cluster", get(cluster_status))
+        .route("/v1/events", get(events::events))
         .route("/v1/networks", get(list_networks).post(create_network))
         .route("/v1/networks/prune", post(prune_networks))
         .route(
@@ -76,7 +78,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .fallback(|| async {
             ApiError::not_found(
                 "no such API route",
-                "routes are under /v1/: networks, sandboxes",
+                "routes are under /v1/: networks, sandboxes, events",
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
