@@ -344,3 +344,26 @@ fn hostile_times_and_filters_get_400_json_errors() {
     // And the daemon still serves.
     env.ok(&["network", "ls"]);
 }
+
+#[test]
+fn attach_and_detach_of_a_runners_namespace() {
+    let env = Env::new();
+    env.ok(&["network", "create", "dev"]);
+    let mut child = common::unshared(&env, &["sleep", "120"]);
+    let pid = child.id().to_string();
+    env.ok(&["attach", "--pid", &pid, "--name", "box", "--network", "dev"]);
+    env.ok(&["detach", "box"]);
+    let all = look_back(&env, &["sandbox=box"]);
+    assert_eq!(
+        actions(&all),
+        [
+            "sandbox attach",
+            "network connect",
+            "sandbox detach",
+            "network disconnect"
+        ],
+        "{all:#?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
