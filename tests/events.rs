@@ -367,3 +367,50 @@ fn attach_and_detach_of_a_runners_namespace() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_reader_that_falls_behind_is_told_what_it_lost() {
+    let env = Env::new();
+    env.start("many", &[], &["sleep", "120"]);
+    // A stream whose client does not read: the socket's buffer fills,
+    // then the daemon's live queue for it.
+    let mut s = UnixStream::connect(env.runtime.join("warren.sock")).unwrap();
+    s.write_all(b"GET /v1/events?filters=%7B%22type%22%3A%5B%22port%22%5D%7D HTTP/1.1\r\nHost: warren\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // 1024 ports published, unpublished and published again: 3072 events
+    // of ~350 bytes, more than the socket and the queue of 256 hold.
+    env.ok(&["port", "add", "many", "127.0.0.1::8000-9023"]);
+    env.ok(&["port", "rm", "many", "8000-9023"]);
+    env.ok(&["port", "add", "many", "127.0.0.1::8000-9023"]);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+        if line.starts_with('{') {
+            lines.push(serde_json::from_str::<serde_json::Value>(line.trim()).unwrap());
+        }
+        line.clear();
+    }
+    let lost: Vec<&serde_json::Value> = lines.iter().filter(|e| e["Type"] == "warren").collect();
+    assert!(
+        !lost.is_empty(),
+        "no events-lost record in {} lines",
+        lines.len()
+    );
+    let e = lost[0];
+    assert_eq!(e["Action"], "events-lost");
+    assert_eq!(e["Actor"]["Attributes"]["reason"], "slow");
+    let count: usize = e["Actor"]["Attributes"]["count"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ports = lines.iter().filter(|e| e["Type"] == "port").count();
+    assert!(count > 0 && ports < 3072, "lost {count}, got {ports}");
+    // What came after the loss is the newest: the last publish's end.
+    let last = lines.iter().rev().find(|e| e["Type"] == "port").unwrap();
+    assert_eq!(last["Action"], "publish", "{last}");
+    assert_eq!(last["Actor"]["Attributes"]["port"], "9023/tcp", "{last}");
+}
