@@ -46,7 +46,8 @@ pub const MAX_API_CONNECTIONS: usize = 256;
 /// How long a client may take to send its request headers.
 pub const API_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one API connection may last in all (the slowest request, an
-/// attach, waits at most 15 s for its helper).
+/// attach, waits at most 15 s for its helper). An event stream
+/// (`GET /v1/events`) is exempt: see [`crate::api::events`].
 pub const API_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Test hooks, not for users: `WARREN_API_HEADER_TIMEOUT` and
 /// `WARREN_API_CONNECTION_TIMEOUT` (humantime durations, e.g. `3s`)

@@ -72,7 +72,7 @@ pub const MAX_SANDBOXES: usize = 4096;
 /// Bound on networks per daemon.
 pub const MAX_NETWORKS: usize = 512;
 /// How long the `die` event waits for the sandbox's exit code.
-const EXIT_CODE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+const EXIT_CODE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 /// Bound on aliases per endpoint.
 const MAX_ALIASES: usize = 64;
 /// The network option naming the process that owns the network: when it
