@@ -84,6 +84,20 @@ fn since_shows_a_run_and_an_rm_in_order_with_name_and_exit_code() {
         "{net:#?}"
     );
     assert_eq!(net[0]["Actor"]["Attributes"]["name"], "bridge");
+    // `run --rm` is destroyed by itself, as Docker's.
+    env.ok(&["run", "--rm", "--name", "brief", "--", "true"]);
+    let brief = |env: &Env| actions(&look_back(env, &["sandbox=brief", "type=sandbox"]));
+    let all = [
+        "sandbox create",
+        "sandbox start",
+        "sandbox die",
+        "sandbox destroy",
+    ];
+    assert!(
+        Env::wait_until(Duration::from_secs(5), || brief(&env) == all),
+        "{:?}",
+        brief(&env)
+    );
     // Docker's default line format.
     let text = env.ok(&[
         "events",

@@ -2318,6 +2318,10 @@ impl Daemon {
                 }
             }
             self.keep_exited(&mut st, e, s.auto_remove);
+            if s.auto_remove {
+                self.events
+                    .emit(Kind::Sandbox, "destroy", &s.id, &[("name", &s.name)]);
+            }
         }
         drop(st);
         info!(sandbox = %s.name, id = %&s.id[..12], "sandbox exited, endpoints freed");
