@@ -73,7 +73,7 @@ pub fn main(paths: &Paths, a: EventsArgs) -> Result<i32> {
     }
     let client = Client::connect(paths)?;
     let stdout = std::io::stdout();
-    client.stream(&path, |line| {
+    let result = client.stream(&path, |line| {
         let event: Json =
             serde_json::from_slice(line).context("the daemon sent an event that is not JSON")?;
         let text = match &format {
@@ -82,11 +82,20 @@ pub fn main(paths: &Paths, a: EventsArgs) -> Result<i32> {
             Some(f) => f.render(&[template_fields(event)], &BTreeMap::new(), false)?,
         };
         let mut out = stdout.lock();
-        out.write_all(text.as_bytes())?;
-        out.flush()?;
-        Ok(())
-    })?;
-    Ok(0)
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(anyhow::Error::from)
+    });
+    match result {
+        // `warren events | head -3`: the reader has what it wanted.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(0)
+        }
+        r => r.map(|()| 0),
+    }
 }
 
 /// Docker's `events` line: `TIME TYPE ACTION ID (k=v, …)`.
