@@ -25,7 +25,8 @@
 //! is also parsed as a `-p` spec.
 //!
 //! What must hold, besides not panicking (a panic in any thread aborts):
-//! every answer is JSON; every error is `{"error": "...", "hint": "..."}`
+//! every answer is JSON (an event stream's, a JSON object per line; it
+//! is read for a moment, as it need not end); every error is `{"error": "...", "hint": "..."}`
 //! with a 4xx or 5xx status; and the cleanup leaves the daemon with
 //! `bridge` alone.
 #![no_main]
@@ -46,6 +47,8 @@ use warren::daemon::state::Daemon;
 const MAX_REQUESTS: usize = 8;
 /// Largest answer read back.
 const MAX_ANSWER: usize = 4 << 20;
+/// How long an answer that has not ended is read (an event stream's).
+const EVENT_STREAM_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
@@ -227,11 +230,29 @@ fuzz_target!(|data: &[u8]| {
         let (status, answer) = h.runtime.block_on(async {
             let response = h.router.clone().oneshot(request).await.expect("infallible");
             let status = response.status();
-            let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER)
-                .await
-                .expect("the answer's body");
+            // An event stream (`GET /v1/events`) without an `until` past
+            // does not end by itself: what it sent within a moment.
+            let bytes = tokio::time::timeout(
+                EVENT_STREAM_WAIT,
+                axum::body::to_bytes(response.into_body(), MAX_ANSWER),
+            )
+            .await
+            .map(|b| b.expect("the answer's body"));
             (status, bytes)
         });
+        let Ok(answer) = answer else {
+            assert!(status.is_success(), "{status} to {path:?} never ended");
+            continue;
+        };
+        // An event stream's answer is one JSON object per line.
+        if status.is_success() && path.starts_with("/v1/events") {
+            for line in answer.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let e: Value = serde_json::from_slice(line)
+                    .unwrap_or_else(|e| panic!("an event of {path:?} is not JSON ({e}): {line:?}"));
+                assert!(e["Type"].is_string() && e["Action"].is_string(), "{e}");
+            }
+            continue;
+        }
         let json: Value = serde_json::from_slice(&answer).unwrap_or_else(|e| {
             panic!(
                 "{status} to {path:?} is not JSON ({e}): {:?}",

@@ -8,6 +8,7 @@
 //! hands its work to a blocking thread: the state lock and the setns helper
 //! never stall the runtime.
 
+pub mod events;
 pub mod metrics;
 pub mod ports;
 pub mod types;
@@ -54,6 +55,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/ping", get(ping))
         .route("/v1/cluster", get(cluster_status))
         .route("/metrics", get(metrics))
+        .route("/v1/events", get(events::events))
         .route("/v1/networks", get(list_networks).post(create_network))
         .route("/v1/networks/prune", post(prune_networks))
         .route(
@@ -78,7 +80,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .fallback(|| async {
             ApiError::not_found(
                 "no such API route",
-                "routes are under /v1/: networks, sandboxes",
+                "routes are under /v1/: networks, sandboxes, events",
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -171,52 +171,100 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
-        let sock = self.paths.socket();
         let body = match body {
             Some(b) => serde_json::to_vec(b)?,
             None => Vec::new(),
         };
         self.paths.check_runtime()?;
         self.rt.block_on(async move {
-            let stream = tokio::net::UnixStream::connect(&sock)
-                .await
-                .with_context(|| format!("connecting to {}", sock.display()))?;
-            // Whoever accepted must be us, whatever became of the path
-            // since it was checked; nothing is sent before.
-            let peer = stream
-                .peer_cred()
-                .with_context(|| format!("reading the peer credentials on {}", sock.display()))?;
-            paths::check_peer(&sock, peer.uid(), paths::caller())?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
-            let req = Request::builder()
-                .method(method)
-                .uri(format!("http://warren{path}"))
-                .header("content-type", "application/json")
-                .header("host", "warren")
-                .body(Full::new(Bytes::from(body)))?;
-            let resp = sender.send_request(req).await?;
+            let resp = self.send(method, path, body).await?;
             let status = resp.status();
             let bytes = resp.into_body().collect().await?.to_bytes();
             if !status.is_success() {
-                let body: ErrorBody =
-                    serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
-                        error: format!(
-                            "daemon answered {status}: {}",
-                            String::from_utf8_lossy(&bytes)
-                        ),
-                        hint: String::new(),
-                    });
-                return Err(anyhow!(ApiFailure {
-                    status: status.as_u16(),
-                    body
-                }));
+                return Err(failure(status, &bytes));
             }
             serde_json::from_slice(&bytes)
                 .with_context(|| format!("parsing the daemon's answer to {path}"))
         })
     }
+
+    /// `GET path`, whose answer is newline-delimited: `each` gets every
+    /// line (without its newline) as it arrives, until the daemon ends the
+    /// answer or `each` fails. Lines are bounded by [`MAX_STREAM_LINE`].
+    pub fn stream(&self, path: &str, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        self.paths.check_runtime()?;
+        self.rt.block_on(async move {
+            let resp = self.send(Method::GET, path, Vec::new()).await?;
+            let status = resp.status();
+            if !status.is_success() {
+                let bytes = resp.into_body().collect().await?.to_bytes();
+                return Err(failure(status, &bytes));
+            }
+            let mut body = resp.into_body();
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let Ok(data) = frame?.into_data() else {
+                    continue;
+                };
+                buf.extend_from_slice(&data);
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    each(&line[..pos])?;
+                }
+                if buf.len() > MAX_STREAM_LINE {
+                    bail!("the daemon sent a line longer than {MAX_STREAM_LINE} bytes");
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Connects (checking who answers) and sends one request.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let sock = self.paths.socket();
+        let stream = tokio::net::UnixStream::connect(&sock)
+            .await
+            .with_context(|| format!("connecting to {}", sock.display()))?;
+        // Whoever accepted must be us, whatever became of the path
+        // since it was checked; nothing is sent before.
+        let peer = stream
+            .peer_cred()
+            .with_context(|| format!("reading the peer credentials on {}", sock.display()))?;
+        paths::check_peer(&sock, peer.uid(), paths::caller())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://warren{path}"))
+            .header("content-type", "application/json")
+            .header("host", "warren")
+            .body(Full::new(Bytes::from(body)))?;
+        Ok(sender.send_request(req).await?)
+    }
+}
+
+/// Longest line [`Client::stream`] accepts.
+pub const MAX_STREAM_LINE: usize = 1024 * 1024;
+
+/// The daemon's error answer as an [`ApiFailure`].
+fn failure(status: hyper::StatusCode, bytes: &[u8]) -> anyhow::Error {
+    let body: ErrorBody = serde_json::from_slice(bytes).unwrap_or_else(|_| ErrorBody {
+        error: format!(
+            "daemon answered {status}: {}",
+            String::from_utf8_lossy(bytes)
+        ),
+        hint: String::new(),
+    });
+    anyhow!(ApiFailure {
+        status: status.as_u16(),
+        body
+    })
 }
 
 fn log_tail(path: &Path) -> String {

@@ -16,6 +16,7 @@
 pub mod attach;
 pub mod client;
 pub mod cluster;
+pub mod events;
 pub mod format;
 pub mod lifecycle;
 pub mod network;
@@ -80,6 +81,8 @@ pub enum Command {
     Wait(lifecycle::WaitArgs),
     /// List a sandbox's published ports, or add/rm them: port SANDBOX | port add|rm SANDBOX SPEC...
     Port(port::PortArgs),
+    /// Stream the daemon's lifecycle events (sandboxes, networks, ports)
+    Events(events::EventsArgs),
     /// Attach namespaces a runner made (by process or netns path) to networks
     Attach(attach::AttachArgs),
     /// Take the networks away from attached sandboxes (their processes keep running)
@@ -277,6 +280,7 @@ pub fn main() -> i32 {
         Command::Kill(args) => lifecycle::kill(&paths, args),
         Command::Wait(args) => lifecycle::wait(&paths, args),
         Command::Port(args) => port::main(&paths, args),
+        Command::Events(args) => events::main(&paths, args),
         Command::Attach(args) => attach::attach(&paths, args),
         Command::Detach(args) => attach::detach(&paths, args),
         Command::Slirp4netns(args) => {

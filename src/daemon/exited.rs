@@ -98,6 +98,27 @@ pub fn log_file(logs: &Path, id: &str) -> PathBuf {
     logs.join(format!("{id}.log"))
 }
 
+/// The exit code in sandbox `id`'s status file, waiting up to `max` for
+/// its supervisor to write it (it does just after the process the daemon
+/// watches has ended); `None` at once without a status file (a sandbox
+/// not made by `run`).
+pub fn wait_status(logs: &Path, id: &str, max: std::time::Duration) -> Option<i32> {
+    let path = status_file(logs, id);
+    let deadline = std::time::Instant::now() + max;
+    loop {
+        if !path.exists() {
+            return None;
+        }
+        if let Some(code) = read_status(&path) {
+            return Some(code);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn read_status(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }

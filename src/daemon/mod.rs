@@ -8,7 +8,8 @@
 //! tokio runtime, to peers outside every sandbox ([`peer`]: the others get
 //! 403 to every request). The API is bounded: at most [`MAX_API_CONNECTIONS`]
 //! connections (more are refused), [`API_HEADER_TIMEOUT`] to send headers
-//! and [`API_CONNECTION_TIMEOUT`] for a whole connection, so slow or
+//! and [`API_CONNECTION_TIMEOUT`] for a whole connection (an event stream,
+//! `GET /v1/events`, excepted: see [`crate::api::events`]), so slow or
 //! half-open clients cannot pile up. SIGTERM and SIGINT stop it cleanly; the socket and pid file
 //! are removed on the way out. Before its first thread it confines itself
 //! ([`confine`]: no_new_privs, Landlock, seccomp), after starting the helper
@@ -17,6 +18,7 @@
 
 pub mod confine;
 pub mod error;
+pub mod events;
 pub mod exited;
 pub mod ipam;
 pub mod paths;
@@ -44,7 +46,8 @@ pub const MAX_API_CONNECTIONS: usize = 256;
 /// How long a client may take to send its request headers.
 pub const API_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one API connection may last in all (the slowest request, an
-/// attach, waits at most 15 s for its helper).
+/// attach, waits at most 15 s for its helper). An event stream
+/// (`GET /v1/events`) is exempt: see [`crate::api::events`].
 pub const API_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Test hooks, not for users: `WARREN_API_HEADER_TIMEOUT` and
 /// `WARREN_API_CONNECTION_TIMEOUT` (humantime durations, e.g. `3s`)
@@ -275,19 +278,27 @@ async fn serve(
                 crate::api::forbidden(why)
             }
         };
+        let lease = crate::api::events::StreamLease::default();
+        let router = router.layer(axum::Extension(lease.clone()));
         let service = hyper_util::service::TowerToHyperService::new(router);
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
             // The whole exchange is bounded too: a client that sends its
-            // headers and then trickles (or never sends) its body is cut off.
-            if tokio::time::timeout(connection_timeout, conn)
-                .await
-                .is_err()
-            {
-                debug!("API connection timed out");
+            // headers and then trickles (or never sends) its body is cut
+            // off. An event stream is not (api::events says why).
+            tokio::select! {
+                _ = &mut conn => {}
+                () = tokio::time::sleep(connection_timeout) => {
+                    if lease.streaming() {
+                        let _ = conn.await;
+                    } else {
+                        debug!("API connection timed out");
+                    }
+                }
             }
             drop(slot);
         });

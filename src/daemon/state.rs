@@ -25,6 +25,7 @@ use ipnet::Ipv4Net;
 use tracing::{info, warn};
 
 use super::error::ApiError;
+use super::events::{Events, Kind};
 use super::exited::{self, Exited};
 use super::ipam::{self, Ipam};
 use super::paths::Paths;
@@ -70,6 +71,8 @@ const MODE_NETWORKS: [(&str, &str); 2] = [("host", "host"), ("none", "null")];
 pub const MAX_SANDBOXES: usize = 4096;
 /// Bound on networks per daemon.
 pub const MAX_NETWORKS: usize = 512;
+/// How long the `die` event waits for the sandbox's exit code.
+const EXIT_CODE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 /// Bound on aliases per endpoint.
 const MAX_ALIASES: usize = 64;
 /// The network option naming the process that owns the network: when it
@@ -105,6 +108,8 @@ pub struct Daemon {
     gone_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, PortId)>>>,
     /// The cluster membership, when the daemon is in one.
     cluster: std::sync::OnceLock<crate::cluster::Cluster>,
+    /// Lifecycle events, for `warren events` (see [`events`]).
+    pub events: Events,
 }
 
 #[derive(Default)]
@@ -278,6 +283,7 @@ impl Daemon {
             embedded,
             recovered: Mutex::new(Vec::new()),
             publish_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            events: Events::new(),
         };
         {
             let mut st = daemon.lock();
@@ -416,6 +422,12 @@ impl Daemon {
         };
         net.owner = owner;
         info!(network = %name, subnet = %net.def.subnet, "network created");
+        self.events.emit(
+            Kind::Network,
+            "create",
+            &net.def.id,
+            &[("name", &name), ("type", "bridge")],
+        );
         st.networks.insert(name.clone(), net);
         self.publish_names(&st);
         self.publish_local_subnets(&st);
@@ -515,6 +527,12 @@ impl Daemon {
             )) {
                 Ok(()) => {
                     info!(network = %def.name, subnet = %def.subnet, vni = ?def.vni, "overlay network created in the cluster store");
+                    self.events.emit(
+                        Kind::Network,
+                        "create",
+                        &def.id,
+                        &[("name", &def.name), ("type", "overlay")],
+                    );
                     let name = def.name.clone();
                     self.adopt_overlay(def);
                     let st = self.lock();
@@ -765,7 +783,14 @@ impl Daemon {
             return self.remove_overlay(def);
         }
         self.store.remove(&name)?;
-        st.networks.remove(&name);
+        if let Some(n) = st.networks.remove(&name) {
+            self.events.emit(
+                Kind::Network,
+                "destroy",
+                &n.def.id,
+                &[("name", &name), ("type", "bridge")],
+            );
+        }
         self.publish_local_subnets(&st);
         info!(network = %name, "network removed");
         Ok(name)
@@ -807,6 +832,12 @@ impl Daemon {
             st.networks.remove(&def.name);
         }
         info!(network = %def.name, "overlay network removed");
+        self.events.emit(
+            Kind::Network,
+            "destroy",
+            &def.id,
+            &[("name", &def.name), ("type", "overlay")],
+        );
         Ok(def.name)
     }
 
@@ -1055,6 +1086,7 @@ impl Daemon {
         );
         self.publish_names(&st);
         self.save_record(&st, &id);
+        self.emit_created(&st, &id);
         Ok(Created {
             answer: SandboxCreated {
                 id,
@@ -1238,12 +1270,14 @@ impl Daemon {
         let mut eps = eps;
         self.add_ports(&st, &name, &mut eps, fds);
         let ifname = eps.first().map(|e| e.ifname.clone()).unwrap_or_default();
+        let net = eps.first().map(|e| e.network.clone()).unwrap_or_default();
         if let Some(s) = st.sandboxes.get_mut(&id) {
             s.endpoints.extend(eps);
         }
         self.refresh_files(&st, &id);
         self.publish_names(&st);
         info!(sandbox = %name, network, ifname = %ifname, "connected");
+        self.emit_endpoint(&st, "connect", (&id, &name), &net);
         Ok(ifname)
     }
 
@@ -1309,10 +1343,12 @@ impl Daemon {
             }
             let (name, target) = (s.name.clone(), s.target.clone());
             stop_forwards(&st, &unpublished);
+            emit_ports(&self.events, "unpublish", &id, &name, &unpublished);
             release_endpoints(&mut st, std::slice::from_ref(&ep));
             self.refresh_files(&st, &id);
             self.publish_names(&st);
             info!(sandbox = %name, network = %net, ifname = %ep.ifname, "disconnected");
+            self.emit_endpoint(&st, "disconnect", (&id, &name), &net);
             (name, target, reroute)
         };
         if let Some(route) = reroute {
@@ -1663,6 +1699,8 @@ impl Daemon {
                     let e = st.exited.remove(&id).expect("found");
                     exited::remove_files(&self.paths.exited_dir(), &self.paths.logs_dir(), &id);
                     info!(sandbox = %e.name, id = %&id[..12], "exited sandbox removed");
+                    self.events
+                        .emit(Kind::Sandbox, "destroy", &id, &[("name", &e.name)]);
                     return Ok(e.name);
                 }
             }
@@ -1689,9 +1727,22 @@ impl Daemon {
                 }
             }
         }
+        let code = match attached {
+            false => exited::wait_status(&self.paths.logs_dir(), &id, EXIT_CODE_WAIT),
+            true => None,
+        };
         {
             let mut st = self.lock();
-            self.forget_locked(&mut st, &id);
+            if let Some(s) = self.forget_locked(&mut st, &id) {
+                match attached {
+                    true => self.emit_gone(&st, &s, None, "detach"),
+                    false => self.emit_gone(&st, &s, code, "die"),
+                }
+            }
+            if !attached {
+                self.events
+                    .emit(Kind::Sandbox, "destroy", &id, &[("name", &name)]);
+            }
             if !attached {
                 // Its exit may have been recorded since the lookup above (the
                 // kill, or an exit of its own, raced the watcher): rm removes
@@ -1922,6 +1973,7 @@ impl Daemon {
         let bound = self.bind_ports(&st, &name, &eps, &maps)?;
         let ports = self.start_forwards(&st, &name, &eps, bound);
         let added = mappings(&ports);
+        emit_ports(&self.events, "publish", &id, &name, &ports);
         if let Some(s) = st.sandboxes.get_mut(&id) {
             s.ports.extend(ports);
         }
@@ -1963,6 +2015,7 @@ impl Daemon {
         stop_forwards(&st, &gone);
         self.save_record(&st, &id);
         info!(sandbox = %name, ports = gone.len(), "ports unpublished");
+        emit_ports(&self.events, "unpublish", &id, &name, &gone);
         Ok(mappings(&gone))
     }
 
@@ -2230,16 +2283,22 @@ impl Daemon {
         self.refresh_files(&st, &id);
         self.publish_names(&st);
         info!(sandbox = %name, network, ifname = %ep.ifname, "interface vanished; endpoint freed");
+        emit_ports(&self.events, "unpublish", &id, &name, &unpublished);
+        self.emit_endpoint(&st, "disconnect", (&id, &name), network);
     }
 
     /// The sandbox's process ended: its endpoints are freed, and a `run`
     /// sandbox (not `--rm`) is kept as exited until `rm`, in one step
     /// under the lock, so it is never missing from both lists.
     pub fn sandbox_exited(&self, id: &str) {
+        // The supervisor writes the code just after the process the
+        // watcher saw end: wait for it a moment, for the `die` event.
+        let code = exited::wait_status(&self.paths.logs_dir(), id, EXIT_CODE_WAIT);
         let mut st = self.lock();
         let Some(s) = self.forget_locked(&mut st, id) else {
             return;
         };
+        self.emit_gone(&st, &s, code, "die");
         if !s.attached {
             let networks = s.endpoints.iter().map(|e| e.network.clone()).collect();
             let mut e = Exited::now(
@@ -2259,6 +2318,10 @@ impl Daemon {
                 }
             }
             self.keep_exited(&mut st, e, s.auto_remove);
+            if s.auto_remove {
+                self.events
+                    .emit(Kind::Sandbox, "destroy", &s.id, &[("name", &s.name)]);
+            }
         }
         drop(st);
         info!(sandbox = %s.name, id = %&s.id[..12], "sandbox exited, endpoints freed");
@@ -2296,8 +2359,61 @@ impl Daemon {
         let Some(s) = self.forget_locked(&mut st, id) else {
             return;
         };
+        self.emit_gone(&st, &s, None, "detach");
         drop(st);
         info!(sandbox = %s.name, id = %&s.id[..12], why, "sandbox gone, endpoints freed");
+    }
+
+    /// The events of a sandbox's creation: `create`, a `connect` per
+    /// endpoint and `start` for `run`; `attach` and the `connect`s for a
+    /// runner's sandbox.
+    fn emit_created(&self, st: &State, id: &str) {
+        let Some(s) = st.sandboxes.get(id) else {
+            return;
+        };
+        let name = [("name", s.name.as_str())];
+        if !s.attached {
+            self.events.emit(Kind::Sandbox, "create", id, &name);
+        } else {
+            self.events.emit(Kind::Sandbox, "attach", id, &name);
+        }
+        for ep in &s.endpoints {
+            self.emit_endpoint(st, "connect", (id, &s.name), &ep.network);
+        }
+        emit_ports(&self.events, "publish", id, &s.name, &s.ports);
+        if !s.attached {
+            self.events.emit(Kind::Sandbox, "start", id, &name);
+        }
+    }
+
+    /// The events of a sandbox's end: `action` (`die`, with the exit code
+    /// when known, or `detach`), then a `disconnect` per endpoint freed.
+    fn emit_gone(&self, st: &State, s: &Sandbox, code: Option<i32>, action: &str) {
+        let code = code.map(|c| c.to_string());
+        let mut attrs = vec![("name", s.name.as_str())];
+        if let Some(c) = &code {
+            attrs.push(("exitCode", c));
+        }
+        self.events.emit(Kind::Sandbox, action, &s.id, &attrs);
+        emit_ports(&self.events, "unpublish", &s.id, &s.name, &s.ports);
+        for ep in &s.endpoints {
+            self.emit_endpoint(st, "disconnect", (&s.id, &s.name), &ep.network);
+        }
+    }
+
+    /// A network `connect` or `disconnect` of `sandbox` (id, name).
+    fn emit_endpoint(&self, st: &State, action: &str, sandbox: (&str, &str), network: &str) {
+        let net_id = st.networks.get(network).map_or("", |n| n.def.id.as_str());
+        self.events.emit(
+            Kind::Network,
+            action,
+            net_id,
+            &[
+                ("name", network),
+                ("container", sandbox.0),
+                ("sandbox", sandbox.1),
+            ],
+        );
     }
 
     /// [`Daemon::forget_sandbox`]'s work, under the caller's lock.
@@ -2308,6 +2424,28 @@ impl Daemon {
         self.publish_names(st);
         let _ = std::fs::remove_dir_all(self.paths.sandbox_dir(id));
         Some(s)
+    }
+}
+
+/// A `publish` or `unpublish` event per port mapping of sandbox `(id, name)`.
+fn emit_ports(events: &Events, action: &str, id: &str, name: &str, ports: &[Published]) {
+    for p in ports {
+        let m = &p.mapping;
+        let host = m.host_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let host_port = m.host_port.unwrap_or(0).to_string();
+        let port = format!("{}/{}", m.port, m.proto);
+        events.emit(
+            Kind::Port,
+            action,
+            id,
+            &[
+                ("name", name),
+                ("network", &p.network),
+                ("port", &port),
+                ("hostIP", &host),
+                ("hostPort", &host_port),
+            ],
+        );
     }
 }
 
