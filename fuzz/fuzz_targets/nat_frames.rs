@@ -21,7 +21,9 @@
 //! frames the engine gets a TCP forward (127.0.0.1:8080 to the sandbox's
 //! port 80) and a UDP one (8053 to 53), and a host client from a fixed port
 //! connects to each and sends a little, so the frames can play the
-//! sandbox's server side.
+//! sandbox's server side; 5, `host-loopback=unreachable` (slirp4netns's
+//! `--disable-host-loopback`: TCP to the gateway gets ICMP net
+//! unreachable) instead of bit 0.
 //!
 //! The frames come straight in, with no switch in front checking their
 //! source, so the engine has to hold on its own. smoltcp is seeded with a
@@ -286,7 +288,9 @@ fuzz_target!(init: isolate(), |data: &[u8]| {
             total: 32,
         }),
         host_loopback: true,
-        gateway_loopback: mode & 1 != 0,
+        gateway_loopback: mode & 1 != 0 && mode & 32 == 0,
+        // slirp4netns's --disable-host-loopback answers (bit 5).
+        gateway_unreachable: mode & 32 != 0,
         dns_on_gateway: true,
         outbound: None,
     };
