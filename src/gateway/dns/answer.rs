@@ -107,6 +107,35 @@ pub struct Reply {
     pub truncated: bool,
 }
 
+impl Reply {
+    /// SERVFAIL for `query`, cut to `limit`.
+    pub fn servfail(query: &Message, limit: u16) -> Reply {
+        Reply {
+            bytes: error_answer(query, ResponseCode::ServFail, limit),
+            rcode: ResponseCode::ServFail,
+            local: false,
+            malformed: false,
+            truncated: false,
+        }
+    }
+
+    /// What the client of a forwarded `query` gets: the upstream's answer
+    /// made to fit `limit` ([`fit_forwarded`]), or SERVFAIL when there is
+    /// none or it has no readable header.
+    pub fn forwarded<E>(query: &Message, upstream: Result<Vec<u8>, E>, limit: u16) -> Reply {
+        match upstream.map(|a| fit_forwarded(query, a, limit)) {
+            Ok(Some((bytes, rcode, truncated))) => Reply {
+                bytes,
+                rcode,
+                local: false,
+                malformed: false,
+                truncated,
+            },
+            Ok(None) | Err(_) => Reply::servfail(query, limit),
+        }
+    }
+}
+
 /// A query for the upstream resolvers.
 #[derive(Debug)]
 pub struct Forward {

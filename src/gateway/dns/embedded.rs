@@ -65,7 +65,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use hickory_proto::op::ResponseCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{oneshot, Semaphore};
@@ -73,8 +72,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, trace, warn};
 
 use super::answer::{
-    answer, error_answer, fit_forwarded, Action, Forward, Reply, Request, Rng, Transport,
-    MAX_QUERY, MAX_UDP_ANSWER,
+    answer, Action, Forward, Reply, Request, Rng, Transport, MAX_QUERY, MAX_UDP_ANSWER,
 };
 use super::fair::{ClientKey, MAX_PENDING_PER_CLIENT};
 use super::forward::{ForwardError, ForwardJob, Forwarder};
@@ -282,33 +280,13 @@ impl Ctx {
         if matches!(result, Err(ForwardError::Overloaded)) {
             asker.counters.limited.fetch_add(1, Relaxed);
         }
-        match result.map(|a| fit_forwarded(&query, a, limit)) {
-            Ok(Some((bytes, rcode, truncated))) => Reply {
-                bytes,
-                rcode,
-                local: false,
-                malformed: false,
-                truncated,
-            },
-            Ok(None) | Err(_) => servfail_for(&query, limit),
-        }
+        Reply::forwarded(&query, result, limit)
     }
 }
 
 /// SERVFAIL for a query that was to be forwarded.
 fn servfail(forward: &Forward) -> Reply {
-    servfail_for(&forward.query, forward.limit)
-}
-
-/// SERVFAIL for `query`, cut to `limit`.
-fn servfail_for(query: &hickory_proto::op::Message, limit: u16) -> Reply {
-    Reply {
-        bytes: error_answer(query, ResponseCode::ServFail, limit),
-        rcode: ResponseCode::ServFail,
-        local: false,
-        malformed: false,
-        truncated: false,
-    }
+    Reply::servfail(&forward.query, forward.limit)
 }
 
 /// The UDP task: one query per datagram; forwarded ones wait on tasks of
@@ -492,6 +470,7 @@ async fn read_message(stream: &mut TcpStream) -> Result<Option<Vec<u8>>, ()> {
 mod tests {
     use super::*;
     use crate::gateway::dns::{EndpointInfo, NetworkInfo, SandboxInfo};
+    use hickory_proto::op::ResponseCode;
     use hickory_proto::op::{Message, Query};
     use hickory_proto::rr::{Name, RData, RecordType};
     use std::str::FromStr;

@@ -50,7 +50,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::Message;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
@@ -58,8 +58,7 @@ use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 use tracing::{debug, trace, warn};
 
 use super::answer::{
-    answer, error_answer, fit_forwarded, Action, Reply, Request, Rng, Transport, MAX_QUERY,
-    MAX_UDP_ANSWER, MIN_UDP_ANSWER,
+    answer, Action, Reply, Request, Rng, Transport, MAX_QUERY, MAX_UDP_ANSWER, MIN_UDP_ANSWER,
 };
 use super::fair::{Admit, Shares, MAX_PENDING_PER_CLIENT};
 use super::forward::{ForwardError, ForwardResult};
@@ -324,17 +323,7 @@ impl DnsServer {
         if matches!(result, Err(ForwardError::Overloaded)) {
             self.counters.limited.fetch_add(1, Relaxed);
         }
-        let reply = match result.map(|answer| fit_forwarded(&pending.query, answer, pending.limit))
-        {
-            Ok(Some((bytes, rcode, truncated))) => Reply {
-                bytes,
-                rcode,
-                local: false,
-                malformed: false,
-                truncated,
-            },
-            Ok(None) | Err(_) => servfail(&pending),
-        };
+        let reply = Reply::forwarded(&pending.query, result, pending.limit);
         self.count_reply(&reply);
         self.deliver(now, pending.client, reply.bytes, sockets);
     }
@@ -471,7 +460,7 @@ impl DnsServer {
             }
             Action::Forward(forward) => {
                 let Some(timeout) = self.forward_timeout else {
-                    let reply = servfail_for(&forward.query, forward.limit);
+                    let reply = Reply::servfail(&forward.query, forward.limit);
                     self.count_reply(&reply);
                     return self.deliver(now, client, reply.bytes, sockets);
                 };
@@ -482,7 +471,7 @@ impl DnsServer {
                     Admit::No => {
                         trace!(network = %self.network, %asker, "dns: over its share of pending queries");
                         self.counters.limited.fetch_add(1, Relaxed);
-                        let reply = servfail_for(&forward.query, forward.limit);
+                        let reply = Reply::servfail(&forward.query, forward.limit);
                         self.count_reply(&reply);
                         return self.deliver(now, client, reply.bytes, sockets);
                     }
@@ -629,17 +618,7 @@ impl DnsServer {
 }
 
 fn servfail(pending: &Pending) -> Reply {
-    servfail_for(&pending.query, pending.limit)
-}
-
-fn servfail_for(query: &Message, limit: u16) -> Reply {
-    Reply {
-        bytes: error_answer(query, ResponseCode::ServFail, limit),
-        rcode: ResponseCode::ServFail,
-        local: false,
-        malformed: false,
-        truncated: false,
-    }
+    Reply::servfail(&pending.query, pending.limit)
 }
 
 /// The IPv4 address of `addr` (the only kind while warren is IPv4-only).
@@ -752,6 +731,7 @@ mod tests {
     use crate::gateway::testutil::{arp_request, parse_udp, udp};
     use crate::gateway::{Gateway, GatewayConfig};
     use hickory_proto::op::Query;
+    use hickory_proto::op::ResponseCode;
     use hickory_proto::rr::{Name, RData, RecordType};
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{
