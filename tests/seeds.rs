@@ -18,6 +18,15 @@ use std::time::Duration;
 use common::terminal::typing_on_a_terminal;
 use common::{tool, Env};
 
+/// `warren ARGS` on a terminal of the test's, typing `input` (see
+/// [`typing_on_a_terminal`]); its output and what was left in the input.
+fn warren_typing(env: &Env, args: &[&str], input: &str) -> (String, String) {
+    let warren = common::warren_bin();
+    let mut argv = vec![warren.as_str()];
+    argv.extend_from_slice(args);
+    typing_on_a_terminal(env, &argv, input)
+}
+
 /// `curl -s 127.0.0.1:PORT` from the host.
 fn http_get(port: u16) -> String {
     let mut s = std::net::TcpStream::connect_timeout(
@@ -100,9 +109,9 @@ fn seed_000_the_container_network_model() {
 
     // $ docker run -ti --net dev alpine sh
     // / # ping es
-    let (out, _) = typing_on_a_terminal(
+    let (out, _) = warren_typing(
         &env,
-        &[&common::warren_bin(), "run", "-ti", "--net", "dev", "sh"],
+        &["run", "-ti", "--net", "dev", "sh"],
         "ping -c 1 es\\nexit\\n",
     );
     assert!(out.contains(&format!("PING es ({es})")), "{out}");
@@ -256,9 +265,7 @@ fn seed_000_the_container_network_model() {
          ping -c 1 -W 1 es >{d}/s3 2>&1; echo rc=$? >>{d}/s3; mv {d}/s3 {d}/step3; exit\\n"
     );
     let shell = std::thread::scope(|scope| {
-        let shell = scope.spawn(|| {
-            typing_on_a_terminal(&env, &[&common::warren_bin(), "run", "-ti", "sh"], &script)
-        });
+        let shell = scope.spawn(|| warren_typing(&env, &["run", "-ti", "sh"], &script));
         let gate = |name: &str| {
             let f = env.dir.join(name);
             std::fs::write(&f, "").unwrap();
@@ -298,18 +305,9 @@ fn seed_000_the_container_network_model() {
 
     // $ docker run -ti --net prod --net-alias hello alpine
     // / # drill -t ptr 3.0.21.172.in-addr.arpa   →   PTR hello.prod.
-    let (out, _) = typing_on_a_terminal(
+    let (out, _) = warren_typing(
         &env,
-        &[
-            &common::warren_bin(),
-            "run",
-            "-ti",
-            "--net",
-            "prod",
-            "--net-alias",
-            "hello",
-            "sh",
-        ],
+        &["run", "-ti", "--net", "prod", "--net-alias", "hello", "sh"],
         "ip=$(ip -o -4 addr show eth0 | sed 's/.*inet \\\\([0-9.]*\\\\).*/\\\\1/'); \
          echo PTR=$(dig +short -x $ip); exit\\n",
     );
@@ -394,10 +392,9 @@ fn seed_002_custom_networks_and_connect() {
     assert!(names.contains(&"tomcat01"), "{info}");
     // # docker exec -it tomcat01 ping tomcat-net-01
     // PING tomcat-net-01 (192.168.0.2) … from tomcat-net-01.mynet (192.168.0.2)
-    let (out, _) = typing_on_a_terminal(
+    let (out, _) = warren_typing(
         &env,
         &[
-            &common::warren_bin(),
             "exec",
             "-it",
             "tomcat01",
@@ -415,10 +412,9 @@ fn seed_002_custom_networks_and_connect() {
     );
     // # docker exec -it tomcat02 ping tomcat-net-01
     // ping: tomcat-net-01: Name or service not known
-    let (out, _) = typing_on_a_terminal(
+    let (out, _) = warren_typing(
         &env,
         &[
-            &common::warren_bin(),
             "exec",
             "-it",
             "tomcat02",
@@ -465,9 +461,9 @@ fn seed_004_links_none_and_connect() {
     ]);
     let test1 = env.ip("test1", "bridge");
     // $ docker exec -it test2 /bin/sh;  / # ping test1
-    let (out, _) = typing_on_a_terminal(
+    let (out, _) = warren_typing(
         &env,
-        &[&common::warren_bin(), "exec", "-it", "test2", "/bin/sh"],
+        &["exec", "-it", "test2", "/bin/sh"],
         "ping -c 1 test1; exit\\n",
     );
     assert!(out.contains(&format!("PING test1 ({test1})")), "{out}");
@@ -507,18 +503,9 @@ fn seed_004_links_none_and_connect() {
     env.ok(&["network", "connect", "my-bridge", "test2"]);
     // $ docker exec -it test2 ping test3
     let test3 = env.ip("test3", "my-bridge");
-    let (out, _) = typing_on_a_terminal(
+    let (out, _) = warren_typing(
         &env,
-        &[
-            &common::warren_bin(),
-            "exec",
-            "-it",
-            "test2",
-            "ping",
-            "-c",
-            "1",
-            "test3",
-        ],
+        &["exec", "-it", "test2", "ping", "-c", "1", "test3"],
         "",
     );
     assert!(out.contains(&format!("PING test3 ({test3})")), "{out}");
@@ -535,9 +522,9 @@ fn seed_004_links_none_and_connect() {
         "sleep",
         "600",
     ]);
-    let (out, _) = typing_on_a_terminal(
+    let (out, _) = warren_typing(
         &env,
-        &[&common::warren_bin(), "exec", "-it", "test4", "/bin/sh"],
+        &["exec", "-it", "test4", "/bin/sh"],
         "ip -o link show | cut -d: -f2; exit\\n",
     );
     let links: Vec<&str> = out
@@ -557,18 +544,9 @@ fn seed_003_host_mode_and_a_bridge_of_ones_own() {
     let env = Env::new();
     // # docker run -it --net host --name C1 alpine sh;  / # ip a
     let host_links = common::world::root(&["ip", "-o", "link", "show"]);
-    let (out, _) = typing_on_a_terminal(
+    let (out, _) = warren_typing(
         &env,
-        &[
-            &common::warren_bin(),
-            "run",
-            "-it",
-            "--net",
-            "host",
-            "--name",
-            "C1",
-            "sh",
-        ],
+        &["run", "-it", "--net", "host", "--name", "C1", "sh"],
         "ip -o link show | wc -l; exit\\n",
     );
     let count = host_links.lines().count().to_string();
